@@ -1,0 +1,56 @@
+"""Packaging for plausible-wsgi. Tool configuration lives in pyproject.toml."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="plausible-wsgi",
+    version="0.1.0",
+    description="Server-side Plausible Analytics for Python WSGI applications",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["plausible_wsgi", "plausible_wsgi.*"]),
+    package_data={"plausible_wsgi": ["py.typed", "receiver/static/*"]},
+    include_package_data=True,
+    install_requires=[
+        "werkzeug>=2.2",
+        "requests>=2.28",
+        "pybreaker>=1.0",
+        "retrying>=1.4",
+    ],
+    extras_require={
+        "flask": ["flask>=2.2"],
+        "django": ["django>=4.2"],
+        "dev": [
+            "pytest>=7.4",
+            "pytest-timeout>=2.1",
+            "hypothesis>=6.80",
+            "mypy>=1.8",
+            "ruff>=0.5",
+            "types-requests",
+            "flask>=2.2",
+            "django>=4.2",
+            "gunicorn>=21.2",
+            "waitress>=2.1",
+        ],
+    },
+    entry_points={
+        "console_scripts": ["plausible-wsgi = plausible_wsgi.cli:main"],
+    },
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Framework :: Flask",
+        "Framework :: Django",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: MIT License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",
+        "Typing :: Typed",
+    ],
+)
