@@ -1,0 +1,43 @@
+"""Server-side Plausible Analytics for WSGI applications.
+
+Wrap your app once and every page view a person would count is recorded with the
+visitor's URL, referrer, User-Agent and IP; call ``collector.track(...)`` in
+handlers for goals, props and revenue. Delivery happens in the background: buffered,
+concurrent, retried, circuit-broken, flushed at exit and safe across ``fork()``.
+
+Usage::
+
+    import plausible_wsgi as pw
+
+    collector = pw.PlausibleCollector("example.com")
+    app.wsgi_app = pw.PlausibleMiddleware(app.wsgi_app, collector)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from .collector import Collector, PlausibleCollector
+from .config import CircuitBreakerConfig, RetryConfig
+from .errors import ConfigurationError, InvalidEventError, PlausibleError
+from .events import Event, EventKind, Revenue
+from .stats import CollectorStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CircuitBreakerConfig",
+    "Collector",
+    "CollectorStats",
+    "ConfigurationError",
+    "Event",
+    "EventKind",
+    "InvalidEventError",
+    "PlausibleCollector",
+    "PlausibleError",
+    "RetryConfig",
+    "Revenue",
+    "__version__",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

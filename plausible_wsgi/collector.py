@@ -1,0 +1,360 @@
+"""Collectors: where events go.
+
+:class:`Collector` is the protocol the middleware talks to; :class:`Tracker` gives any
+collector the ``track*`` methods (which pick up the current request's visitor data);
+:class:`PlausibleCollector` delivers to Plausible through the
+:class:`~plausible_wsgi.delivery.DeliveryEngine`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Optional, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from ._log import RateLimitedLog
+from .config import CircuitBreakerConfig, RetryConfig
+from .context import current_request
+from .delivery import DeliveryEngine
+from .errors import ConfigurationError, InvalidEventError
+from .events import Event, EventKind, encode_event, make_event, validate_event
+from .stats import CollectorStats, DropReason
+from .transport import HttpTransport, Outcome
+
+__all__ = ["Collector", "PlausibleCollector", "Tracker"]
+
+_DEFAULT_RETRY = RetryConfig()
+_DEFAULT_BREAKER = CircuitBreakerConfig()
+# Names with a meaning of their own at Plausible: a custom event must not use them.
+_RESERVED_NAMES = frozenset({"pageview", "engagement"})
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """What :class:`~plausible_wsgi.PlausibleMiddleware` needs from a collector."""
+
+    #: A short label for logs and ``stats()`` reports.
+    name: str
+
+    def collect(self, event: Event) -> bool:
+        """Accept one event; never raises for delivery problems. False when dropped."""
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Deliver what is buffered; True when all of it settled in time."""
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, flush, release resources. Idempotent."""
+
+    def stats(self) -> CollectorStats:
+        """A snapshot of the collector's counters."""
+
+
+class Tracker:
+    """The ``track*`` methods, on top of a collector's validated-event entry point.
+
+    Inside a request handled by :class:`~plausible_wsgi.PlausibleMiddleware`, ``url``,
+    ``referrer``, ``user_agent`` and ``client_ip`` default to the current request's.
+    """
+
+    def _accept(self, event: Event) -> bool:
+        raise NotImplementedError
+
+    def track(
+        self,
+        name: str,
+        *,
+        props: Optional[object] = None,
+        revenue: Optional[object] = None,
+        interactive: bool = True,
+        url: Optional[str] = None,
+        referrer: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        client_ip: Optional[str] = None,
+    ) -> bool:
+        """Record a custom event (a goal in Plausible).
+
+        :param props: custom properties; values str/int/float/bool, ``None`` omitted.
+        :param revenue: a :class:`~plausible_wsgi.Revenue` for revenue goals.
+        :param interactive: ``False`` keeps the event out of the bounce rate.
+        :returns: True when queued, False when dropped (closed).
+        :raises InvalidEventError: for input Plausible would reject or mangle.
+        """
+        if name in _RESERVED_NAMES:
+            raise InvalidEventError(
+                "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
+            )
+        request = current_request()
+        if request is not None:
+            url = request.url if url is None else url
+            referrer = request.referrer if referrer is None else referrer
+            user_agent = request.user_agent if user_agent is None else user_agent
+            client_ip = request.client_ip if client_ip is None else client_ip
+        return self._accept(
+            make_event(
+                EventKind.CUSTOM,
+                name,
+                url=url,
+                referrer=referrer,
+                props=props,
+                revenue=revenue,
+                interactive=interactive,
+                user_agent=user_agent,
+                client_ip=client_ip,
+            )
+        )
+
+    def track_pageview(
+        self,
+        *,
+        url: Optional[str] = None,
+        referrer: Optional[str] = None,
+        props: Optional[object] = None,
+        user_agent: Optional[str] = None,
+        client_ip: Optional[str] = None,
+    ) -> bool:
+        """Record a page view (Plausible event name ``pageview``)."""
+        request = current_request()
+        if request is not None:
+            url = request.url if url is None else url
+            referrer = request.referrer if referrer is None else referrer
+            user_agent = request.user_agent if user_agent is None else user_agent
+            client_ip = request.client_ip if client_ip is None else client_ip
+        return self._accept(
+            make_event(
+                EventKind.PAGEVIEW,
+                "pageview",
+                url=url,
+                referrer=referrer,
+                props=props,
+                user_agent=user_agent,
+                client_ip=client_ip,
+            )
+        )
+
+    def track_action(
+        self,
+        name: str,
+        *,
+        props: Optional[object] = None,
+        url: Optional[str] = None,
+        user_agent: Optional[str] = None,
+        client_ip: Optional[str] = None,
+    ) -> bool:
+        """Record something the server did for the visitor (``interactive: false``)."""
+        if name in _RESERVED_NAMES:
+            raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
+        request = current_request()
+        referrer = None
+        if request is not None:
+            url = request.url if url is None else url
+            referrer = request.referrer
+            user_agent = request.user_agent if user_agent is None else user_agent
+            client_ip = request.client_ip if client_ip is None else client_ip
+        return self._accept(
+            make_event(
+                EventKind.ACTION,
+                name,
+                url=url,
+                referrer=referrer,
+                props=props,
+                interactive=False,
+                user_agent=user_agent,
+                client_ip=client_ip,
+            )
+        )
+
+
+_DOMAIN_PART = re.compile(r"[\w.-]+(?::\d+)?(?:/[\w.~%/-]*)?")
+
+
+def _check_domain(domain: object) -> str:
+    if not isinstance(domain, str) or not domain.strip():
+        raise ConfigurationError(f"domain must be a non-empty string, got {domain!r}")
+    if "://" in domain:
+        raise ConfigurationError(
+            f"domain is the site as registered in Plausible (e.g. 'example.com'), "
+            f"not a URL: {domain!r}"
+        )
+    parts = [part.strip() for part in domain.split(",")]
+    for part in parts:
+        if not _DOMAIN_PART.fullmatch(part):
+            raise ConfigurationError(f"domain is not a valid site domain: {domain!r}")
+    return ",".join(parts)
+
+
+def _check_endpoint(endpoint: object) -> str:
+    if not isinstance(endpoint, str):
+        raise ConfigurationError(f"endpoint must be a string URL, got {endpoint!r}")
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"endpoint must be an http(s) URL such as 'https://plausible.io', got {endpoint!r}"
+        )
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"endpoint must not have a query or fragment: {endpoint!r}")
+    base = endpoint.rstrip("/")
+    if base.endswith("/api/event"):
+        raise ConfigurationError(
+            f"endpoint is the base URL of the instance, without '/api/event': {endpoint!r}"
+        )
+    return base
+
+
+def _check_count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+class PlausibleCollector(Tracker):
+    """Delivers events to Plausible Cloud or a self-hosted Plausible.
+
+    - One ``POST {endpoint}/api/event`` per event (Plausible has no batch endpoint),
+      JSON with long keys, the visitor's ``User-Agent`` and ``X-Forwarded-For``.
+    - Events are buffered (bounded, oldest dropped first) and sent when ``batch_size``
+      are waiting or ``flush_interval`` has passed, by up to ``max_workers`` concurrent
+      POSTs with retry and a circuit breaker. ``track()`` never blocks on the network.
+    - Threads start on first use, survive ``fork()``, and the buffer is flushed at
+      interpreter exit within ``shutdown_timeout``.
+
+    :param domain: the site as registered in Plausible, e.g. ``"example.com"``.
+    :param endpoint: base URL of the instance (no ``/api/event``).
+    :param batch_size: flush when this many events are buffered ...
+    :param flush_interval: ... or when this many seconds have passed.
+    :param max_queue_size: bound of the buffer, in events.
+    :param max_workers: concurrent POSTs.
+    :param timeout: seconds to connect and seconds to wait for an answer, per POST.
+    :param retry: a :class:`RetryConfig`; ``None`` disables retry.
+    :param circuit_breaker: a :class:`CircuitBreakerConfig`; ``None`` disables it.
+    :param shutdown_timeout: bound, in seconds, on the flush in ``close()`` and at exit.
+    :param ca_bundle: CA bundle path for a self-hosted instance with a private CA.
+
+    Usage::
+
+        collector = PlausibleCollector("example.com")
+        app.wsgi_app = PlausibleMiddleware(app.wsgi_app, collector)
+
+        @app.post("/signup")
+        def signup():
+            collector.track("Signup", props={"plan": "pro"})
+    """
+
+    def __init__(
+        self,
+        domain: str,
+        *,
+        endpoint: str = "https://plausible.io",
+        batch_size: int = 10,
+        flush_interval: float = 5.0,
+        max_queue_size: int = 10_000,
+        max_workers: int = 4,
+        timeout: float = 10.0,
+        retry: Optional[RetryConfig] = _DEFAULT_RETRY,
+        circuit_breaker: Optional[CircuitBreakerConfig] = _DEFAULT_BREAKER,
+        shutdown_timeout: float = 5.0,
+        ca_bundle: Optional[str] = None,
+    ) -> None:
+        #: The Plausible site every event is recorded on.
+        self.domain = _check_domain(domain)
+        #: Base URL of the Plausible instance.
+        self.endpoint = _check_endpoint(endpoint)
+        if retry is not None and not isinstance(retry, RetryConfig):
+            raise ConfigurationError(f"retry must be a RetryConfig or None, got {retry!r}")
+        if circuit_breaker is not None and not isinstance(circuit_breaker, CircuitBreakerConfig):
+            raise ConfigurationError(
+                f"circuit_breaker must be a CircuitBreakerConfig or None, got {circuit_breaker!r}"
+            )
+        self.name = f"plausible:{self.domain}"
+        self._transport = HttpTransport(
+            self.endpoint,
+            timeout=_check_seconds("timeout", timeout),
+            max_connections=_check_count("max_workers", max_workers),
+            ca_bundle=ca_bundle,
+            max_retry_after=(retry or _DEFAULT_RETRY).max_retry_after,
+        )
+        self._rejections = RateLimitedLog()
+        self._engine: DeliveryEngine[Event] = DeliveryEngine(
+            self._send,
+            name=self.name,
+            batch_size=_check_count("batch_size", batch_size),
+            flush_interval=_check_seconds("flush_interval", flush_interval),
+            max_queue_size=_check_count("max_queue_size", max_queue_size),
+            max_workers=max_workers,
+            retry=retry,
+            circuit_breaker=circuit_breaker,
+            shutdown_timeout=_check_seconds("shutdown_timeout", shutdown_timeout),
+            on_abort=self._transport.abort,
+            on_fork=self._transport.reset,
+        )
+
+    def __repr__(self) -> str:
+        return f"PlausibleCollector({self.domain!r}, endpoint={self.endpoint!r})"
+
+    def _send(self, event: Event) -> Outcome:
+        body = encode_event(event, self.domain)
+        response = self._transport.send(body, event.user_agent, event.client_ip)
+        if response.outcome is Outcome.REJECTED:
+            self._rejections.log(
+                logging.WARNING,
+                f"rejected:{response.status}",
+                "%s: Plausible rejected an event (HTTP %d): %s",
+                self.name,
+                response.status,
+                response.body[:500].decode("utf-8", "replace"),
+            )
+        return response.outcome
+
+    def _accept(self, event: Event) -> bool:
+        return self._engine.put(event)
+
+    def collect(self, event: Event) -> bool:
+        """Queue an already built event; an invalid one is counted and dropped."""
+        try:
+            event = validate_event(event)
+        except InvalidEventError as exc:
+            self._engine.count_dropped(DropReason.INVALID)
+            self._rejections.log(
+                logging.WARNING,
+                f"invalid:{exc.field}",
+                "%s: dropped an invalid event (field %s)",
+                self.name,
+                exc.field,
+            )
+            return False
+        return self._engine.put(event)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Deliver everything buffered now; True when all of it settled within ``timeout``.
+
+        ``None`` waits up to ``shutdown_timeout``.
+        """
+        return self._engine.flush(timeout)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Stop accepting, flush within ``timeout`` (default ``shutdown_timeout``).
+
+        Idempotent. Events left when the time is up are counted as ``dropped["shutdown"]``.
+        """
+        self._engine.close(timeout)
+        self._transport.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._engine.closed
+
+    def stats(self) -> CollectorStats:
+        """A snapshot of the counters; see :class:`~plausible_wsgi.CollectorStats`."""
+        return self._engine.stats()

@@ -1,0 +1,111 @@
+"""Delivery policies: retry and circuit breaker, as immutable value objects.
+
+Like urllib3's ``Retry``, each knob is documented with its unit, and the defaults
+are safe for analytics: a read timeout is not retried (Plausible has no idempotency
+key, so the event may already be counted), and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .errors import ConfigurationError
+
+__all__ = ["CircuitBreakerConfig", "RetryConfig"]
+
+
+def _check_positive(owner: str, name: str, value: float, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigurationError(f"{owner}: {name} must be a number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(f"{owner}: {name} must be finite and {bound}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryConfig:
+    """How one event is retried after a transient failure.
+
+    Retried: connection errors (refused, reset, DNS), HTTP 429, 500, 502, 503 and 504.
+    Never retried: any other 4xx (the event is invalid; retrying cannot help), a
+    ``202`` (final, even with ``x-plausible-dropped``), and by default a read timeout.
+
+    The wait before retry *n* (1-based) is a random value in
+    ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]`` ("full jitter"), or the
+    server's ``Retry-After`` when it is longer (clamped to ``max_retry_after``). A
+    ``Retry-After`` pauses every worker of the collector, not just the one that saw it.
+
+    :param max_retries: retries after the first attempt (0 = one attempt only).
+    :param initial_backoff: seconds; the cap of the first wait.
+    :param max_backoff: seconds; the cap of any computed wait.
+    :param deadline: seconds; the whole sequence of attempts and waits for one event
+        ends within this, whatever ``max_retries`` allows.
+    :param retry_read_timeouts: also retry when the server accepted the connection but
+        did not answer in time. Off by default: it may count the event twice.
+    :param retry_statuses: HTTP statuses that are retried.
+    :param max_retry_after: seconds; the clamp on a server's ``Retry-After``.
+    """
+
+    max_retries: int = 3
+    initial_backoff: float = 0.5
+    max_backoff: float = 10.0
+    deadline: float = 30.0
+    retry_read_timeouts: bool = False
+    retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+    max_retry_after: float = 30.0
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ConfigurationError(
+                f"RetryConfig: max_retries must be an int >= 0, got {self.max_retries!r}"
+            )
+        _check_positive("RetryConfig", "initial_backoff", self.initial_backoff, allow_zero=True)
+        _check_positive("RetryConfig", "max_backoff", self.max_backoff, allow_zero=True)
+        _check_positive("RetryConfig", "deadline", self.deadline)
+        _check_positive("RetryConfig", "max_retry_after", self.max_retry_after, allow_zero=True)
+        if self.max_backoff < self.initial_backoff:
+            raise ConfigurationError(
+                "RetryConfig: max_backoff must be >= initial_backoff, "
+                f"got {self.max_backoff!r} < {self.initial_backoff!r}"
+            )
+        statuses = frozenset(self.retry_statuses)
+        if any(not (isinstance(s, int) and 400 <= s <= 599) for s in statuses) or 400 in statuses:
+            raise ConfigurationError(
+                "RetryConfig: retry_statuses must be HTTP error statuses (not 400), "
+                f"got {sorted(statuses)!r}"
+            )
+        object.__setattr__(self, "retry_statuses", statuses)
+
+    def backoff_cap(self, retry_number: int) -> float:
+        """The upper bound, in seconds, of the wait before retry ``retry_number`` (1-based)."""
+        return min(self.max_backoff, self.initial_backoff * 2.0 ** (retry_number - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitBreakerConfig:
+    """When to stop calling a server that keeps failing.
+
+    After ``max_consecutive_failures`` failed attempts in a row (connection errors,
+    timeouts, retryable statuses) the breaker opens: no request is made for
+    ``timeout`` seconds and events wait in the bounded buffer. Then one probe request
+    is let through; its success closes the breaker, its failure opens it again.
+
+    :param max_consecutive_failures: failures in a row that open the breaker.
+    :param timeout: seconds the breaker stays open before the probe.
+    """
+
+    max_consecutive_failures: int = 5
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        n = self.max_consecutive_failures
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigurationError(
+                f"CircuitBreakerConfig: max_consecutive_failures must be an int >= 1, got {n!r}"
+            )
+        _check_positive("CircuitBreakerConfig", "timeout", self.timeout)

@@ -1,0 +1,325 @@
+"""Events and the validation that mirrors Plausible's ingestion rules.
+
+Plausible's ``/api/event`` answers ``400`` for some bad input and *silently* mangles
+other bad input (nested prop values dropped, only 30 props kept, bad revenue ignored).
+Both are programmer errors best reported where they are made, so :func:`make_event`
+raises :class:`~plausible_wsgi.InvalidEventError` naming the field and the limit, and
+nothing Plausible would reject ever reaches the delivery queue.
+
+The limits are Plausible's own (``lib/plausible/ingestion/request.ex``): byte limits are
+UTF-8 bytes, not characters.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import NamedTuple, Optional, Union
+
+from ._iso4217 import CURRENCIES
+from .errors import InvalidEventError
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "MAX_PROPS",
+    "MAX_PROP_KEY_BYTES",
+    "MAX_PROP_VALUE_BYTES",
+    "MAX_REFERRER_LENGTH",
+    "MAX_URL_BYTES",
+    "Event",
+    "EventKind",
+    "PropValue",
+    "Revenue",
+    "encode_event",
+    "make_event",
+    "validate_url",
+]
+
+MAX_NAME_LENGTH = 120
+MAX_URL_BYTES = 2000
+MAX_PROPS = 30
+MAX_PROP_KEY_BYTES = 300
+MAX_PROP_VALUE_BYTES = 2000
+#: Plausible truncates longer referrers; we do the same before sending.
+MAX_REFERRER_LENGTH = 2000
+
+PropValue = Union[str, int, float, bool, None]
+
+
+class EventKind(str, enum.Enum):
+    """How an event maps onto Plausible's event model."""
+
+    #: A page view: Plausible name ``pageview``.
+    PAGEVIEW = "pageview"
+    #: Something the server did for the visitor: a custom event sent with
+    #: ``interactive: false`` so it does not change the bounce rate.
+    ACTION = "action"
+    #: A custom event (a goal in Plausible).
+    CUSTOM = "custom"
+
+
+class Revenue:
+    """A monetary value attached to a custom event (Plausible revenue goals).
+
+    :param currency: an ISO 4217 code such as ``"USD"`` (case-insensitive).
+    :param amount: a finite number; ``float`` is converted through its shortest
+        ``repr`` so ``29.99`` is sent as ``"29.99"``, not a binary expansion.
+
+    Plausible ignores invalid revenue silently; this raises
+    :class:`~plausible_wsgi.InvalidEventError` instead.
+    """
+
+    __slots__ = ("amount", "currency")
+
+    currency: str
+    amount: Decimal
+
+    def __init__(self, currency: str, amount: Union[Decimal, str, int, float]) -> None:
+        if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
+            raise InvalidEventError(
+                "revenue", f"currency must be an ISO 4217 code such as 'USD', got {currency!r}"
+            )
+        if isinstance(amount, bool) or not isinstance(amount, (Decimal, str, int, float)):
+            raise InvalidEventError(
+                "revenue",
+                f"amount must be a Decimal, str, int or float, got {type(amount).__name__}",
+            )
+        try:
+            value = Decimal(repr(amount)) if isinstance(amount, float) else Decimal(amount)
+        except InvalidOperation:
+            raise InvalidEventError("revenue", f"amount is not a number: {amount!r}") from None
+        if not value.is_finite():
+            raise InvalidEventError("revenue", f"amount must be finite, got {amount!r}")
+        object.__setattr__(self, "currency", currency.upper())
+        object.__setattr__(self, "amount", value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Revenue is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Revenue):
+            return NotImplemented
+        return (self.currency, self.amount) == (other.currency, other.amount)
+
+    def __hash__(self) -> int:
+        return hash((self.currency, self.amount))
+
+    def __repr__(self) -> str:
+        return f"Revenue(currency={self.currency!r}, amount={str(self.amount)!r})"
+
+    def to_json(self) -> dict[str, str]:
+        """The ``revenue`` object of the request body; the amount as a decimal string."""
+        return {"currency": self.currency, "amount": str(self.amount)}
+
+
+class Event(NamedTuple):
+    """One event, independent of any collector.
+
+    Build events with :func:`make_event` (or the collectors' ``track*`` methods),
+    which validate them; a hand-built ``Event`` is validated by ``collect()``.
+    ``props`` holds the values already converted to the strings Plausible stores.
+    """
+
+    kind: EventKind
+    #: Plausible event name: ``"pageview"`` for page views.
+    name: str
+    #: Absolute http(s) URL of the page.
+    url: str
+    referrer: Optional[str] = None
+    props: Optional[Mapping[str, str]] = None
+    revenue: Optional[Revenue] = None
+    #: ``False`` for events that should not affect the bounce rate.
+    interactive: bool = True
+    #: The visitor's User-Agent, sent as the request's ``User-Agent`` header.
+    user_agent: Optional[str] = None
+    #: The visitor's IP, sent as ``X-Forwarded-For``.
+    client_ip: Optional[str] = None
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise InvalidEventError("name", f"must be a string, got {type(name).__name__}")
+    if not name or name.isspace():
+        raise InvalidEventError("name", "can't be blank")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidEventError(
+            "name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
+        )
+    return name
+
+
+def validate_url(url: object) -> str:
+    """Check ``url`` is what Plausible's ``url`` field accepts; return it.
+
+    Absolute ``http``/``https`` URL with a host, at most 2000 UTF-8 bytes in all.
+    """
+    if not isinstance(url, str):
+        raise InvalidEventError(
+            "url",
+            "is required outside a request handled by PlausibleMiddleware"
+            if url is None
+            else f"must be a string, got {type(url).__name__}",
+        )
+    head = url[:8].lower()
+    if head.startswith("https://"):
+        rest = 8
+    elif head.startswith("http://"):
+        rest = 7
+    else:
+        raise InvalidEventError("url", f"must be an absolute http(s) URL, got {url[:40]!r}")
+    if len(url) <= rest or url[rest] in "/?#":
+        raise InvalidEventError("url", "must have a host")
+    # Fast path: a URL of at most 666 characters is at most 1998 UTF-8 bytes.
+    if len(url) > MAX_URL_BYTES // 3 and len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+        raise InvalidEventError("url", f"must be at most {MAX_URL_BYTES} bytes (UTF-8) in all")
+    return url
+
+
+def _byte_length(value: str) -> int:
+    return len(value.encode("utf-8", "surrogatepass"))
+
+
+def validate_props(props: object) -> Optional[dict[str, str]]:
+    """Convert ``props`` to the string mapping Plausible stores.
+
+    ``None`` and blank-string values are omitted (Plausible drops them); nested values,
+    more than 30 pairs and over-long keys or values raise.
+    """
+    if props is None:
+        return None
+    if not isinstance(props, Mapping):
+        raise InvalidEventError("props", f"must be a mapping, got {type(props).__name__}")
+    out: dict[str, str] = {}
+    for key, value in props.items():
+        if not isinstance(key, str) or not key or key.isspace():
+            raise InvalidEventError("props", f"keys must be non-blank strings, got {key!r}")
+        if value is None:
+            continue
+        if isinstance(value, str):
+            text = value
+            if not text or text.isspace():
+                continue
+        elif value is True:
+            text = "true"
+        elif value is False:
+            text = "false"
+        elif isinstance(value, int):
+            text = str(value)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise InvalidEventError("props", f"value of {key!r} must be finite, got {value!r}")
+            text = repr(value)
+        else:
+            raise InvalidEventError(
+                "props",
+                f"value of {key!r} must be str, int, float, bool or None, "
+                f"got {type(value).__name__} (Plausible drops nested values)",
+            )
+        if len(key) > MAX_PROP_KEY_BYTES // 4 and _byte_length(key) > MAX_PROP_KEY_BYTES:
+            raise InvalidEventError(
+                "props", f"key {key[:40]!r}... is longer than {MAX_PROP_KEY_BYTES} bytes"
+            )
+        if len(text) > MAX_PROP_VALUE_BYTES // 4 and _byte_length(text) > MAX_PROP_VALUE_BYTES:
+            raise InvalidEventError(
+                "props", f"value of {key!r} is longer than {MAX_PROP_VALUE_BYTES} bytes"
+            )
+        out[key] = text
+    if len(out) > MAX_PROPS:
+        raise InvalidEventError(
+            "props", f"at most {MAX_PROPS} pairs are kept by Plausible, got {len(out)}"
+        )
+    return out or None
+
+
+def validate_referrer(referrer: object) -> Optional[str]:
+    if referrer is None or referrer == "":
+        return None
+    if not isinstance(referrer, str):
+        raise InvalidEventError("referrer", f"must be a string, got {type(referrer).__name__}")
+    return referrer[:MAX_REFERRER_LENGTH]
+
+
+def _optional_str(field: str, value: object) -> Optional[str]:
+    if value is None or isinstance(value, str):
+        return value
+    raise InvalidEventError(field, f"must be a string, got {type(value).__name__}")
+
+
+def make_event(
+    kind: EventKind,
+    name: str,
+    *,
+    url: object,
+    referrer: object = None,
+    props: object = None,
+    revenue: object = None,
+    interactive: bool = True,
+    user_agent: object = None,
+    client_ip: object = None,
+) -> Event:
+    """Validate the arguments and build an :class:`Event`.
+
+    :raises InvalidEventError: for anything Plausible would reject or mangle.
+    """
+    if revenue is not None:
+        if not isinstance(revenue, Revenue):
+            raise InvalidEventError(
+                "revenue", f"must be a plausible_wsgi.Revenue, got {type(revenue).__name__}"
+            )
+        if kind is EventKind.PAGEVIEW:
+            raise InvalidEventError("revenue", "is only recorded on custom events, not page views")
+    return Event(
+        kind,
+        validate_name(name),
+        validate_url(url),
+        validate_referrer(referrer),
+        validate_props(props),
+        revenue,
+        bool(interactive),
+        _optional_str("user_agent", user_agent),
+        _optional_str("client_ip", client_ip),
+    )
+
+
+def validate_event(event: Event) -> Event:
+    """Re-validate a hand-built :class:`Event` (``collect()`` uses this)."""
+    if not isinstance(event, Event):
+        raise InvalidEventError("event", f"must be a plausible_wsgi.Event, got {type(event)!r}")
+    if not isinstance(event.kind, EventKind):
+        raise InvalidEventError("kind", f"must be an EventKind, got {event.kind!r}")
+    return make_event(
+        event.kind,
+        event.name,
+        url=event.url,
+        referrer=event.referrer,
+        props=event.props,
+        revenue=event.revenue,
+        interactive=event.interactive,
+        user_agent=event.user_agent,
+        client_ip=event.client_ip,
+    )
+
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def encode_event(event: Event, domain: str) -> bytes:
+    """The JSON body of ``POST /api/event`` for ``event`` on site ``domain``.
+
+    Long keys throughout; ``interactive`` only when false, because the server ignores
+    the short ``i`` key and defaults to true.
+    """
+    body: dict[str, object] = {"domain": domain, "name": event.name, "url": event.url}
+    if event.referrer:
+        body["referrer"] = event.referrer
+    if event.props:
+        body["props"] = event.props
+    if event.revenue is not None:
+        body["revenue"] = event.revenue.to_json()
+    if not event.interactive:
+        body["interactive"] = False
+    # A lone surrogate would make the body invalid UTF-8 (a 400); "?" keeps the event.
+    return _encoder.encode(body).encode("utf-8", "replace")
