@@ -19,6 +19,7 @@ import logging
 
 from .collector import Collector, PlausibleCollector
 from .config import CircuitBreakerConfig, RetryConfig
+from .delivery import close_all as shutdown
 from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
 from .stats import CollectorStats
@@ -38,6 +39,7 @@ __all__ = [
     "RetryConfig",
     "Revenue",
     "__version__",
+    "shutdown",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

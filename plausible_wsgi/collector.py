@@ -278,6 +278,18 @@ class PlausibleCollector(Tracker):
                 f"circuit_breaker must be a CircuitBreakerConfig or None, got {circuit_breaker!r}"
             )
         self.name = f"plausible:{self.domain}"
+        self._settings = {
+            "endpoint": self.endpoint,
+            "batch_size": batch_size,
+            "flush_interval": flush_interval,
+            "max_queue_size": max_queue_size,
+            "max_workers": max_workers,
+            "timeout": timeout,
+            "retry": retry,
+            "circuit_breaker": circuit_breaker,
+            "shutdown_timeout": shutdown_timeout,
+            "ca_bundle": ca_bundle,
+        }
         self._transport = HttpTransport(
             self.endpoint,
             timeout=_check_seconds("timeout", timeout),
@@ -302,6 +314,14 @@ class PlausibleCollector(Tracker):
 
     def __repr__(self) -> str:
         return f"PlausibleCollector({self.domain!r}, endpoint={self.endpoint!r})"
+
+    def for_domain(self, domain: str) -> PlausibleCollector:
+        """A new collector with the same settings, recording on another site.
+
+        For example a separate site for bot traffic, so bots never create visitors in
+        the main one.
+        """
+        return PlausibleCollector(domain, **self._settings)  # type: ignore[arg-type]
 
     def _send(self, event: Event) -> Outcome:
         body = encode_event(event, self.domain)
