@@ -1,0 +1,178 @@
+"""Validation mirrors Plausible's ingestion rules: one case per rule."""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+import plausible_wsgi as pw
+from plausible_wsgi.events import encode_event, make_event
+
+URL = "https://example.com/page"
+
+
+def custom(**kwargs: Any) -> pw.Event:
+    kwargs.setdefault("url", URL)
+    name = kwargs.pop("name", "Signup")
+    return make_event(pw.EventKind.CUSTOM, name, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "fragment"),
+    [
+        pytest.param({"name": ""}, "name", "blank", id="name-empty"),
+        pytest.param({"name": "   "}, "name", "blank", id="name-whitespace"),
+        pytest.param({"name": "x" * 121}, "name", "120", id="name-121-chars"),
+        pytest.param({"name": 12}, "name", "string", id="name-not-str"),
+        pytest.param({"url": None}, "url", "required", id="url-missing"),
+        pytest.param({"url": "/relative"}, "url", "absolute", id="url-relative"),
+        pytest.param({"url": "data:text/html,hi"}, "url", "absolute", id="url-data-scheme"),
+        pytest.param({"url": "ftp://example.com/"}, "url", "absolute", id="url-ftp"),
+        pytest.param({"url": "https:///nohost"}, "url", "host", id="url-no-host"),
+        pytest.param(
+            {"url": "https://example.com/" + "a" * 1981}, "url", "2000 bytes", id="url-2001-bytes"
+        ),
+        pytest.param(
+            {"url": "https://example.com/" + "é" * 991}, "url", "2000 bytes", id="url-utf8-bytes"
+        ),
+        pytest.param({"props": ["a"]}, "props", "mapping", id="props-not-mapping"),
+        pytest.param(
+            {"props": {f"k{i}": i for i in range(31)}}, "props", "30", id="props-31-pairs"
+        ),
+        pytest.param({"props": {"k": {"nested": 1}}}, "props", "nested", id="props-nested-dict"),
+        pytest.param({"props": {"k": [1, 2]}}, "props", "nested", id="props-list-value"),
+        pytest.param({"props": {1: "v"}}, "props", "keys", id="props-non-str-key"),
+        pytest.param({"props": {"": "v"}}, "props", "keys", id="props-blank-key"),
+        pytest.param({"props": {"k" * 301: "v"}}, "props", "300 bytes", id="props-key-301-bytes"),
+        pytest.param(
+            {"props": {"ключ" * 38: "v"}}, "props", "300 bytes", id="props-key-utf8-bytes"
+        ),
+        pytest.param({"props": {"k": "v" * 2001}}, "props", "2000 bytes", id="props-value-2001"),
+        pytest.param(
+            {"props": {"k": "€" * 667}}, "props", "2000 bytes", id="props-value-utf8-bytes"
+        ),
+        pytest.param({"props": {"k": math.nan}}, "props", "finite", id="props-nan"),
+        pytest.param(
+            {"revenue": {"currency": "USD", "amount": 1}}, "revenue", "Revenue", id="revenue-dict"
+        ),
+        pytest.param({"referrer": 42}, "referrer", "string", id="referrer-not-str"),
+        pytest.param({"user_agent": b"ua"}, "user_agent", "string", id="user-agent-bytes"),
+    ],
+)
+def test_invalid_events_raise_naming_the_field(kwargs: Any, field: str, fragment: str) -> None:
+    with pytest.raises(pw.InvalidEventError) as info:
+        custom(**kwargs)
+    assert info.value.field == field
+    assert fragment in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("currency", "amount", "fragment"),
+    [
+        pytest.param("XYZ", 1, "ISO 4217", id="unknown-currency"),
+        pytest.param("US", 1, "ISO 4217", id="short-currency"),
+        pytest.param(None, 1, "ISO 4217", id="no-currency"),
+        pytest.param("USD", "abc", "not a number", id="amount-not-number"),
+        pytest.param("USD", math.inf, "finite", id="amount-inf"),
+        pytest.param("USD", "NaN", "finite", id="amount-nan-string"),
+        pytest.param("USD", True, "Decimal", id="amount-bool"),
+        pytest.param("USD", [1], "Decimal", id="amount-list"),
+    ],
+)
+def test_invalid_revenue(currency: Any, amount: Any, fragment: str) -> None:
+    with pytest.raises(pw.InvalidEventError) as info:
+        pw.Revenue(currency, amount)
+    assert info.value.field == "revenue"
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("amount", "sent"),
+    [
+        pytest.param(29.99, "29.99", id="float-shortest-repr"),
+        pytest.param("1322.22", "1322.22", id="str"),
+        pytest.param(Decimal("0.10"), "0.10", id="decimal-keeps-scale"),
+        pytest.param(5, "5", id="int"),
+        pytest.param(-3.5, "-3.5", id="refund-negative"),
+    ],
+)
+def test_revenue_amount_is_sent_as_decimal_string(amount: Any, sent: str) -> None:
+    revenue = pw.Revenue("eur", amount)
+    assert revenue.to_json() == {"currency": "EUR", "amount": sent}
+
+
+def test_revenue_is_immutable_and_comparable() -> None:
+    revenue = pw.Revenue("USD", "1.50")
+    with pytest.raises(AttributeError):
+        revenue.amount = Decimal(2)  # type: ignore[misc]
+    assert revenue == pw.Revenue("usd", Decimal("1.50"))
+    assert len({revenue, pw.Revenue("USD", "1.50")}) == 1
+
+
+def test_revenue_on_pageview_is_rejected() -> None:
+    with pytest.raises(pw.InvalidEventError, match="revenue"):
+        make_event(pw.EventKind.PAGEVIEW, "pageview", url=URL, revenue=pw.Revenue("USD", 1))
+
+
+@pytest.mark.parametrize(
+    ("props", "stored"),
+    [
+        pytest.param({"a": None}, None, id="none-omitted"),
+        pytest.param({"a": ""}, None, id="blank-omitted"),
+        pytest.param({"a": True, "b": False}, {"a": "true", "b": "false"}, id="bools"),
+        pytest.param({"n": 12, "f": 1.5}, {"n": "12", "f": "1.5"}, id="numbers"),
+        pytest.param(
+            {f"k{i}": i for i in range(30)}, {f"k{i}": str(i) for i in range(30)}, id="30-pairs"
+        ),
+        pytest.param({"k" * 300: "v" * 2000}, {"k" * 300: "v" * 2000}, id="at-the-byte-limits"),
+        pytest.param(
+            {**{f"k{i}": i for i in range(30)}, "x": None},
+            {f"k{i}": str(i) for i in range(30)},
+            id="none-not-counted",
+        ),
+    ],
+)
+def test_props_are_stored_as_plausible_stores_them(props: Any, stored: Any) -> None:
+    assert custom(props=props).props == stored
+
+
+def test_limits_at_the_edge_are_accepted() -> None:
+    url = "https://example.com/" + "a" * (2000 - len("https://example.com/"))
+    assert len(url.encode()) == 2000
+    event = custom(name="x" * 120, url=url, referrer="r" * 5000)
+    assert event.url == url
+    assert event.referrer == "r" * 2000  # Plausible truncates to 2000 too
+
+
+def test_encoded_body_uses_long_keys_and_omits_defaults() -> None:
+    event = custom(
+        props={"plan": "pro", "seats": 3},
+        revenue=pw.Revenue("USD", "29.99"),
+        referrer="https://news.ycombinator.com/",
+    )
+    assert json.loads(encode_event(event, "example.com")) == {
+        "domain": "example.com",
+        "name": "Signup",
+        "url": URL,
+        "referrer": "https://news.ycombinator.com/",
+        "props": {"plan": "pro", "seats": "3"},
+        "revenue": {"currency": "USD", "amount": "29.99"},
+    }
+    action = make_event(pw.EventKind.ACTION, "POST /login", url=URL, interactive=False)
+    assert json.loads(encode_event(action, "example.com")) == {
+        "domain": "example.com",
+        "name": "POST /login",
+        "url": URL,
+        "interactive": False,
+    }
+
+
+def test_lone_surrogates_do_not_break_the_body() -> None:
+    event = custom(props={"k": "bad\udcff"})
+    body = encode_event(event, "example.com")
+    assert json.loads(body.decode("utf-8"))["props"]["k"] == "bad?"
