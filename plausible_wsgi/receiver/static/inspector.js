@@ -96,7 +96,7 @@
 
     const page = cell(row, "cell-page");
     if (event.pathname) {
-      page.append(el("span", "host", event.hostname), el("span", "", event.pathname));
+      page.append(el("div", "path", event.pathname), el("div", "host", event.hostname));
     } else {
       page.append(el("span", "muted", event.url || "—"));
     }
@@ -135,7 +135,7 @@
       agent.append(el("span", "muted", "browser"));
     }
 
-    const details = cell(row, "");
+    const details = cell(row, "cell-details");
     if (event.drop_reason) details.append(el("span", "reason", event.drop_reason));
     if (event.errors) {
       const list = el("ul", "errors");
@@ -197,13 +197,18 @@
 
   // -- chart ---------------------------------------------------------------------------
 
-  function niceCeiling(value) {
-    if (value <= 4) return 4;
-    const magnitude = 10 ** Math.floor(Math.log10(value));
-    for (const step of [1, 2, 2.5, 5, 10]) {
-      if (step * magnitude >= value) return step * magnitude;
+  // The y axis has four gridlines at whole numbers: 1, 2, 3 or 5 times a power of ten.
+  function tickStep(peak) {
+    const wanted = Math.max(1, peak / 4);
+    const magnitude = 10 ** Math.floor(Math.log10(wanted));
+    for (const step of [1, 2, 3, 5, 10]) {
+      if (step * magnitude >= wanted) return step * magnitude;
     }
     return 10 * magnitude;
+  }
+
+  function label(name) {
+    return name || "(no name)";
   }
 
   function drawChart() {
@@ -232,7 +237,8 @@
     }
     const names = [...totals.keys()].sort((a, b) => totals.get(b) - totals.get(a));
     const peak = Math.max(0, ...bins.map((bin) => [...bin.values()].reduce((a, b) => a + b, 0)));
-    const top = niceCeiling(peak);
+    const step = tickStep(peak);
+    const top = step * 4;
 
     const left = 34;
     const right = 8;
@@ -245,7 +251,7 @@
     ctx.textBaseline = "middle";
     ctx.textAlign = "right";
     for (let i = 0; i <= 4; i += 1) {
-      const value = (top / 4) * i;
+      const value = step * i;
       const y = topPad + plotHeight - (plotHeight * i) / 4;
       ctx.strokeStyle = i === 0 ? "#c9cdd9" : "#eceef4";
       ctx.beginPath();
@@ -253,7 +259,7 @@
       ctx.lineTo(width - right, Math.round(y) + 0.5);
       ctx.stroke();
       ctx.fillStyle = "#8a8fa3";
-      ctx.fillText(Number.isInteger(value) ? String(value) : value.toFixed(1), left - 6, y);
+      ctx.fillText(String(value), left - 6, y);
     }
 
     const slot = plotWidth / CHART_SECONDS;
@@ -296,8 +302,8 @@
       const item = el("li");
       const swatch = el("span", "swatch");
       swatch.style.background = colorFor(name);
-      item.append(swatch, el("span", "legend-name", name), el("span", "", String(totals.get(name))));
-      item.title = name;
+      item.append(swatch, el("span", "legend-name", label(name)), el("span", "", totals.get(name)));
+      item.title = label(name);
       legend.append(item);
     }
   }
