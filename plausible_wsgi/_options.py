@@ -1,0 +1,142 @@
+"""Framework settings → collector and middleware arguments (Flask and Django share it).
+
+A framework integration reads a flat mapping of option names — the keyword arguments
+of :class:`~plausible_wsgi.PlausibleCollector` and
+:class:`~plausible_wsgi.PlausibleMiddleware`, lower-cased — from its own settings
+(``PLAUSIBLE_BATCH_SIZE`` in Flask's ``app.config``, ``"BATCH_SIZE"`` in Django's
+``PLAUSIBLE`` dict) and hands it to :func:`build`. The option lists are read from the
+two signatures, so a new argument is configurable everywhere without a change here.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple, Optional
+
+from .collector import Collector, PlausibleCollector
+from .config import CircuitBreakerConfig, RetryConfig
+from .errors import ConfigurationError
+from .middleware import PlausibleMiddleware
+
+__all__ = [
+    "EXTRA_OPTIONS",
+    "BuiltOptions",
+    "all_options",
+    "build",
+    "collector_options",
+    "middleware_options",
+]
+
+#: Options of the integrations themselves, not of a constructor.
+#: ``collector``: a ready collector (or a list of them) used instead of building one
+#: from ``domain``, ``endpoint``, ...; for tests (a ``MemoryCollector``) or fan-out.
+EXTRA_OPTIONS = ("collector",)
+
+
+def _keyword_names(callable_: object) -> tuple[str, ...]:
+    signature = inspect.signature(callable_)  # type: ignore[arg-type]
+    return tuple(
+        name
+        for name, parameter in signature.parameters.items()
+        if parameter.kind in (parameter.KEYWORD_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    )
+
+
+@functools.cache
+def collector_options() -> tuple[str, ...]:
+    """The :class:`~plausible_wsgi.PlausibleCollector` arguments, ``domain`` first."""
+    return _keyword_names(PlausibleCollector)
+
+
+@functools.cache
+def middleware_options() -> tuple[str, ...]:
+    """The :class:`~plausible_wsgi.PlausibleMiddleware` keyword arguments."""
+    return tuple(
+        name for name in _keyword_names(PlausibleMiddleware) if name not in ("app", "collectors")
+    )
+
+
+def all_options() -> tuple[str, ...]:
+    """Every option an integration reads, in documentation order."""
+    return (*collector_options(), *middleware_options(), *EXTRA_OPTIONS)
+
+
+class BuiltOptions(NamedTuple):
+    """What :func:`build` makes of a settings mapping."""
+
+    #: The collectors to record into.
+    collectors: tuple[Collector, ...]
+    #: True when the collectors were built here (so the integration owns them).
+    owned: bool
+    #: Keyword arguments for :class:`~plausible_wsgi.PlausibleMiddleware`.
+    middleware_kwargs: dict[str, object]
+
+
+def _policy(name: str, value: object, kind: type[object]) -> object:
+    """Accept a plain mapping for ``retry`` / ``circuit_breaker`` (settings files)."""
+    if isinstance(value, Mapping):
+        try:
+            return kind(**value)
+        except TypeError as exc:
+            raise ConfigurationError(f"{name}: {exc}") from exc
+    if value is False:
+        return None
+    return value
+
+
+def _collectors(value: object) -> tuple[Collector, ...]:
+    items: Sequence[object]
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        items = value
+    else:
+        items = [value]
+    if not items:
+        raise ConfigurationError("collector: an empty list records nothing")
+    for item in items:
+        if not isinstance(item, Collector):
+            raise ConfigurationError(
+                f"collector must be a collector (collect/flush/close/stats) or a list of "
+                f"them, got {type(item).__name__}"
+            )
+    return tuple(items)  # type: ignore[arg-type]
+
+
+def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
+    """Build the collectors and middleware arguments from ``options``.
+
+    :param options: option name (lower case) → value; absent options keep their
+        defaults.
+    :param source: how the user spells the settings, for error messages, e.g.
+        ``"app.config (PLAUSIBLE_*)"``.
+    :raises ConfigurationError: for a missing domain or an invalid value, prefixed
+        with ``source``.
+    """
+    try:
+        collector_kwargs = {name: options[name] for name in collector_options() if name in options}
+        for name, kind in (("retry", RetryConfig), ("circuit_breaker", CircuitBreakerConfig)):
+            if name in collector_kwargs:
+                collector_kwargs[name] = _policy(name, collector_kwargs[name], kind)
+        given: Optional[object] = options.get("collector")
+        if given is not None:
+            if collector_kwargs:
+                raise ConfigurationError(
+                    "give either a ready collector or the options to build one "
+                    f"({', '.join(sorted(collector_kwargs))}), not both"
+                )
+            collectors, owned = _collectors(given), False
+        else:
+            domain = collector_kwargs.pop("domain", None)
+            if domain is None:
+                raise ConfigurationError(
+                    "domain is required: the site as registered in Plausible, e.g. 'example.com'"
+                )
+            collectors = (PlausibleCollector(domain, **collector_kwargs),)  # type: ignore[arg-type]
+            owned = True
+        middleware_kwargs = {
+            name: options[name] for name in middleware_options() if name in options
+        }
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from exc
+    return BuiltOptions(collectors, owned, middleware_kwargs)

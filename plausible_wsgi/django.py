@@ -1,0 +1,301 @@
+"""Django integration: settings-driven middleware and ``track()`` for views.
+
+Two ways to set it up:
+
+1. **Settings** (recommended). Add the middleware and a ``PLAUSIBLE`` dict::
+
+       MIDDLEWARE = [
+           "plausible_wsgi.django.PlausibleMiddleware",
+           ...
+       ]
+       PLAUSIBLE = {
+           "DOMAIN": "example.com",
+           "ENDPOINT": "https://plausible.io",
+           "TRUSTED_PROXIES": 1,
+           "TRACK_ACTIONS": True,
+       }
+
+   The keys are the keyword arguments of :class:`~plausible_wsgi.PlausibleCollector`
+   and :class:`~plausible_wsgi.PlausibleMiddleware` in upper case (``BATCH_SIZE``,
+   ``EXCLUDE_PATHS``, ``BOTS``, ...; ``RETRY`` and ``CIRCUIT_BREAKER`` also take a
+   dict of their arguments), plus ``COLLECTOR``: a ready collector or list of them
+   instead of ``DOMAIN``/``ENDPOINT``/... (e.g. a ``MemoryCollector`` in tests).
+   An unknown key raises :class:`~django.core.exceptions.ImproperlyConfigured`.
+
+   Put it near the top of ``MIDDLEWARE``: responses made by middleware above it are
+   not seen. Server actions are named after the URL pattern
+   (``request.resolver_match.route``, e.g. ``POST /items/<int:pk>/``).
+
+2. **WSGI wrapping**, as for any WSGI app, in ``wsgi.py``::
+
+       application = PlausibleMiddleware(get_wsgi_application(), collector)
+
+   (the package's :class:`plausible_wsgi.PlausibleMiddleware`). Add
+   ``"plausible_wsgi.django.RouteMiddleware"`` to ``MIDDLEWARE`` to get route names
+   for server actions in this setup too.
+
+Both decide what to record with the same code — the Django middleware runs
+:class:`plausible_wsgi.PlausibleMiddleware` over ``request.META``, which under WSGI
+is the request's WSGI environ — so URL scrubbing, trusted proxies, bot handling and
+the rest behave identically.
+
+In views, :func:`track` records a goal with the visitor's URL, referrer, User-Agent
+and IP::
+
+    from plausible_wsgi.django import track
+
+    def signup(request):
+        track("Signup", props={"plan": request.POST["plan"]})
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import typing as t
+from collections.abc import Iterable, Mapping
+from typing import Callable, NamedTuple, Optional
+
+# Django ships no type information (django-stubs is a separate, optional package).
+from django.conf import settings  # type: ignore[import-untyped]
+from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
+from django.core.signals import setting_changed  # type: ignore[import-untyped]
+from django.http import HttpRequest, HttpResponseBase  # type: ignore[import-untyped]
+
+from ._options import all_options, build
+from .collector import Collector, Tracker
+from .errors import ConfigurationError
+from .events import Event
+from .middleware import PlausibleMiddleware as WSGIPlausibleMiddleware
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = [
+    "SETTING",
+    "PlausibleMiddleware",
+    "RouteMiddleware",
+    "collector",
+    "reset",
+    "track",
+    "track_action",
+    "track_pageview",
+]
+
+#: The name of the settings dict.
+SETTING = "PLAUSIBLE"
+#: The environ key the middleware reads the route from, for action names.
+ROUTE_ENVIRON_KEY = "plausible_wsgi.route"
+
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
+
+
+class _State(NamedTuple):
+    middleware: WSGIPlausibleMiddleware
+    collectors: tuple[Collector, ...]
+    owned: bool
+
+
+_state: Optional[_State] = None
+_state_lock = threading.Lock()
+
+# The Django request being handled, for the WSGI app the shared middleware wraps.
+_call: contextvars.ContextVar[tuple[GetResponse, HttpRequest, list[HttpResponseBase]]] = (
+    contextvars.ContextVar("plausible_wsgi.django.call")
+)
+
+
+def _run_django(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    """The "WSGI app" inside the shared middleware: the rest of Django's chain.
+
+    The body stays with Django; the middleware only needs the status and headers.
+    """
+    get_response, request, out = _call.get()
+    response = get_response(request)
+    out.append(response)
+    start_response(f"{response.status_code} {response.reason_phrase}", list(response.items()))
+    return ()
+
+
+def _read_settings() -> dict[str, object]:
+    raw = getattr(settings, SETTING, None)
+    if raw is None:
+        raise ImproperlyConfigured(
+            f"settings.{SETTING} is missing: add {SETTING} = "
+            '{"DOMAIN": "example.com"} to use plausible_wsgi.django'
+        )
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured(f"settings.{SETTING} must be a dict, got {type(raw).__name__}")
+    known = {name.upper(): name for name in all_options()}
+    options: dict[str, object] = {}
+    for key, value in raw.items():
+        name = known.get(str(key).upper())
+        if name is None:
+            raise ImproperlyConfigured(
+                f"settings.{SETTING}[{key!r}] is not a plausible_wsgi setting; "
+                f"known keys: {', '.join(sorted(known))}"
+            )
+        options[name] = value
+    return options
+
+
+def _get_state() -> _State:
+    global _state
+    state = _state
+    if state is not None:
+        return state
+    with _state_lock:
+        if _state is None:
+            source = f"settings.{SETTING}"
+            try:
+                built = build(_read_settings(), source=source)
+                try:
+                    middleware = WSGIPlausibleMiddleware(
+                        _run_django,
+                        built.collectors,
+                        **built.middleware_kwargs,  # type: ignore[arg-type]
+                    )
+                except ConfigurationError as exc:
+                    if built.owned:
+                        for item in built.collectors:
+                            item.close(0)
+                    raise ConfigurationError(f"{source}: {exc}") from exc
+            except ConfigurationError as exc:
+                raise ImproperlyConfigured(str(exc)) from exc
+            _state = _State(middleware, built.collectors, built.owned)
+        return _state
+
+
+def reset() -> None:
+    """Forget the collectors built from settings; the next use reads settings again.
+
+    Collectors built here are flushed and closed; a ``COLLECTOR`` you passed is left
+    open. Runs by itself when ``PLAUSIBLE`` changes (``override_settings``).
+    """
+    global _state
+    with _state_lock:
+        state, _state = _state, None
+    if state is not None and state.owned:
+        state.middleware.close()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
+    if setting == SETTING:
+        reset()
+
+
+setting_changed.connect(_on_setting_changed, weak=False)
+
+
+def _set_route(request: HttpRequest) -> None:
+    match = request.resolver_match
+    if match is not None and match.route is not None:
+        route = match.route
+        request.META[ROUTE_ENVIRON_KEY] = route if route.startswith("/") else "/" + route
+
+
+class PlausibleMiddleware:
+    """Django middleware recording page views and actions, configured by ``PLAUSIBLE``.
+
+    - Settings are read (and checked) when Django loads the middleware; the
+      collectors are shared by every middleware instance of the process.
+    - While the view runs, :func:`track` and ``collector.track()`` default to this
+      request's URL, referrer, User-Agent and IP.
+    - The response is returned unchanged; recording never raises into Django.
+
+    Synchronous only (Django adapts it under ASGI, but ``request.META`` then is not
+    a WSGI environ: run Django under WSGI).
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        _get_state()
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        environ = request.META
+        out: list[HttpResponseBase] = []
+        token = _call.set((self.get_response, request, out))
+        try:
+            body = _get_state().middleware(environ, _discard_start_response)
+            try:
+                for _ in body:
+                    pass
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            _call.reset(token)
+        return out[0]
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponseBase],
+        view_args: tuple[object, ...],
+        view_kwargs: dict[str, object],
+    ) -> None:
+        _set_route(request)
+
+
+def _discard_start_response(
+    status: str, headers: list[tuple[str, str]], exc_info: object = None
+) -> Callable[[bytes], object]:
+    return _no_write
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError("the Django response body is not written through WSGI here")
+
+
+class RouteMiddleware:
+    """Only names the route, for the WSGI-wrapping setup.
+
+    Stores ``request.resolver_match.route`` in the environ, where
+    :class:`plausible_wsgi.PlausibleMiddleware` wrapped around
+    ``get_wsgi_application()`` reads it to name server actions.
+    """
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponseBase],
+        view_args: tuple[object, ...],
+        view_kwargs: dict[str, object],
+    ) -> None:
+        _set_route(request)
+
+
+class _SettingsTracker(Tracker):
+    """``track*`` into the collectors configured by ``settings.PLAUSIBLE``."""
+
+    def _accept(self, event: Event) -> bool:
+        results = [item.collect(event) for item in _get_state().collectors]
+        return all(results)
+
+
+_tracker = _SettingsTracker()
+
+#: Record a custom event (a goal); see :meth:`plausible_wsgi.PlausibleCollector.track`.
+track = _tracker.track
+#: Record a server action (``interactive: false``).
+track_action = _tracker.track_action
+#: Record a page view by hand (e.g. for a non-HTML response you want counted).
+track_pageview = _tracker.track_pageview
+
+
+def collector() -> Collector:
+    """The collector configured by ``settings.PLAUSIBLE`` (the first, if several)."""
+    return _get_state().collectors[0]
