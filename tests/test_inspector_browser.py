@@ -335,3 +335,22 @@ def test_page_reports_an_unreachable_receiver(page: DevTools) -> None:
         page.wait_until(
             "document.getElementById('status').dataset.state === 'live'", "the page recovered"
         )
+
+
+def test_page_starts_over_for_a_new_receiver_on_the_same_port(page: DevTools) -> None:
+    payload = {"name": "pageview", "url": "https://example.com/old", "domain": "example.com"}
+    with PlausibleReceiver() as first:
+        page.call("Page.navigate", url=f"{first.url}/")
+        for _ in range(3):
+            assert _send(first, payload, BROWSER_UA) == 202
+        page.wait_until(
+            "document.querySelectorAll('#events tbody tr').length === 3", "the first events"
+        )
+        port = first.port
+    with PlausibleReceiver(port=port) as second:
+        assert _send(second, {**payload, "url": "https://example.com/new"}, BROWSER_UA) == 202
+        page.wait_until(
+            "document.querySelectorAll('#events tbody tr').length === 1 && "
+            "document.querySelector('#events tbody tr').innerText.includes('/new')",
+            "the page showed only the new receiver's event",
+        )

@@ -17,6 +17,7 @@ reset) and :attr:`ReceiverApp.delay` slows every answer down.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
@@ -358,7 +359,7 @@ class ReceiverApp:
                     fault=fault,
                     body=(body or b"")[:KEPT_BODY_BYTES],
                     headers=dict(request.headers),
-                    remote_port=request.environ.get("REMOTE_PORT"),
+                    remote_port=_remote_port(request.environ),
                 )
             )
             self._changed.notify_all()
@@ -521,8 +522,17 @@ def _reset_connection(environ: WSGIEnvironment) -> None:
     # Linger 0 makes the final close send RST; shutting down now means the client gets
     # no response at all, and werkzeug's attempt to write one fails as a dropped
     # connection, which it handles quietly.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.shutdown(socket.SHUT_RDWR)
+    with contextlib.suppress(OSError):  # the client may be gone already
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _remote_port(environ: WSGIEnvironment) -> int | None:
+    # werkzeug gives an int, other servers a string or nothing.
+    try:
+        return int(environ["REMOTE_PORT"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _is_private(ip: str) -> bool:

@@ -176,6 +176,14 @@
     updateCounts();
   }
 
+  function forget() {
+    state.lastId = 0;
+    state.events = [];
+    state.rows.clear();
+    tbody.replaceChildren();
+    updateCounts();
+  }
+
   function applyFilters() {
     for (const event of state.events) state.rows.get(event.id).hidden = !matches(event);
     updateCounts();
@@ -322,6 +330,10 @@
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       const feed = await response.json();
       state.offsetMs = feed.now * 1000 - Date.now();
+      if (feed.last_id < state.lastId) {
+        forget(); // a new receiver on the same address: start over from id 0
+        return;
+      }
       addEvents(feed.events);
       state.lastId = Math.max(state.lastId, feed.last_id);
       updateTotals(feed.totals);
