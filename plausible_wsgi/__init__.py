@@ -22,6 +22,7 @@ from .config import CircuitBreakerConfig, RetryConfig
 from .delivery import close_all as shutdown
 from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
+from .middleware import PlausibleMiddleware
 from .stats import CollectorStats
 
 __version__ = "0.1.0"
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidEventError",
     "PlausibleCollector",
     "PlausibleError",
+    "PlausibleMiddleware",
     "RetryConfig",
     "Revenue",
     "__version__",
