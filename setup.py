@@ -37,6 +37,7 @@ setup(
             "django>=4.2",
             "gunicorn>=21.2",
             "waitress>=2.1",
+            "websocket-client>=1.6",
         ],
     },
     entry_points={

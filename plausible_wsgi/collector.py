@@ -293,7 +293,6 @@ class PlausibleCollector(Tracker):
         self._transport = HttpTransport(
             self.endpoint,
             timeout=_check_seconds("timeout", timeout),
-            max_connections=_check_count("max_workers", max_workers),
             ca_bundle=ca_bundle,
             max_retry_after=(retry or _DEFAULT_RETRY).max_retry_after,
         )
@@ -304,7 +303,7 @@ class PlausibleCollector(Tracker):
             batch_size=_check_count("batch_size", batch_size),
             flush_interval=_check_seconds("flush_interval", flush_interval),
             max_queue_size=_check_count("max_queue_size", max_queue_size),
-            max_workers=max_workers,
+            max_workers=_check_count("max_workers", max_workers),
             retry=retry,
             circuit_breaker=circuit_breaker,
             shutdown_timeout=_check_seconds("shutdown_timeout", shutdown_timeout),

@@ -52,6 +52,8 @@ __all__ = ["DeliveryEngine"]
 T = TypeVar("T")
 
 _NO_RETRY = RetryConfig(max_retries=0)
+#: Seconds between starting one more worker while a backlog remains.
+_RAMP_INTERVAL = 0.002
 _monotonic = time.monotonic
 _getpid = os.getpid
 
@@ -120,6 +122,9 @@ class DeliveryEngine(Generic[T]):
         self._breaker = Breaker(self.circuit_breaker) if self.circuit_breaker else None
         self._paused_until = 0.0
         self._in_flight = 0
+        self._workers = 0
+        #: thread id -> when its current delivery started, for the ramp-up decision.
+        self._busy_since: dict[int, float] = {}
         self._flush_waiters = 0
         self._accepted = 0
         self._sent = 0
@@ -236,36 +241,80 @@ class DeliveryEngine(Generic[T]):
             wake.clear()
 
     def _submit_ready(self, now: float) -> Optional[float]:
-        """Hand buffered events to free workers; return how long to wait then."""
+        """Start a drain worker if events wait; return how long to wait then.
+
+        Another worker is added only while a backlog remains *and* every running
+        worker has been waiting on the server for over ``_RAMP_INTERVAL``: against a
+        fast server one worker keeps up and the others never start (threads contending
+        for the GIL cost CPU for nothing); against a slow one every worker is busy
+        within a few milliseconds.
+        """
         if now < self._paused_until:
             return self._paused_until - now
-        while True:
-            admission = Admission.NORMAL
-            if self._breaker is not None:
-                admission = self._breaker.admit()
-                if admission is Admission.DENIED:
-                    # Woken early when the probe answers; 50 ms floor against a race.
-                    return max(0.05, self._breaker.seconds_until_probe())
+        with self._lock:
+            if not self._queue or self._workers >= self.max_workers:
+                return None  # woken by put() or by a worker that finishes
+            busy = self._busy_since
+            if len(busy) == self._workers and self._workers:
+                quickest = now - max(tuple(busy.values()))
+                if quickest < _RAMP_INTERVAL:
+                    return _RAMP_INTERVAL - quickest
+            elif self._workers:
+                return _RAMP_INTERVAL  # a worker is between events: it is keeping up
+        admission = Admission.NORMAL
+        if self._breaker is not None:
+            admission = self._breaker.admit()
+            if admission is Admission.DENIED:
+                # Woken early when the probe answers; 50 ms floor against a race.
+                return max(0.05, self._breaker.seconds_until_probe())
+        with self._lock:
+            self._workers += 1
+        try:
+            self._pool().submit(self._drain, admission)
+        except RuntimeError:
+            # The interpreter is past concurrent.futures' exit hook: nothing runs.
             with self._lock:
-                if not self._queue or self._in_flight >= self.max_workers:
-                    if self._breaker is not None:
-                        self._breaker.release(admission)
-                    return None
-                item = self._queue.popleft()
-                self._in_flight += 1
-            try:
-                self._pool().submit(self._deliver, item, admission)
-            except RuntimeError:
-                # The interpreter is past concurrent.futures' exit hook: nothing can run.
+                self._workers -= 1
+            if self._breaker is not None:
+                self._breaker.release(admission)
+            return None
+        return None if admission is Admission.PROBE else _RAMP_INTERVAL
+
+    def _drain(self, admission: Admission) -> None:
+        """Worker task: deliver buffered events one after another until none is left.
+
+        A worker takes the next event itself instead of being handed one per task:
+        no executor round trip and no dispatcher wake-up per event.
+        """
+        me = threading.get_ident()
+        busy = self._busy_since
+        try:
+            while not self._abort.is_set() and _monotonic() >= self._paused_until:
                 with self._lock:
-                    self._in_flight -= 1
-                    self._dropped[DropReason.SHUTDOWN] += 1
-                    self._settled_cond.notify_all()
+                    if not self._queue:
+                        break
+                    item = self._queue.popleft()
+                    self._in_flight += 1
+                busy[me] = _monotonic()
+                try:
+                    self._deliver(item, admission)
+                finally:
+                    del busy[me]
+                if admission is Admission.PROBE:
+                    break  # the dispatcher decides what follows a probe
                 if self._breaker is not None:
-                    self._breaker.release(admission)
-                return None
-            if admission is Admission.PROBE:
-                return None  # one probe; the rest wait for its answer
+                    admission = self._breaker.admit()
+                    if admission is not Admission.NORMAL:
+                        self._breaker.release(admission)
+                        break
+        except BaseException:
+            if self._breaker is not None:
+                self._breaker.release(admission)
+            raise
+        finally:
+            with self._lock:
+                self._workers -= 1
+            self._wake.set()
 
     # -- one event ---------------------------------------------------------------------
 
@@ -320,7 +369,6 @@ class DeliveryEngine(Generic[T]):
             else:
                 self._dropped[result] += 1
             self._settled_cond.notify_all()
-        self._wake.set()
 
     def _attempt_with_retries(self, item: T, admission: Admission) -> str:
         policy = self.retry

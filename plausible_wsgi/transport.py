@@ -1,10 +1,15 @@
 """HTTP delivery of one event to Plausible's ``POST /api/event``.
 
-This is the only module that touches the network. It uses the connection pool of a
-:class:`requests.adapters.HTTPAdapter` (keep-alive, sized to the workers, TLS verified
-against requests' CA bundle) but calls the pool directly: ``Session.post`` spends
-about six times the CPU of the request itself on cookies, hooks, proxy and netrc
-look-ups that a fixed analytics endpoint does not need.
+This is the only module that touches the network. Each delivery worker thread keeps
+one keep-alive :class:`http.client.HTTPConnection` to the endpoint, so the pool is
+exactly as large as the worker pool. TLS is verified against requests' CA bundle
+(certifi) or a bundle you give; verification cannot be turned off.
+
+Why not ``requests.Session.post``: measured on loopback against nginx it costs
+about 6x the CPU of the request itself (cookies, hooks, proxy and netrc look-ups,
+a ``PreparedRequest`` per call); even urllib3's ``urlopen`` alone costs 2x raw
+``http.client``. Plausible's endpoint is fixed and needs none of that, and with
+analytics the POST *is* the cost of the library (see ``bench/delivery.py``).
 
 Outcomes are translated here, at one boundary: a 2xx is final (with or without
 ``x-plausible-dropped``), another 4xx means the event is invalid, everything else
@@ -15,26 +20,24 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import http.client
 import socket
+import ssl
 import threading
 import weakref
-from typing import Any, Optional
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit
 
-import requests.adapters
 import requests.utils
-import urllib3
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    HTTPError,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
 
 from .resilience import AttemptError, parse_retry_after
 
 __all__ = ["HttpTransport", "Outcome", "Response"]
+
+# A reused keep-alive connection may have been closed by the server while idle; the
+# request then fails before the server read it, and one immediate resend on a fresh
+# connection is safe. Anything else is left to the retry policy.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 class Outcome(enum.Enum):
@@ -74,13 +77,12 @@ def classify(status: int, headers: Any, body: bytes, max_retry_after: float) -> 
 
 
 class HttpTransport:
-    """POSTs event bodies to ``{endpoint}/api/event`` over a keep-alive pool.
+    """POSTs event bodies to ``{endpoint}/api/event`` over keep-alive connections.
 
     :param endpoint: base URL of Plausible Cloud or a self-hosted instance.
     :param timeout: seconds to connect, and seconds to wait for the answer.
-    :param max_connections: pool size; one per delivery worker.
     :param ca_bundle: path of a CA bundle for self-hosted instances with a private CA.
-        TLS verification cannot be turned off.
+    :param max_retry_after: clamp, in seconds, on a server's ``Retry-After``.
     """
 
     def __init__(
@@ -88,103 +90,101 @@ class HttpTransport:
         endpoint: str,
         *,
         timeout: float = 10.0,
-        max_connections: int = 4,
         ca_bundle: Optional[str] = None,
         max_retry_after: float = 30.0,
     ) -> None:
         self.url = endpoint.rstrip("/") + "/api/event"
         parts = urlsplit(self.url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
         self._path = parts.path
-        self._host_header = parts.netloc
-        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
-        self._max_connections = max_connections
+        self._timeout = timeout
         self._ca_bundle = ca_bundle or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        self._ssl_context: Optional[ssl.SSLContext] = None
         self._max_retry_after = max_retry_after
-        self._lock = threading.Lock()
-        self._sockets: weakref.WeakSet[Any] = weakref.WeakSet()
-        self._pool: Any = None
-        self._adapter: Optional[requests.adapters.HTTPAdapter] = None
+        self.reset()
 
-    def _connection_pool(self) -> Any:
-        pool = self._pool
-        if pool is not None:
-            return pool
-        with self._lock:
-            if self._pool is None:
-                adapter = requests.adapters.HTTPAdapter(
-                    pool_connections=1, pool_maxsize=self._max_connections, max_retries=0
-                )
-                pool_kwargs: dict[str, Any] = {}
-                if self.url.startswith("https:"):
-                    pool_kwargs = {"cert_reqs": "CERT_REQUIRED", "ca_certs": self._ca_bundle}
-                pool = adapter.poolmanager.connection_from_url(self.url, pool_kwargs=pool_kwargs)
-                pool.ConnectionCls = self._tracked(pool.ConnectionCls)
-                self._adapter, self._pool = adapter, pool
-            return self._pool
+    def reset(self) -> None:
+        """Forget every connection without touching it (after ``fork()``, the sockets
+        are shared with the parent)."""
+        self._local = threading.local()
+        self._connections: weakref.WeakSet[http.client.HTTPConnection] = weakref.WeakSet()
 
-    def _tracked(self, base: type[Any]) -> type[Any]:
-        """A connection class that remembers its sockets, so :meth:`abort` can cut them."""
-        sockets = self._sockets
+    def _connect(self) -> http.client.HTTPConnection:
+        conn: Union[http.client.HTTPConnection, http.client.HTTPSConnection]
+        if self._https:
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self._timeout, context=self._ssl_context
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        conn.connect()
+        # Headers and body leave in one write (http.client joins them for bytes
+        # bodies), but a server's ACK must not wait on Nagle either.
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._connections.add(conn)
+        self._local.conn = conn
+        return conn
 
-        class TrackedConnection(base):  # type: ignore[misc]
-            def connect(self) -> None:
-                super().connect()
-                sockets.add(self)
-
-        return TrackedConnection
+    def _drop(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        if getattr(self._local, "conn", None) is conn:
+            self._local.conn = None
 
     def send(self, body: bytes, user_agent: Optional[str], client_ip: Optional[str]) -> Response:
-        """POST one event body.
+        """POST one event body on this thread's connection.
 
         :raises AttemptError: connection problems, timeouts and non-final statuses.
         """
         # The visitor's User-Agent, never ours: Plausible classifies devices and bots by
-        # it. An empty value keeps urllib3 from adding "python-urllib3/x", a bot UA.
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": user_agent or "",
-        }
+        # it. http.client adds no User-Agent of its own.
+        headers = {"Content-Type": "application/json", "User-Agent": user_agent or ""}
         if client_ip:
             headers["X-Forwarded-For"] = client_ip
-        try:
-            resp = self._connection_pool().urlopen(
-                "POST",
-                self._path,
-                body=body,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                timeout=self._timeout,
-                assert_same_host=False,
-                preload_content=True,
-            )
-        except ReadTimeoutError as exc:
-            raise AttemptError("read_timeout", f"no answer within {exc}") from None
-        except (ConnectTimeoutError, SSLError) as exc:
-            raise AttemptError("connect", f"cannot connect: {type(exc).__name__}") from None
-        except (ProtocolError, HTTPError, OSError) as exc:
-            raise AttemptError("connect", f"connection broken: {type(exc).__name__}") from None
-        return classify(resp.status, resp.headers, resp.data, self._max_retry_after)
+        conn: Optional[http.client.HTTPConnection] = getattr(self._local, "conn", None)
+        reused = conn is not None
+        while True:
+            try:
+                if conn is None:
+                    conn = self._connect()
+                conn.request("POST", self._path, body, headers)
+                resp = conn.getresponse()
+                data = resp.read()
+            except _STALE_CONNECTION:
+                if conn is not None:
+                    self._drop(conn)
+                if reused:
+                    conn, reused = None, False
+                    continue
+                raise AttemptError("connect", "connection broken") from None
+            except socket.timeout:
+                failed_to_connect = conn is None or conn.sock is None
+                if conn is not None:
+                    self._drop(conn)
+                if failed_to_connect:
+                    raise AttemptError("connect", "connect timeout") from None
+                raise AttemptError("read_timeout", f"no answer within {self._timeout}s") from None
+            except (OSError, http.client.HTTPException) as exc:
+                if conn is not None:
+                    self._drop(conn)
+                raise AttemptError("connect", f"cannot connect: {type(exc).__name__}") from None
+            if resp.will_close:
+                self._drop(conn)
+            return classify(resp.status, resp.headers, data, self._max_retry_after)
 
     def abort(self) -> None:
         """Cut every open connection, so requests blocked on a silent server end now."""
-        for conn in list(self._sockets):
-            sock = getattr(conn, "sock", None)
+        for conn in list(self._connections):
+            sock = conn.sock
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
 
-    def reset(self) -> None:
-        """Forget the pool without touching it (after ``fork()``: the sockets are shared)."""
-        self._lock = threading.Lock()
-        self._sockets = weakref.WeakSet()
-        self._pool = None
-        self._adapter = None
-
     def close(self) -> None:
-        """Close idle connections."""
-        with self._lock:
-            if self._adapter is not None:
-                self._adapter.close()
-            self._pool = None
-            self._adapter = None
+        """Close every connection."""
+        for conn in list(self._connections):
+            with contextlib.suppress(OSError):
+                conn.close()

@@ -1,0 +1,120 @@
+"""A fast local sink for benchmarks: nginx answering ``202 ok`` on loopback.
+
+Started from the benchmark with its own config and pid file in a temp dir. Falls
+back to a small Python server in a subprocess when nginx is not installed (the
+figures are then marked as such: a Python sink is slower than the client).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Optional
+
+NGINX_CONF = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log crit;
+daemon off;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location /slow/ {{ {slow} }}
+        location / {{ return 202 "ok"; }}
+    }}
+}}
+"""
+
+PY_SINK = """
+import http.server, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path.startswith("/slow/"):
+            time.sleep({delay})
+        self.wfile.write(b"HTTP/1.1 202 Accepted\\r\\nContent-Length: 2\\r\\n\\r\\nok")
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", {port}), H)
+s.daemon_threads = True
+s.serve_forever()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sink:
+    """``with Sink() as sink: sink.url`` — ``/api/event`` answers 202 at once;
+    ``/slow/api/event`` answers after ``slow_delay`` seconds (Python sink only when
+    nginx lacks the echo module, so the slow path always uses the Python server)."""
+
+    def __init__(self, *, slow_delay: Optional[float] = None, force_python: bool = False) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.kind = "python"
+        self._tmp = tempfile.mkdtemp(prefix="plausible-bench-")
+        nginx = shutil.which("nginx") or (
+            "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
+        )
+        if nginx and slow_delay is None and not force_python:
+            conf = Path(self._tmp, "nginx.conf")
+            conf.write_text(NGINX_CONF.format(tmp=self._tmp, port=self.port, slow="return 404;"))
+            self._proc = subprocess.Popen(
+                [nginx, "-c", str(conf), "-p", self._tmp], stderr=subprocess.DEVNULL
+            )
+            self.kind = "nginx"
+        else:
+            code = textwrap.dedent(PY_SINK).format(port=self.port, delay=slow_delay or 0)
+            self._proc = subprocess.Popen([sys.executable, "-c", code])
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self.close()
+        raise RuntimeError(f"sink did not start on port {self.port}")
+
+    def close(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
