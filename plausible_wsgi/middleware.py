@@ -44,8 +44,9 @@ from .request import (
     PathPattern,
     PathRules,
     QueryPolicy,
-    build_path,
     client_ip,
+    decode_path,
+    escape_path,
     fit_url,
     request_host,
 )
@@ -496,8 +497,8 @@ class PlausibleMiddleware:
         return response
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> _Response:
-        path = build_path(environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""))
-        url_path = self._paths.mask(path) if self._paths.masks else path
+        path = decode_path(environ.get("SCRIPT_NAME", ""), environ.get("PATH_INFO", ""))
+        url_path = escape_path(self._paths.mask(path) if self._paths.masks else path)
         scheme = environ.get("wsgi.url_scheme", "http")
         host = request_host(environ)
         info: Optional[RequestInfo] = None

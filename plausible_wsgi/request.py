@@ -44,6 +44,8 @@ __all__ = [
     "QueryPolicy",
     "build_path",
     "client_ip",
+    "decode_path",
+    "escape_path",
     "fit_url",
     "normalize_ip",
     "request_host",
@@ -101,20 +103,28 @@ def _decode_wsgi(value: str) -> str:
         return value
 
 
+def decode_path(script_name: str, path_info: str) -> str:
+    """``SCRIPT_NAME + PATH_INFO`` as text: UTF-8, undecodable bytes as surrogates."""
+    path = script_name.rstrip("/") + path_info if script_name else path_info
+    if not path.isascii():
+        path = _decode_wsgi(path)
+    return path if path.startswith("/") else "/" + path
+
+
+def escape_path(path: str) -> str:
+    """``path`` (from :func:`decode_path`) as it appears in a URL (an IRI path)."""
+    if _PATH_UNSAFE.search(path) is not None:
+        path = _PATH_UNSAFE.sub(_escape, path)
+    return path
+
+
 def build_path(script_name: str, path_info: str) -> str:
-    """The request path as it appears in the URL (an IRI path).
+    """The request path as it appears in the URL.
 
     >>> build_path("/app", "/caf\\xc3\\xa9/a b")
     '/app/café/a%20b'
     """
-    path = script_name.rstrip("/") + path_info if script_name else path_info
-    if not path.isascii():
-        path = _decode_wsgi(path)
-    if not path.startswith("/"):
-        path = "/" + path
-    if _PATH_UNSAFE.search(path) is not None:
-        path = _PATH_UNSAFE.sub(_escape, path)
-    return path
+    return escape_path(decode_path(script_name, path_info))
 
 
 def _escape_query(query: str) -> str:
@@ -332,7 +342,9 @@ def normalize_ip(value: str) -> Optional[str]:
     """
     text = value.strip()
     if text.startswith("["):
-        text = text[1:].partition("]")[0]
+        text, bracket, _ = text[1:].partition("]")
+        if not bracket:
+            return None
     elif text.count(":") == 1:
         text = text.partition(":")[0]
     if not text or len(text) > 64:

@@ -631,7 +631,7 @@ def test_own_failures_never_reach_the_server(monkeypatch: pytest.MonkeyPatch) ->
     def broken(*args: Any) -> str:
         raise RuntimeError("bug in the middleware")
 
-    monkeypatch.setattr(module, "build_path", broken)
+    monkeypatch.setattr(module, "decode_path", broken)
     events, stats, result = track()
     assert result.body == b"<p>hi</p>"
     assert events == []
