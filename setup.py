@@ -24,7 +24,7 @@ setup(
         "retrying>=1.4",
     ],
     extras_require={
-        "flask": ["flask>=2.2"],
+        "flask": ["flask>=2.3"],
         "django": ["django>=4.2"],
         "dev": [
             "pytest>=7.4",
@@ -33,7 +33,7 @@ setup(
             "mypy>=1.8",
             "ruff>=0.5",
             "types-requests",
-            "flask>=2.2",
+            "flask>=2.3",
             "django>=4.2",
             "gunicorn>=21.2",
             "waitress>=2.1",
