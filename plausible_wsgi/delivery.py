@@ -47,7 +47,7 @@ from .resilience import Admission, AttemptError, Breaker, retrying_for
 from .stats import CollectorStats, DropReason
 from .transport import Outcome
 
-__all__ = ["DeliveryEngine"]
+__all__ = ["DeliveryEngine", "check_fork", "close_all"]
 
 T = TypeVar("T")
 
@@ -580,6 +580,18 @@ def _after_fork_in_child() -> None:
     _registry_lock = threading.Lock()
     for engine in list(_engines):
         engine._after_fork_in_child()
+
+
+def check_fork() -> None:
+    """Reset now every engine inherited from a parent process.
+
+    ``os.register_at_fork`` and the pid check in ``put()`` already do this; server
+    hooks (gunicorn ``post_fork``) call it to make it explicit and immediate.
+    """
+    pid = _getpid()
+    for engine in list(_engines):
+        if engine._pid != pid:
+            engine._after_fork_in_child()
 
 
 def close_all(timeout: Optional[float] = None) -> None:

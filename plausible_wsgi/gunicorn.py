@@ -22,8 +22,6 @@ Any worker class that runs the app in the worker process works: ``sync`` and
 
 from __future__ import annotations
 
-import os
-
 from . import delivery
 
 __all__ = ["post_fork", "worker_exit"]
@@ -35,10 +33,7 @@ def post_fork(server: object, worker: object) -> None:
     ``os.register_at_fork`` normally did this already; the pid check makes it hold
     for a fork that skipped the at-fork hooks too.
     """
-    pid = os.getpid()
-    for engine in list(delivery._engines):
-        if engine._pid != pid:
-            engine._after_fork_in_child()
+    delivery.check_fork()
 
 
 def worker_exit(server: object, worker: object) -> None:
