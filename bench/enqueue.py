@@ -1,0 +1,239 @@
+"""Enqueue cost: ``collector.track(...)`` with props against peers and the floor.
+
+Each client runs in a fresh interpreter (so no peer's background threads or exit
+flush touch another's figure), pointed at a closed loopback port, with its queue and
+flush thresholds big enough that nothing is sent during the loop:
+
+- ours: ``PlausibleCollector.track("Signup", props=...)``;
+- ``posthog``: ``Posthog.capture("Signup", distinct_id=..., properties=...)``;
+- ``segment-analytics-python``: ``Client.track(user_id=..., event=..., properties=...)``;
+- the floor: build a dict and append it to a deque under a lock.
+
+Figures are wall-clock µs per call in the calling thread, best of several rounds.
+
+    python -m bench.enqueue [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import IP, PROPS, UA, URL, best_us_per_call, closed_endpoint, row
+
+ROOT = Path(__file__).resolve().parent.parent
+#: µs per call; the issue's target for ``track()``.
+TARGET_US = 5.0
+CLIENTS = ("ours", "floor", "posthog", "segment")
+
+
+def _ours(total: int) -> Callable[[int], None]:
+    import plausible_wsgi as pw
+
+    collector = pw.PlausibleCollector(
+        "example.com",
+        endpoint=closed_endpoint(),
+        batch_size=10 * total,
+        flush_interval=3600.0,
+        max_queue_size=10 * total,
+    )
+    track = collector.track
+
+    def loop(calls: int) -> None:
+        for _ in range(calls):
+            track("Signup", props=PROPS, url=URL, user_agent=UA, client_ip=IP)
+
+    return loop
+
+
+def _floor(total: int) -> Callable[[int], None]:
+    lock = threading.Lock()
+    queue: collections.deque[dict[str, Any]] = collections.deque()
+
+    def track(name: str, props: dict[str, Any], url: str, user_agent: str, ip: str) -> bool:
+        event = {
+            "name": name,
+            "url": url,
+            "props": props,
+            "user_agent": user_agent,
+            "ip": ip,
+            "time": time.time(),
+        }
+        with lock:
+            queue.append(event)
+        return True
+
+    def loop(calls: int) -> None:
+        for _ in range(calls):
+            track("Signup", PROPS, URL, UA, IP)
+
+    return loop
+
+
+def _posthog(total: int) -> Callable[[int], None]:
+    from posthog import Posthog
+
+    client = Posthog(
+        "phc_benchmark",
+        host=closed_endpoint(),
+        max_queue_size=10 * total,
+        flush_at=10 * total,
+        flush_interval=3600.0,
+        max_retries=0,
+        timeout=1,
+    )
+    capture = client.capture
+
+    def loop(calls: int) -> None:
+        for _ in range(calls):
+            capture("Signup", distinct_id="user-1", properties=PROPS)
+
+    return loop
+
+
+def _segment(total: int) -> Callable[[int], None]:
+    from segment.analytics import Client
+
+    client = Client(
+        "benchmark-write-key",
+        host=closed_endpoint(),
+        max_queue_size=10 * total,
+        upload_size=10 * total,
+        upload_interval=3600.0,
+        max_retries=0,
+        timeout=1,
+    )
+    track = client.track
+
+    def loop(calls: int) -> None:
+        for _ in range(calls):
+            track(user_id="user-1", event="Signup", properties=PROPS)
+
+    return loop
+
+
+FACTORIES: dict[str, Callable[[int], Callable[[int], None]]] = {
+    "ours": _ours,
+    "floor": _floor,
+    "posthog": _posthog,
+    "segment": _segment,
+}
+
+
+def _child(name: str, calls: int, repeat: int) -> None:
+    """In the child interpreter: measure one client, print JSON, exit at once."""
+    try:
+        loop = FACTORIES[name](calls * (repeat + 1))
+        loop(min(calls, 2000))  # warm up: threads started, caches filled
+        result: dict[str, Any] = {"us": best_us_per_call(loop, calls, repeat)}
+    except ImportError as exc:
+        result = {"error": f"not installed ({exc.name})"}
+    except Exception as exc:  # a peer's API changed: say so in the row
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result), flush=True)
+    # Skip exit handlers: peers would try to flush to the closed port.
+    os._exit(0)
+
+
+def measure(name: str, calls: int, repeat: int) -> dict[str, Any]:
+    """µs per call of one client, measured in a fresh interpreter."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.enqueue", "--child", name, str(calls), str(repeat)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if not lines:
+        return {"error": f"child failed: {proc.stderr.strip()[-300:]}"}
+    return dict(json.loads(lines[-1]))
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    calls, repeat = (20_000, 3) if quick else (200_000, 5)
+    # The peers cost 10-30x more per call: fewer calls keep their runs as long as ours.
+    results = {
+        name: measure(name, calls if name in ("ours", "floor") else calls // 10, repeat)
+        for name in CLIENTS
+    }
+    ours = results["ours"].get("us")
+    floor = results["floor"]["us"]
+    segment: Optional[float] = results["segment"].get("us")
+    if ours is None:
+        raise RuntimeError(f"track() benchmark failed: {results['ours']['error']}")
+    peers = []
+    for name in ("posthog", "segment"):
+        us = results[name].get("us")
+        peers.append(
+            f"{name} {us:.1f} µs" if us is not None else f"{name}: {results[name]['error']}"
+        )
+    rows = [
+        row(
+            "enqueue: track() with props",
+            round(ours, 2),
+            "µs",
+            f"floor {floor:.2f} µs; " + "; ".join(peers),
+            ours / floor,
+            target=f"≤ {TARGET_US:.0f} µs" + (" and ≤ ¼ segment" if segment else ""),
+            passed=ours <= TARGET_US and (segment is None or ours * 4 <= segment),
+        )
+    ]
+    for name in ("posthog", "segment"):
+        us = results[name].get("us")
+        if us is None:
+            rows.append(
+                row(
+                    f"enqueue: {name} (peer)",
+                    0,
+                    "",
+                    f"skipped: {results[name]['error']}",
+                    None,
+                    target="",
+                    passed=None,
+                )
+            )
+        else:
+            rows.append(
+                row(
+                    f"enqueue: {name} / ours",
+                    round(us, 2),
+                    "µs",
+                    f"ours {ours:.2f} µs",
+                    us / ours,
+                    target="(peer: how many times ours)",
+                    passed=None,
+                )
+            )
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("NAME", "CALLS", "REPEAT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args.child[0], int(args.child[1]), int(args.child[2]))
+    from bench.delivery import print_table
+
+    print_table(run(args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
