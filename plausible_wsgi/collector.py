@@ -51,6 +51,24 @@ class Collector(Protocol):
         """A snapshot of the collector's counters."""
 
 
+def _visitor(
+    url: Optional[str],
+    referrer: Optional[str],
+    user_agent: Optional[str],
+    client_ip: Optional[str],
+) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
+    """The explicit arguments, with the current request's values where they are None."""
+    request = current_request()
+    if request is None:
+        return url, referrer, user_agent, client_ip
+    return (
+        request.url if url is None else url,
+        request.referrer if referrer is None else referrer,
+        request.user_agent if user_agent is None else user_agent,
+        request.client_ip if client_ip is None else client_ip,
+    )
+
+
 class Tracker:
     """The ``track*`` methods, on top of a collector's validated-event entry point.
 
@@ -85,12 +103,7 @@ class Tracker:
             raise InvalidEventError(
                 "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
             )
-        request = current_request()
-        if request is not None:
-            url = request.url if url is None else url
-            referrer = request.referrer if referrer is None else referrer
-            user_agent = request.user_agent if user_agent is None else user_agent
-            client_ip = request.client_ip if client_ip is None else client_ip
+        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
                 EventKind.CUSTOM,
@@ -115,12 +128,7 @@ class Tracker:
         client_ip: Optional[str] = None,
     ) -> bool:
         """Record a page view (Plausible event name ``pageview``)."""
-        request = current_request()
-        if request is not None:
-            url = request.url if url is None else url
-            referrer = request.referrer if referrer is None else referrer
-            user_agent = request.user_agent if user_agent is None else user_agent
-            client_ip = request.client_ip if client_ip is None else client_ip
+        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
                 EventKind.PAGEVIEW,
@@ -145,13 +153,7 @@ class Tracker:
         """Record something the server did for the visitor (``interactive: false``)."""
         if name in _RESERVED_NAMES:
             raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
-        request = current_request()
-        referrer = None
-        if request is not None:
-            url = request.url if url is None else url
-            referrer = request.referrer
-            user_agent = request.user_agent if user_agent is None else user_agent
-            client_ip = request.client_ip if client_ip is None else client_ip
+        url, referrer, user_agent, client_ip = _visitor(url, None, user_agent, client_ip)
         return self._accept(
             make_event(
                 EventKind.ACTION,

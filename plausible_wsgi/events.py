@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple, Optional, Union
 
-from ._iso4217 import CURRENCIES
+from ._plausible import (
+    CURRENCIES,
+    MAX_NAME_LENGTH,
+    MAX_PROP_KEY_BYTES,
+    MAX_PROP_VALUE_BYTES,
+    MAX_PROPS,
+    MAX_REFERRER_LENGTH,
+    MAX_URL_BYTES,
+)
 from .errors import InvalidEventError
 
 __all__ = [
@@ -37,14 +45,6 @@ __all__ = [
     "make_event",
     "validate_url",
 ]
-
-MAX_NAME_LENGTH = 120
-MAX_URL_BYTES = 2000
-MAX_PROPS = 30
-MAX_PROP_KEY_BYTES = 300
-MAX_PROP_VALUE_BYTES = 2000
-#: Plausible truncates longer referrers; we do the same before sending.
-MAX_REFERRER_LENGTH = 2000
 
 PropValue = Union[str, int, float, bool, None]
 
