@@ -40,11 +40,12 @@ def werkzeug_server(app: Any) -> Iterator[tuple[int, int]]:
 
 @contextmanager
 def waitress_server(app: Any) -> Iterator[tuple[int, int]]:
+    from waitress import wasyncore
     from waitress.server import create_server
 
     # waitress resolves X-Forwarded-For itself (and drops it from the environ) when
     # told to trust the proxy: REMOTE_ADDR is then the client, trusted_proxies=0.
-    server = create_server(
+    server: Any = create_server(
         app,
         host="127.0.0.1",
         port=0,
@@ -52,12 +53,24 @@ def waitress_server(app: Any) -> Iterator[tuple[int, int]]:
         trusted_proxy="127.0.0.1",
         trusted_proxy_headers="x-forwarded-for",
     )
-    thread = threading.Thread(target=server.run, daemon=True)
+    stop = threading.Event()
+
+    def serve() -> None:
+        # The loop runs in short rounds so that it is stopped, and its sockets closed,
+        # from its own thread: closing them from another one races the poll.
+        try:
+            while not stop.is_set():
+                wasyncore.loop(timeout=0.05, map=server._map, use_poll=True, count=1)
+        finally:
+            server.task_dispatcher.shutdown()
+            wasyncore.close_all(server._map)
+
+    thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     try:
-        yield server.effective_port, 0  # type: ignore[union-attr]
+        yield server.effective_port, 0
     finally:
-        server.close()
+        stop.set()
         thread.join(timeout=10)
 
 
