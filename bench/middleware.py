@@ -1,0 +1,160 @@
+"""Middleware overhead per request, in process.
+
+A bare WSGI app and a Flask hello app, each called directly with a prepared environ
+(a browser ``GET /`` answered ``200 text/html``: a page view), the response iterated
+and closed, with and without :class:`~plausible_wsgi.PlausibleMiddleware`. The
+collector buffers without sending: a ``PlausibleCollector`` pointed at a closed port,
+its batch size, flush interval and queue bound too large to be reached. So the
+figure covers reading the request, deciding, building the event and ``track``-level
+queueing; delivery is ``bench/delivery.py``'s.
+
+    python -m bench.middleware [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import IP, UA, best_us_per_call, closed_endpoint, row
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+#: µs added per request.
+TARGET_US = 10.0
+BODY = b"<!doctype html><title>Hello</title><p>Hello, world</p>"
+
+ENVIRON: dict[str, Any] = {
+    "REQUEST_METHOD": "GET",
+    "SCRIPT_NAME": "",
+    "PATH_INFO": "/pricing",
+    "QUERY_STRING": "utm_source=newsletter&session=abc",
+    "SERVER_NAME": "example.com",
+    "SERVER_PORT": "443",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "REMOTE_ADDR": IP,
+    "HTTP_HOST": "example.com",
+    "HTTP_USER_AGENT": UA,
+    "HTTP_REFERER": "https://news.example.org/",
+    "HTTP_ACCEPT": "text/html",
+    "HTTP_ACCEPT_LANGUAGE": "en-GB,en;q=0.9",
+    "wsgi.version": (1, 0),
+    "wsgi.url_scheme": "https",
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": False,
+    "wsgi.multiprocess": True,
+    "wsgi.run_once": False,
+}
+
+
+def bare_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+    start_response(
+        "200 OK", [("Content-Type", "text/html; charset=utf-8"), ("Content-Length", "55")]
+    )
+    return [BODY]
+
+
+def flask_app() -> WSGIApplication:
+    from flask import Flask
+
+    app = Flask("hello")
+
+    @app.get("/pricing")
+    def hello() -> str:
+        return "<!doctype html><title>Hello</title><p>Hello, world</p>"
+
+    return app
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    return None
+
+
+def requests_loop(app: WSGIApplication) -> Callable[[int], None]:
+    environ = ENVIRON
+
+    def loop(calls: int) -> None:
+        for _ in range(calls):
+            env = environ.copy()
+            env["wsgi.input"] = io.BytesIO(b"")
+            response = app(env, _start_response)
+            for _chunk in response:
+                pass
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
+
+    return loop
+
+
+def measure(calls: int, repeat: int) -> tuple[dict[str, tuple[float, float]], int]:
+    """``{app: (µs without, µs with)}`` and the page views the collector took in."""
+    import plausible_wsgi as pw
+
+    collector = pw.PlausibleCollector(
+        "example.com",
+        endpoint=closed_endpoint(),
+        batch_size=100 * calls * repeat,
+        flush_interval=3600.0,
+        max_queue_size=100 * calls * repeat,
+    )
+    results: dict[str, tuple[float, float]] = {}
+    for name, app in (("bare WSGI app", bare_app), ("Flask hello app", flask_app())):
+        wrapped = pw.PlausibleMiddleware(app, collector)
+        plain_loop, wrapped_loop = requests_loop(app), requests_loop(wrapped)
+        plain_loop(1000)
+        wrapped_loop(1000)
+        # Interleave the rounds so drift (frequency, other load) hits both alike.
+        plain = wrapped_us = float("inf")
+        for _ in range(repeat):
+            plain = min(plain, best_us_per_call(plain_loop, calls, 1))
+            wrapped_us = min(wrapped_us, best_us_per_call(wrapped_loop, calls, 1))
+        results[name] = (plain, wrapped_us)
+        if wrapped.stats().tracked.get("pageview") != wrapped.stats().requests:
+            raise RuntimeError(f"not every request was a page view: {wrapped.stats()}")
+    accepted = collector.stats().accepted
+    collector.close(0.1)
+    return results, accepted
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    calls, repeat = (5_000, 3) if quick else (50_000, 7)
+    results, _accepted = measure(calls, repeat)
+    rows = []
+    for name, (plain, wrapped) in results.items():
+        added = wrapped - plain
+        rows.append(
+            row(
+                f"middleware: µs added per request, {name}",
+                round(added, 2),
+                "µs",
+                f"without {plain:.2f} µs, with {wrapped:.2f} µs",
+                wrapped / plain,
+                target=f"≤ {TARGET_US:.0f} µs added",
+                passed=added <= TARGET_US,
+                collector="PlausibleCollector (buffering, closed port)",
+            )
+        )
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    args = parser.parse_args(argv)
+    from bench.delivery import print_table
+
+    print_table(run(args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
