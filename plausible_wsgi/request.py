@@ -318,6 +318,10 @@ class HostPolicy:
                 suffixes.append(name)
             else:
                 exact.add(name)
+        if not exact:
+            raise ConfigurationError(
+                "allowed_hosts is empty, so nothing would be tracked; pass None to track every host"
+            )
         frozen = frozenset(exact)
         ends = tuple(suffixes)
 

@@ -667,6 +667,7 @@ def test_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
         pytest.param(None, {"exclude_paths": [""]}, "exclude_paths", id="empty-prefix"),
         pytest.param(None, {"exclude_paths": [3]}, "exclude_paths", id="exclude-int"),
         pytest.param(None, {"allowed_hosts": "example.com"}, "allowed_hosts", id="hosts-str"),
+        pytest.param(None, {"allowed_hosts": []}, "allowed_hosts is empty", id="hosts-empty"),
         pytest.param(None, {"keep_query_params": "page"}, "keep_query_params", id="keep-str"),
         pytest.param(None, {"should_track": 1}, "should_track", id="should-track-value"),
         pytest.param(None, {"classifier": object()}, "classifier", id="classifier-type"),
