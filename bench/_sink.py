@@ -26,7 +26,7 @@ error_log {tmp}/error.log crit;
 daemon off;
 events {{ worker_connections 1024; }}
 http {{
-    access_log off;
+    {access_log}
     client_body_temp_path {tmp}/body;
     proxy_temp_path {tmp}/proxy;
     fastcgi_temp_path {tmp}/fastcgi;
@@ -67,9 +67,18 @@ def free_port() -> int:
 class Sink:
     """``with Sink() as sink: sink.url`` — ``/api/event`` answers 202 at once;
     ``/slow/api/event`` answers after ``slow_delay`` seconds (Python sink only when
-    nginx lacks the echo module, so the slow path always uses the Python server)."""
+    nginx lacks the echo module, so the slow path always uses the Python server).
 
-    def __init__(self, *, slow_delay: Optional[float] = None, force_python: bool = False) -> None:
+    ``access_log=True`` (nginx only) logs every request to a file in the temp dir, so
+    that :meth:`count_events` tells how many events arrived."""
+
+    def __init__(
+        self,
+        *,
+        slow_delay: Optional[float] = None,
+        force_python: bool = False,
+        access_log: bool = False,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.kind = "python"
@@ -79,7 +88,10 @@ class Sink:
         )
         if nginx and slow_delay is None and not force_python:
             conf = Path(self._tmp, "nginx.conf")
-            conf.write_text(NGINX_CONF.format(tmp=self._tmp, port=self.port, slow="return 404;"))
+            log = f"access_log {self._tmp}/access.log;" if access_log else "access_log off;"
+            conf.write_text(
+                NGINX_CONF.format(tmp=self._tmp, port=self.port, slow="return 404;", access_log=log)
+            )
             self._proc = subprocess.Popen(
                 [nginx, "-c", str(conf), "-p", self._tmp], stderr=subprocess.DEVNULL
             )
@@ -99,6 +111,14 @@ class Sink:
                 time.sleep(0.02)
         self.close()
         raise RuntimeError(f"sink did not start on port {self.port}")
+
+    def count_events(self) -> int:
+        """``POST /api/event`` requests logged so far (nginx with ``access_log=True``)."""
+        path = Path(self._tmp, "access.log")
+        if self.kind != "nginx" or not path.exists():
+            raise RuntimeError("count_events() needs the nginx sink with access_log=True")
+        with path.open("rb") as log:
+            return sum(1 for line in log if b'"POST /api/event ' in line)
 
     def close(self) -> None:
         self._proc.terminate()

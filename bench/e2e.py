@@ -1,0 +1,223 @@
+"""End to end: gunicorn serving the Flask example under ``wrk``, middleware on and off.
+
+For each worker class (2 ``sync`` workers, then 2 ``gthread`` workers with 4 threads),
+``examples/flask_app.py`` is served twice through ``bench/_e2e_app.py``: once bare
+(the extension unwrapped) and once with the middleware, delivering every page view
+to the nginx sink (``PLAUSIBLE_ENDPOINT``), collector at default settings. ``wrk``
+loads ``GET /`` (an HTML page, with a browser User-Agent) for a fixed time; then
+gunicorn gets ``SIGTERM`` and its workers flush on exit. Reported: requests/s with
+the middleware as a fraction of bare, and the page views the sink received against
+the requests ``wrk`` counted (and the workers' own counters).
+
+    python -m bench.e2e [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import UA, row, skipped
+from bench._sink import Sink, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+#: Requests/s with the middleware, as a fraction of bare.
+TARGET_RATIO = 0.7
+WORKER_CLASSES: dict[str, list[str]] = {
+    "sync": ["-k", "sync"],
+    "gthread": ["-k", "gthread", "--threads", "4"],
+}
+CONNECTIONS = 8
+
+
+def missing() -> Optional[str]:
+    """Why the end-to-end run cannot happen here, or None."""
+    if not (shutil.which("nginx") or os.path.exists("/usr/sbin/nginx")):
+        return "nginx not installed (Debian package nginx)"
+    if not shutil.which("wrk"):
+        return "wrk not installed (Debian package wrk)"
+    for module in ("gunicorn", "flask"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} not installed"
+    return None
+
+
+def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(request)
+                if b" 200 " in sock.recv(64):
+                    return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("gunicorn did not answer in time")
+
+
+def _wrk(url: str, seconds: float) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{seconds:g}s",
+            "-H",
+            f"User-Agent: {UA}",
+            "-H",
+            "Accept: text/html",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    ).stdout
+    requests = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if requests is None or rate is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": int(requests.group(1)),
+        "rps": float(rate.group(1)),
+        "non2xx": int(bad.group(1)) if bad else 0,
+        "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
+    }
+
+
+def serve_and_load(sink: Sink, worker_class: str, enabled: bool, seconds: float) -> dict[str, Any]:
+    """One gunicorn run under wrk; the numbers of wrk, the workers and the sink."""
+    port = free_port()
+    stats_dir = tempfile.mkdtemp(prefix="plausible-e2e-")
+    env = {
+        **os.environ,
+        "PLAUSIBLE_DOMAIN": "example.com",
+        "PLAUSIBLE_ENDPOINT": sink.url,
+        "BENCH_PLAUSIBLE": "on" if enabled else "off",
+        "BENCH_STATS_DIR": stats_dir,
+    }
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "-c", str(ROOT / "bench" / "_gunicorn_conf.py"),
+        "-b", f"127.0.0.1:{port}",
+        "-w", "2",
+        *WORKER_CLASSES[worker_class],
+        "--log-level", "warning",
+        "bench._e2e_app:app",
+    ]  # fmt: skip
+    before = sink.count_events()
+    with Path(stats_dir, "gunicorn.log").open("wb") as log:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
+        try:
+            _wait_http(port, proc)
+            _wrk(f"http://127.0.0.1:{port}/healthz", 1)  # warm up; not a page view
+            result = _wrk(f"http://127.0.0.1:{port}/", seconds)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    time.sleep(0.2)
+    result["sink"] = sink.count_events() - before
+    workers = [json.loads(p.read_text()) for p in Path(stats_dir).glob("worker-*.json")]
+    result["workers"] = len(workers)
+    for key in ("accepted", "sent", "queued", "pageviews"):
+        result[key] = sum(int(w.get(key, 0)) for w in workers)
+    # The middleware saw the warm-up's /healthz requests too.
+    result["mw_requests"] = sum(int(w.get("requests", 0)) for w in workers)
+    dropped: dict[str, int] = {}
+    for worker in workers:
+        for reason, count in worker["dropped"].items():
+            dropped[reason] = dropped.get(reason, 0) + count
+    result["dropped"] = dropped
+    result["log"] = Path(stats_dir, "gunicorn.log").read_text(errors="replace")[-2000:]
+    shutil.rmtree(stats_dir, ignore_errors=True)
+    return result
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    why = missing()
+    if why is not None:
+        return [skipped("e2e: gunicorn + wrk", why)]
+    seconds = 2.0 if quick else 10.0
+    rows = []
+    with Sink(access_log=True) as sink:
+        for worker_class in WORKER_CLASSES:
+            bare = serve_and_load(sink, worker_class, False, seconds)
+            ours = serve_and_load(sink, worker_class, True, seconds)
+            label = f"gunicorn 2 {worker_class} workers, Flask example, wrk {seconds:g} s"
+            ratio = ours["rps"] / bare["rps"]
+            delivered = (
+                ours["sink"] >= ours["requests"]
+                and ours["sink"] == ours["pageviews"] == ours["sent"]
+                and not ours["dropped"]
+            )
+            rows.append(
+                row(
+                    f"e2e: req/s with middleware, {label}",
+                    round(ours["rps"]),
+                    "req/s",
+                    f"bare {bare['rps']:.0f} req/s",
+                    ratio,
+                    target=f"≥ {TARGET_RATIO} of bare",
+                    passed=ratio >= TARGET_RATIO,
+                )
+            )
+            rows.append(
+                row(
+                    f"e2e: page views delivered, {worker_class}",
+                    ours["sink"],
+                    "events",
+                    f"wrk counted {ours['requests']}; workers tracked {ours['pageviews']}, "
+                    f"sent {ours['sent']}, dropped {ours['dropped'] or 0}",
+                    ours["sink"] / ours["requests"] if ours["requests"] else None,
+                    target="every page view (sink ≥ wrk, nothing dropped)",
+                    passed=delivered,
+                    bare_sink=bare["sink"],
+                    non2xx=ours["non2xx"] + bare["non2xx"],
+                )
+            )
+            if ours["workers"] != 2 or bare["workers"] != 2 or bare["sink"]:
+                print(
+                    f"warning: e2e {worker_class}: {ours['workers']}/{bare['workers']} "
+                    f"worker stats, bare sink {bare['sink']}\n{ours['log']}",
+                    file=sys.stderr,
+                )
+    return rows
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    args = parser.parse_args(argv)
+    from bench.delivery import print_table
+
+    print_table(run(args.quick))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
