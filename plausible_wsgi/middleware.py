@@ -317,9 +317,9 @@ class PlausibleMiddleware:
         ``"skip"``: no page view, counted by kind as ``skipped["bot:<kind>"]``
         (Plausible would drop them anyway; this saves the POST). ``"event"``: record
         a custom event ``bot_event_name`` with props ``agent``, ``operator``,
-        ``kind``, ``path``, ``status`` for every bot request that passes the host,
-        path, method and ``should_track`` rules, whatever its status or content type
-        (crawlers fetch ``robots.txt``, feeds and sitemaps). ``"pageview"``: treat
+        ``kind``, ``path``, ``status`` (and no referrer) for every bot request that
+        passes the host, path, method and ``should_track`` rules, whatever its status
+        or content type (crawlers fetch ``robots.txt``, feeds and sitemaps). ``"pageview"``: treat
         bots like people.
     :param bot_event_name: the custom event name for ``bots="event"``.
     :param bot_domain: record bot events on this Plausible site instead of the
