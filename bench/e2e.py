@@ -168,7 +168,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         for worker_class in WORKER_CLASSES:
             bare = serve_and_load(sink, worker_class, False, seconds)
             ours = serve_and_load(sink, worker_class, True, seconds)
-            label = f"gunicorn 2 {worker_class} workers, Flask example, wrk {seconds:g} s"
+            label = f"gunicorn 2 {worker_class} workers, wrk {seconds:g} s"
             ratio = ours["rps"] / bare["rps"]
             delivered = (
                 ours["sink"] >= ours["requests"]

@@ -126,7 +126,7 @@ def measure(calls: int, repeat: int) -> tuple[dict[str, tuple[float, float]], in
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    calls, repeat = (5_000, 3) if quick else (50_000, 7)
+    calls, repeat = (5_000, 3) if quick else (30_000, 7)
     results, _accepted = measure(calls, repeat)
     rows = []
     for name, (plain, wrapped) in results.items():
