@@ -132,6 +132,7 @@ def machine() -> dict[str, str]:
         "CPU": cpu,
         "Python": f"{platform.python_implementation()} {platform.python_version()}",
         "OS": platform.platform(),
+        "load average (1, 5, 15 min) at the end": ", ".join(f"{x:.2f}" for x in os.getloadavg()),
         "nginx": _tool_version(["/usr/sbin/nginx", "-v"]),
         "wrk": _tool_version(["wrk", "--version"]).split(" Copyright")[0],
     }
