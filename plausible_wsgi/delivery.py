@@ -346,9 +346,13 @@ class DeliveryEngine(Generic[T]):
                     self.name,
                     exc,
                 )
-        except Exception:
+        except Exception as exc:
             result = "failed"
-            logger.exception("%s: unexpected error while delivering an event", self.name)
+            # No traceback at ERROR: exception messages may quote the visitor's data.
+            logger.error(
+                "%s: unexpected %s while delivering an event", self.name, type(exc).__name__
+            )
+            logger.debug("delivery error", exc_info=True)
         finally:
             self._settle(item, result)
 
@@ -433,7 +437,7 @@ class DeliveryEngine(Generic[T]):
             return exc.status in policy.retry_statuses
         if exc.kind == "read_timeout":
             return policy.retry_read_timeouts
-        return True
+        return exc.kind == "connect"
 
     def _admit(self) -> Admission:
         if self._breaker is None:

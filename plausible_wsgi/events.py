@@ -13,11 +13,13 @@ UTF-8 bytes, not characters.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import math
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import NamedTuple, Optional, Union
+from urllib.parse import urlsplit
 
 from ._plausible import (
     CURRENCIES,
@@ -175,7 +177,23 @@ def validate_url(url: object) -> str:
     # Fast path: a URL of at most 666 characters is at most 1998 UTF-8 bytes.
     if len(url) > MAX_URL_BYTES // 3 and len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
         raise InvalidEventError("url", f"must be at most {MAX_URL_BYTES} bytes (UTF-8) in all")
+    if not _parses(url):
+        raise InvalidEventError("url", "is not a URL Plausible can parse (host or brackets)")
     return url
+
+
+@functools.lru_cache(maxsize=4096)
+def _parses(url: str) -> bool:
+    """Whether the URL splits cleanly, as the server requires (cached: page URLs repeat).
+
+    ``urlsplit`` refuses unbalanced IPv6 brackets and hosts whose NFKC form holds
+    URL delimiters; Plausible answers those ``400 must be a valid url``.
+    """
+    try:
+        urlsplit(url)
+    except ValueError:
+        return False
+    return True
 
 
 def _byte_length(value: str) -> int:
@@ -242,10 +260,22 @@ def validate_referrer(referrer: object) -> Optional[str]:
     return referrer[:MAX_REFERRER_LENGTH]
 
 
-def _optional_str(field: str, value: object) -> Optional[str]:
-    if value is None or isinstance(value, str):
-        return value
-    raise InvalidEventError(field, f"must be a string, got {type(value).__name__}")
+def _header_value(field: str, value: object) -> Optional[str]:
+    """A visitor value sent as an HTTP header: latin-1 text without line breaks."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidEventError(field, f"must be a string, got {type(value).__name__}")
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise InvalidEventError(field, "must not contain line breaks or NUL (sent as a header)")
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise InvalidEventError(
+                field, "must be latin-1 text (sent as an HTTP header)"
+            ) from None
+    return value
 
 
 def make_event(
@@ -279,8 +309,8 @@ def make_event(
         validate_props(props),
         revenue,
         bool(interactive),
-        _optional_str("user_agent", user_agent),
-        _optional_str("client_ip", client_ip),
+        _header_value("user_agent", user_agent),
+        _header_value("client_ip", client_ip),
     )
 
 

@@ -167,6 +167,12 @@ class HttpTransport:
                 if failed_to_connect:
                     raise AttemptError("connect", "connect timeout") from None
                 raise AttemptError("read_timeout", f"no answer within {self._timeout}s") from None
+            except (ValueError, UnicodeError) as exc:
+                # A header http.client refuses: the event can never be sent. Validation
+                # in track() prevents this; a hand-built Event could still carry one.
+                if conn is not None:
+                    self._drop(conn)
+                raise AttemptError("invalid", f"unsendable event: {type(exc).__name__}") from None
             except (OSError, http.client.HTTPException) as exc:
                 if conn is not None:
                     self._drop(conn)
