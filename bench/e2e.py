@@ -31,7 +31,7 @@ from typing import Any, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import UA, row, skipped
+from bench._common import UA, closed_endpoint, row, skipped
 from bench._sink import Sink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,9 @@ def _wrk(url: str, seconds: float) -> dict[str, float]:
         raise RuntimeError(f"cannot read wrk's output:\n{out}")
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    duration = float(requests.group(2)) / (1000 if requests.group(3) == "ms" else 1)
     return {
+        "seconds": duration,
         "requests": int(requests.group(1)),
         "rps": float(rate.group(1)),
         "non2xx": int(bad.group(1)) if bad else 0,
@@ -106,16 +108,35 @@ def _wrk(url: str, seconds: float) -> dict[str, float]:
     }
 
 
-def serve_and_load(sink: Sink, worker_class: str, enabled: bool, seconds: float) -> dict[str, Any]:
+#: ``PLAUSIBLE_*`` settings of each mode; ``None``: the middleware unwrapped.
+MODES: dict[str, Optional[dict[str, str]]] = {
+    "bare": None,
+    # The product: every page view delivered to the sink, default settings.
+    "on": {},
+    # A diagnostic: the middleware and buffering, but no delivery during the run
+    # (bounds never reached, endpoint a closed port), to split the cost in two.
+    "buffered": {
+        "PLAUSIBLE_BATCH_SIZE": "100000000",
+        "PLAUSIBLE_MAX_QUEUE_SIZE": "100000000",
+        "PLAUSIBLE_FLUSH_INTERVAL": "3600",
+        "PLAUSIBLE_SHUTDOWN_TIMEOUT": "0.5",
+        "PLAUSIBLE_ENDPOINT": closed_endpoint(),
+    },
+}
+
+
+def serve_and_load(sink: Sink, worker_class: str, mode: str, seconds: float) -> dict[str, Any]:
     """One gunicorn run under wrk; the numbers of wrk, the workers and the sink."""
     port = free_port()
     stats_dir = tempfile.mkdtemp(prefix="plausible-e2e-")
+    settings = MODES[mode]
     env = {
         **os.environ,
         "PLAUSIBLE_DOMAIN": "example.com",
         "PLAUSIBLE_ENDPOINT": sink.url,
-        "BENCH_PLAUSIBLE": "on" if enabled else "off",
+        "BENCH_PLAUSIBLE": "off" if settings is None else "on",
         "BENCH_STATS_DIR": stats_dir,
+        **(settings or {}),
     }
     command = [
         sys.executable, "-m", "gunicorn",
@@ -131,7 +152,7 @@ def serve_and_load(sink: Sink, worker_class: str, enabled: bool, seconds: float)
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
             _wait_http(port, proc)
-            _wrk(f"http://127.0.0.1:{port}/healthz", 1)  # warm up; not a page view
+            warm_up = _wrk(f"http://127.0.0.1:{port}/", 1)
             result = _wrk(f"http://127.0.0.1:{port}/", seconds)
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -140,14 +161,16 @@ def serve_and_load(sink: Sink, worker_class: str, enabled: bool, seconds: float)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    # Every request was a page view: the warm-up's too.
+    result["pages"] = warm_up["requests"] + result["requests"]
     time.sleep(0.2)
     result["sink"] = sink.count_events() - before
     workers = [json.loads(p.read_text()) for p in Path(stats_dir).glob("worker-*.json")]
     result["workers"] = len(workers)
     for key in ("accepted", "sent", "queued", "pageviews"):
         result[key] = sum(int(w.get(key, 0)) for w in workers)
-    # The middleware saw the warm-up's /healthz requests too.
-    result["mw_requests"] = sum(int(w.get("requests", 0)) for w in workers)
+    result["cpu"] = sum(float(w.get("cpu", 0)) for w in workers)
+    result["delivery_cpu"] = sum(float(w.get("delivery_cpu", 0)) for w in workers)
     dropped: dict[str, int] = {}
     for worker in workers:
         for reason, count in worker["dropped"].items():
@@ -158,20 +181,48 @@ def serve_and_load(sink: Sink, worker_class: str, enabled: bool, seconds: float)
     return result
 
 
+def load(
+    sink: Sink, worker_class: str, modes: list[str], seconds: float, rounds: int
+) -> dict[str, dict[str, Any]]:
+    """The modes in turn, ``rounds`` times (so drift in the machine's load hits all
+    alike); per mode the sums over the rounds, ``rps`` over all of them."""
+    totals: dict[str, dict[str, Any]] = {}
+    for _ in range(rounds):
+        for mode in modes:
+            result = serve_and_load(sink, worker_class, mode, seconds)
+            total = totals.setdefault(mode, {"dropped": {}, "logs": []})
+            for key, value in result.items():
+                if key == "dropped":
+                    for reason, count in value.items():
+                        total["dropped"][reason] = total["dropped"].get(reason, 0) + count
+                elif key == "log":
+                    total["logs"].append(value)
+                elif isinstance(value, (int, float)):
+                    total[key] = total.get(key, 0) + value
+    for total in totals.values():
+        total["rps"] = total["requests"] / total["seconds"]
+    return totals
+
+
+def _per_page(result: dict[str, Any], key: str) -> float:
+    return float(result[key]) / result["pages"] * 1e6 if result["pages"] else 0.0
+
+
 def run(quick: bool = False) -> list[dict[str, Any]]:
     why = missing()
     if why is not None:
         return [skipped("e2e: gunicorn + wrk", why)]
-    seconds = 2.0 if quick else 10.0
+    seconds, rounds = (2.0, 1) if quick else (5.0, 2)
+    modes = ["bare", "on"] if quick else ["bare", "on", "buffered"]
     rows = []
     with Sink(access_log=True) as sink:
         for worker_class in WORKER_CLASSES:
-            bare = serve_and_load(sink, worker_class, False, seconds)
-            ours = serve_and_load(sink, worker_class, True, seconds)
-            label = f"gunicorn 2 {worker_class} workers, wrk {seconds:g} s"
+            results = load(sink, worker_class, modes, seconds, rounds)
+            bare, ours = results["bare"], results["on"]
+            label = f"2 {worker_class} workers, wrk {rounds} x {seconds:g} s"
             ratio = ours["rps"] / bare["rps"]
             delivered = (
-                ours["sink"] >= ours["requests"]
+                ours["sink"] >= ours["pages"]
                 and ours["sink"] == ours["pageviews"] == ours["sent"]
                 and not ours["dropped"]
             )
@@ -180,32 +231,50 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                     f"e2e: req/s with middleware, {label}",
                     round(ours["rps"]),
                     "req/s",
-                    f"bare {bare['rps']:.0f} req/s",
+                    f"bare {bare['rps']:.0f} req/s; worker CPU per page "
+                    f"{_per_page(bare, 'cpu'):.0f} µs bare, {_per_page(ours, 'cpu'):.0f} µs "
+                    f"with, of which delivery threads {_per_page(ours, 'delivery_cpu'):.0f} µs",
                     ratio,
                     target=f"≥ {TARGET_RATIO} of bare",
                     passed=ratio >= TARGET_RATIO,
                 )
             )
+            buffered = results.get("buffered")
+            if buffered is not None:
+                rows.append(
+                    row(
+                        f"e2e: req/s, middleware buffering only (diagnostic), {label}",
+                        round(buffered["rps"]),
+                        "req/s",
+                        f"bare {bare['rps']:.0f} req/s; worker CPU per page "
+                        f"{_per_page(buffered, 'cpu'):.0f} µs",
+                        buffered["rps"] / bare["rps"],
+                        target="(no delivery: splits the cost)",
+                        passed=None,
+                    )
+                )
             rows.append(
                 row(
                     f"e2e: page views delivered, {worker_class}",
                     ours["sink"],
                     "events",
-                    f"wrk counted {ours['requests']}; workers tracked {ours['pageviews']}, "
+                    f"wrk counted {ours['pages']} (incl. warm-ups); "
+                    f"workers tracked {ours['pageviews']}, "
                     f"sent {ours['sent']}, dropped {ours['dropped'] or 0}",
-                    ours["sink"] / ours["requests"] if ours["requests"] else None,
+                    ours["sink"] / ours["pages"] if ours["pages"] else None,
                     target="every page view (sink ≥ wrk, nothing dropped)",
                     passed=delivered,
                     bare_sink=bare["sink"],
                     non2xx=ours["non2xx"] + bare["non2xx"],
                 )
             )
-            if ours["workers"] != 2 or bare["workers"] != 2 or bare["sink"]:
-                print(
-                    f"warning: e2e {worker_class}: {ours['workers']}/{bare['workers']} "
-                    f"worker stats, bare sink {bare['sink']}\n{ours['log']}",
-                    file=sys.stderr,
-                )
+            for mode, result in results.items():
+                if result["workers"] != 2 * rounds or (mode == "bare" and result["sink"]):
+                    print(
+                        f"warning: e2e {worker_class} {mode}: {result['workers']} worker "
+                        f"stats, sink {result['sink']}\n{result['logs'][-1]}",
+                        file=sys.stderr,
+                    )
     return rows
 
 
