@@ -294,42 +294,68 @@ def make_event(
 
     :raises InvalidEventError: for anything Plausible would reject or mangle.
     """
-    if revenue is not None:
-        if not isinstance(revenue, Revenue):
-            raise InvalidEventError(
-                "revenue", f"must be a plausible_wsgi.Revenue, got {type(revenue).__name__}"
-            )
-        if kind is EventKind.PAGEVIEW:
-            raise InvalidEventError("revenue", "is only recorded on custom events, not page views")
+    checked_revenue = None if revenue is None else _check_revenue(kind, revenue)
     return Event(
         kind,
         validate_name(name),
         validate_url(url),
         validate_referrer(referrer),
         validate_props(props),
-        revenue,
+        checked_revenue,
         bool(interactive),
         _header_value("user_agent", user_agent),
         _header_value("client_ip", client_ip),
     )
 
 
+def _check_revenue(kind: EventKind, revenue: object) -> Revenue:
+    if not isinstance(revenue, Revenue):
+        raise InvalidEventError(
+            "revenue", f"must be a plausible_wsgi.Revenue, got {type(revenue).__name__}"
+        )
+    if kind is EventKind.PAGEVIEW:
+        raise InvalidEventError("revenue", "is only recorded on custom events, not page views")
+    return revenue
+
+
 def validate_event(event: Event) -> Event:
-    """Re-validate a hand-built :class:`Event` (``collect()`` uses this)."""
+    """Validate a hand-built :class:`Event` (``collect()`` uses this).
+
+    The same rules as :func:`make_event`; an event that needs no conversion is
+    returned as it is (the middleware's page views, on every request).
+    """
     if not isinstance(event, Event):
         raise InvalidEventError("event", f"must be a plausible_wsgi.Event, got {type(event)!r}")
-    if not isinstance(event.kind, EventKind):
-        raise InvalidEventError("kind", f"must be an EventKind, got {event.kind!r}")
-    return make_event(
-        event.kind,
-        event.name,
-        url=event.url,
-        referrer=event.referrer,
-        props=event.props,
-        revenue=event.revenue,
-        interactive=event.interactive,
-        user_agent=event.user_agent,
-        client_ip=event.client_ip,
+    kind, name, url, referrer, props, revenue, interactive, user_agent, client_ip = event
+    if not isinstance(kind, EventKind):
+        raise InvalidEventError("kind", f"must be an EventKind, got {kind!r}")
+    validate_name(name)
+    validate_url(url)
+    if user_agent is not None:
+        _header_value("user_agent", user_agent)
+    if client_ip is not None:
+        _header_value("client_ip", client_ip)
+    if revenue is not None:
+        _check_revenue(kind, revenue)
+    checked_referrer = validate_referrer(referrer)
+    checked_props = validate_props(props)
+    if (
+        checked_referrer is referrer
+        and checked_props == props
+        and (interactive is True or interactive is False)
+        and type(event) is Event
+    ):
+        return event
+    return Event(
+        kind,
+        name,
+        url,
+        checked_referrer,
+        checked_props,
+        revenue,
+        bool(interactive),
+        user_agent,
+        client_ip,
     )
 
 
