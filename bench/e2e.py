@@ -212,7 +212,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     why = missing()
     if why is not None:
         return [skipped("e2e: gunicorn + wrk", why)]
-    seconds, rounds = (2.0, 1) if quick else (5.0, 2)
+    seconds, rounds = (2.0, 1) if quick else (5.0, 3)
     modes = ["bare", "on"] if quick else ["bare", "on", "buffered"]
     rows = []
     with Sink(access_log=True) as sink:
