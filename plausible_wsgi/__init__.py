@@ -22,7 +22,7 @@ from .config import CircuitBreakerConfig, RetryConfig
 from .delivery import close_all as shutdown
 from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
-from .middleware import PlausibleMiddleware
+from .middleware import MiddlewareStats, PlausibleMiddleware
 from .stats import CollectorStats
 
 __version__ = "0.1.0"
@@ -35,6 +35,7 @@ __all__ = [
     "Event",
     "EventKind",
     "InvalidEventError",
+    "MiddlewareStats",
     "PlausibleCollector",
     "PlausibleError",
     "PlausibleMiddleware",

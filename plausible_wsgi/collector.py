@@ -280,6 +280,8 @@ class PlausibleCollector(Tracker):
                 f"circuit_breaker must be a CircuitBreakerConfig or None, got {circuit_breaker!r}"
             )
         self.name = f"plausible:{self.domain}"
+        #: Bound, in seconds, on the flush in ``close()`` and at interpreter exit.
+        self.shutdown_timeout = _check_seconds("shutdown_timeout", shutdown_timeout)
         self._settings = {
             "endpoint": self.endpoint,
             "batch_size": batch_size,
@@ -308,7 +310,7 @@ class PlausibleCollector(Tracker):
             max_workers=_check_count("max_workers", max_workers),
             retry=retry,
             circuit_breaker=circuit_breaker,
-            shutdown_timeout=_check_seconds("shutdown_timeout", shutdown_timeout),
+            shutdown_timeout=self.shutdown_timeout,
             on_abort=self._transport.abort,
             on_fork=self._transport.reset,
         )

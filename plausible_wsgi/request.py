@@ -31,8 +31,8 @@ from urllib.parse import unquote
 
 from werkzeug.sansio.utils import get_host
 
+from ._plausible import MAX_URL_BYTES, TRACKED_QUERY_PARAMS
 from .errors import ConfigurationError
-from .events import MAX_URL_BYTES
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -54,23 +54,7 @@ __all__ = [
 #: Query parameters Plausible reads from a page URL (sources, UTM tags, click ids).
 #: Everything else in the query string is ignored by Plausible, so by default it is
 #: not sent: query strings often carry emails, tokens and search terms.
-PLAUSIBLE_QUERY_PARAMS = frozenset(
-    {
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_content",
-        "utm_term",
-        "source",
-        "ref",
-        "gclid",
-        "gbraid",
-        "wbraid",
-        "msclkid",
-        "fbclid",
-        "twclid",
-    }
-)
+PLAUSIBLE_QUERY_PARAMS = frozenset(TRACKED_QUERY_PARAMS)
 
 # ASCII characters that may stand unescaped in a path: RFC 3986 unreserved and
 # sub-delims plus ":" and "@" and "/". PATH_INFO arrives percent-*decoded*, so a

@@ -1,0 +1,59 @@
+"""The public surface is small, explicit and matches the documented contract."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import plausible_wsgi as pw
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in vars(pw) if not name.startswith("_")} - {"annotations"}
+    modules = {name for name, value in vars(pw).items() if inspect.ismodule(value)}
+    assert set(pw.__all__) == (public - modules) | {"__version__"}
+    assert pw.__all__ == sorted(pw.__all__, key=lambda n: (n.startswith("_"), n.lower()))
+
+
+def test_contract_names_and_defaults() -> None:
+    params = inspect.signature(pw.PlausibleCollector).parameters
+    assert {name: p.default for name, p in params.items() if name != "domain"} == {
+        "endpoint": "https://plausible.io",
+        "batch_size": 10,
+        "flush_interval": 5.0,
+        "max_queue_size": 10_000,
+        "max_workers": 4,
+        "timeout": 10.0,
+        "retry": pw.RetryConfig(),
+        "circuit_breaker": pw.CircuitBreakerConfig(),
+        "shutdown_timeout": 5.0,
+        "ca_bundle": None,
+    }
+    assert pw.RetryConfig() == pw.RetryConfig(max_retries=3, initial_backoff=0.5, max_backoff=10.0)
+    assert pw.CircuitBreakerConfig() == pw.CircuitBreakerConfig(
+        max_consecutive_failures=5, timeout=30.0
+    )
+    track = inspect.signature(pw.PlausibleCollector.track).parameters
+    assert list(track)[1:] == [
+        "name", "props", "revenue", "interactive", "url", "referrer", "user_agent", "client_ip",
+    ]  # fmt: skip
+    assert inspect.signature(pw.PlausibleMiddleware).parameters["trusted_proxies"].default == 0
+
+
+def test_one_root_exception() -> None:
+    assert issubclass(pw.ConfigurationError, pw.PlausibleError)
+    assert issubclass(pw.ConfigurationError, ValueError)
+    assert issubclass(pw.InvalidEventError, pw.PlausibleError)
+    assert issubclass(pw.InvalidEventError, ValueError)
+
+
+def test_package_logger_has_a_null_handler_and_no_level() -> None:
+    logger = logging.getLogger("plausible_wsgi")
+    assert any(isinstance(h, logging.NullHandler) for h in logger.handlers)
+    assert logger.level == logging.NOTSET
+
+
+def test_py_typed_marker_ships() -> None:
+    from importlib import resources
+
+    assert resources.files("plausible_wsgi").joinpath("py.typed").is_file()
