@@ -12,7 +12,6 @@ def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in vars(pw) if not name.startswith("_")} - {"annotations"}
     modules = {name for name, value in vars(pw).items() if inspect.ismodule(value)}
     assert set(pw.__all__) == (public - modules) | {"__version__"}
-    assert pw.__all__ == sorted(pw.__all__, key=lambda n: (n.startswith("_"), n.lower()))
 
 
 def test_contract_names_and_defaults() -> None:
