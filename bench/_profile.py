@@ -1,0 +1,121 @@
+"""Where the time of ``track()`` and of the middleware goes: for the report on misses.
+
+Two views of the same paths:
+
+- each piece timed alone (``timeit``, best of 5), the function named as
+  ``file.py function``, so that a miss can be traced to its cause;
+- ``cProfile`` of whole requests through the middleware (bare WSGI app), sorted by
+  own time (its per-call figures include the profiler's overhead).
+
+    python -m bench._profile
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import sys
+import timeit
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import IP, PROPS, UA, URL, closed_endpoint
+from bench.middleware import ENVIRON, bare_app, requests_loop
+
+
+def _time(label: str, stmt: str, names: dict[str, Any], number: int = 100_000) -> None:
+    best = min(timeit.repeat(stmt, number=number, repeat=5, globals=names)) / number
+    print(f"  {label:<62} {best * 1e6:6.2f} µs")
+
+
+def main() -> int:
+    import plausible_wsgi as pw
+    from plausible_wsgi import context, events, middleware, request
+
+    collector = pw.PlausibleCollector(
+        "example.com",
+        endpoint=closed_endpoint(),
+        batch_size=10**9,
+        flush_interval=3600.0,
+        max_queue_size=10**9,
+    )
+    wrapped = pw.PlausibleMiddleware(bare_app, collector)
+    env = dict(ENVIRON, **{"wsgi.input": io.BytesIO()})
+    response = wrapped._start(env, lambda *a: None)
+    response.status = "200 OK"
+    response.headers = [("Content-Type", "text/html; charset=utf-8")]
+    decision = wrapped._decide(response)
+    assert not isinstance(decision, str), decision
+    info = response.info
+    names: dict[str, Any] = {
+        **globals(),
+        "c": collector,
+        "engine": collector._engine,
+        "E": events,
+        "C": context,
+        "R": request,
+        "M": middleware,
+        "mw": wrapped,
+        "env": env,
+        "resp": response,
+        "info": info,
+        "ev": decision[1],
+        "custom": events.make_event(
+            events.EventKind.CUSTOM, "Signup", url=URL, props=PROPS, user_agent=UA, client_ip=IP
+        ),
+        "bare_loop": requests_loop(bare_app),
+        "mw_loop": requests_loop(wrapped),
+    }
+    print("track('Signup', props=...) outside a request")
+    for label, stmt in [
+        ("collector.py Tracker.track (whole)",
+         "c.track('Signup', props=PROPS, url=URL, user_agent=UA, client_ip=IP)"),
+        ("events.py make_event",
+         "E.make_event(E.EventKind.CUSTOM, 'Signup', url=URL, props=PROPS, user_agent=UA, "
+         "client_ip=IP)"),
+        ("  events.py validate_props", "E.validate_props(PROPS)"),
+        ("  events.py validate_url", "E.validate_url(URL)"),
+        ("  events.py validate_name", "E.validate_name('Signup')"),
+        ("delivery.py DeliveryEngine.put", "engine.put(custom)"),
+    ]:  # fmt: skip
+        _time(label, stmt, names)
+    print("\none page view through PlausibleMiddleware (bare WSGI app)")
+    for label, stmt, number in [
+        ("bench: whole request without the middleware", "bare_loop(1)", 20_000),
+        ("bench: whole request with the middleware", "mw_loop(1)", 20_000),
+        ("middleware.py PlausibleMiddleware._start", "mw._start(env, None)", 100_000),
+        ("  request.py decode_path", "R.decode_path('', '/pricing')", 100_000),
+        ("  request.py request_host", "R.request_host(env)", 100_000),
+        ("  request.py QueryPolicy.scrub", "mw._query.scrub(env['QUERY_STRING'])", 100_000),
+        ("  request.py client_ip", "R.client_ip(env, 0)", 100_000),
+        ("  middleware.py _Response.__init__",
+         "M._Response(mw, None, method='GET', path='/pricing', url_path='/pricing', info=info)",
+         100_000),
+        ("middleware.py PlausibleMiddleware._finish", "mw._finish(resp)", 50_000),
+        ("  middleware.py PlausibleMiddleware._decide", "mw._decide(resp)", 100_000),
+        ("  collector.py PlausibleCollector.collect", "c.collect(ev)", 50_000),
+        ("    events.py validate_event", "E.validate_event(ev)", 100_000),
+        ("    delivery.py DeliveryEngine.put", "engine.put(ev)", 50_000),
+        ("context.py bind_request + unbind_request",
+         "C.unbind_request(C.bind_request(info))", 100_000),
+    ]:  # fmt: skip
+        _time(label, stmt, names, number)
+    print("\ncProfile: 20,000 requests through the middleware, by own time")
+    profile = cProfile.Profile()
+    loop = names["mw_loop"]
+    profile.enable()
+    loop(20_000)
+    profile.disable()
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(15)
+    print(out.getvalue())
+    collector.close(0.01)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
