@@ -30,7 +30,7 @@ from typing import Any, Callable, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import IP, PROPS, UA, URL, best_us_per_call, closed_endpoint, row
+from bench._common import IP, PROPS, UA, URL, best_us_per_call, closed_endpoint, row, skipped
 
 ROOT = Path(__file__).resolve().parent.parent
 #: µs per call; the issue's target for ``track()``.
@@ -198,17 +198,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     for name in ("posthog", "segment"):
         us = results[name].get("us")
         if us is None:
-            rows.append(
-                row(
-                    f"enqueue: {name} (peer)",
-                    0,
-                    "",
-                    f"skipped: {results[name]['error']}",
-                    None,
-                    target="",
-                    passed=None,
-                )
-            )
+            rows.append(skipped(f"enqueue: {name} (peer)", results[name]["error"]))
         else:
             rows.append(
                 row(
