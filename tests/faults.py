@@ -155,8 +155,10 @@ class Flapper:
         down_for: float = 0.1,
         up_for: float = 0.1,
         graceful: bool = True,
+        start_down: bool = False,
     ) -> None:
         self.receiver = receiver
+        self.start_down = start_down
         self.down_for = down_for
         self.up_for = up_for
         self.gate = GracefulGate(receiver) if graceful else None
@@ -170,7 +172,9 @@ class Flapper:
         return self
 
     def _run(self) -> None:
-        while not self._stop.wait(self.up_for):
+        first_wait = 0.0 if self.start_down else self.up_for
+        while not self._stop.wait(first_wait):
+            first_wait = self.up_for
             if self.gate is not None:
                 self.gate.close()
             self.receiver.down()

@@ -370,7 +370,9 @@ def _misbehave(receiver: PlausibleReceiver, behaviour: str) -> Flapper | None:
     elif behaviour == "retry-after":
         receiver.enqueue_faults(*[Fault(429, {"Retry-After": "30"})] * 100)
     elif behaviour == "flapping":
-        return Flapper(receiver, down_for=0.15, up_for=0.03).start()
+        flapper = Flapper(receiver, down_for=0.2, up_for=0.1, start_down=True).start()
+        wait_until(lambda: flapper.outages >= 1, timeout=5)
+        return flapper
     return None
 
 
