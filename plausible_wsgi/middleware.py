@@ -50,6 +50,7 @@ from .request import (
     escape_path,
     fit_url,
     request_host,
+    user_agent,
 )
 
 if TYPE_CHECKING:
@@ -523,7 +524,6 @@ class PlausibleMiddleware:
                 url = f"{url}?{query}"
             if len(url) > _SHORT_URL:
                 url = fit_url(url, query_start)
-            user_agent = get("HTTP_USER_AGENT")
             referrer = get("HTTP_REFERER")
             info = _new(
                 RequestInfo,
@@ -532,7 +532,7 @@ class PlausibleMiddleware:
                     referrer[:MAX_REFERRER_LENGTH]
                     if referrer and isinstance(referrer, str)
                     else None,
-                    user_agent if isinstance(user_agent, str) else None,
+                    user_agent(environ),
                     client_ip(environ, self.trusted_proxies),
                 ),
             )

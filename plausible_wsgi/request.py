@@ -49,6 +49,7 @@ __all__ = [
     "fit_url",
     "normalize_ip",
     "request_host",
+    "user_agent",
 ]
 
 #: Query parameters Plausible reads from a page URL (sources, UTM tags, click ids).
@@ -369,6 +370,29 @@ def client_ip(environ: WSGIEnvironment, trusted_proxies: int = 0) -> Optional[st
                 if found is not None:
                     return found
     return normalize_ip(remote) if isinstance(remote, str) else None
+
+
+_HEADER_BREAKS = re.compile(r"[\r\n\0]")
+
+
+def user_agent(environ: WSGIEnvironment) -> Optional[str]:
+    """The visitor's User-Agent, as a value that can be sent on as a header.
+
+    A conforming server gives latin-1 text without line breaks (PEP 3333); from any
+    other, non-latin-1 text is re-encoded the way such a server would have passed the
+    bytes on, and line breaks become spaces, instead of losing the page view.
+    """
+    value = environ.get("HTTP_USER_AGENT")
+    if not isinstance(value, str):
+        return None
+    if "\r" in value or "\n" in value or "\0" in value:
+        value = _HEADER_BREAKS.sub(" ", value)
+    if not value.isascii():
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("latin-1")
+    return value
 
 
 def fit_url(url: str, query_start: int) -> str:

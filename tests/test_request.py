@@ -473,3 +473,21 @@ def test_host_policy() -> None:
 def test_fit_url_keeps_short_urls() -> None:
     url = "https://example.com/" + "x" * 1900
     assert fit_url(url, -1) is url
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param("Mozilla/5.0 Firefox/128.0", "Mozilla/5.0 Firefox/128.0", id="plain"),
+        pytest.param("Mozilla/5.0 (\xe9)", "Mozilla/5.0 (\xe9)", id="latin-1-kept"),
+        pytest.param("Bot \u0100", "Bot \xc4\x80", id="non-latin-1-as-utf8-bytes"),
+        pytest.param("A\r\nX-Injected: 1", "A  X-Injected: 1", id="line-breaks-become-spaces"),
+        pytest.param(None, None, id="missing"),
+        pytest.param(b"bytes", None, id="not-a-str"),
+    ],
+)
+def test_user_agent_is_always_a_sendable_header(raw: object, expected: object) -> None:
+    from plausible_wsgi.request import user_agent
+
+    environ = {} if raw is None else {"HTTP_USER_AGENT": raw}
+    assert user_agent(environ) == expected  # type: ignore[arg-type]
