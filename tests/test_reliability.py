@@ -13,6 +13,7 @@ exit flush and fork basics in subprocesses (tests/test_lifecycle.py).
 from __future__ import annotations
 
 import email.utils
+import os
 import subprocess
 import sys
 import textwrap
@@ -535,4 +536,60 @@ def test_many_threads_tracking_through_a_flapping_server_exact_counts(
     assert flapper.outages >= 3
     assert (stats.accepted, stats.sent, stats.failed, stats.dropped) == (total, total, 0, {})
     assert len(counts) == total
+    assert duplicates(counts) == 0
+
+
+# -- fork, flapping server -------------------------------------------------------------------
+
+FORK_SCRIPT = """
+import os, sys
+import plausible_wsgi as pw
+c = pw.PlausibleCollector("example.com", endpoint={url!r}, batch_size=1000,
+    flush_interval=3600, shutdown_timeout=10,
+    retry=pw.RetryConfig(max_retries=20, initial_backoff=0.01, max_backoff=0.05),
+    circuit_breaker=pw.CircuitBreakerConfig(max_consecutive_failures=5, timeout=0.05))
+def track(who, i):
+    c.track("E", url="https://example.com/", props={{"id": f"{{who}}-{{i}}"}},
+            user_agent="Mozilla/5.0 Firefox/128.0")
+for i in range(20):
+    track("parent", i)
+pid = os.fork()
+if pid == 0:
+    for i in range(30):
+        track("child", i)
+    ok = c.flush(10)
+    print("child", ok, c.stats().sent, dict(c.stats().dropped), flush=True)
+    os._exit(0 if ok else 1)
+ok = c.flush(10)
+_, status = os.waitpid(pid, 0)
+print("parent", ok, c.stats().sent, "child status", status, flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_under_a_flapping_server_each_process_delivers_its_own_once(
+    receiver: PlausibleReceiver,
+) -> None:
+    with Flapper(receiver, down_for=0.1, up_for=0.1, start_down=True) as flapper:
+        proc = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(FORK_SCRIPT.format(url=receiver.url))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert proc.returncode == 0, proc.stderr
+    counts = ids_received(receiver)
+    figure(
+        "fork-flapping",
+        outages=flapper.outages,
+        recorded=len(counts),
+        duplicates=duplicates(counts),
+        output=proc.stdout.replace("\n", " | "),
+    )
+    assert "child True 30 {'fork': 20}" in proc.stdout, proc.stdout
+    assert "parent True 20 child status 0" in proc.stdout, proc.stdout
+    expected = {f"parent-{i}" for i in range(20)} | {f"child-{i}" for i in range(30)}
+    assert set(counts) == expected
     assert duplicates(counts) == 0
