@@ -43,6 +43,7 @@ PACKAGES = (
     "segment-analytics-python",
     "matplotlib",
 )
+NOTES_HEADING = "## Notes (hand-written, kept across runs)"
 HEADER = ("metric", "this library", "baseline(s)", "ratio", "target", "pass")
 
 
@@ -201,6 +202,12 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
         " cProfile: `python -m bench._profile`.",
         "",
     ]
+    # A hand-written notes section at the end survives regeneration.
+    if path.exists():
+        old = path.read_text(encoding="utf-8")
+        at = old.find(NOTES_HEADING)
+        if at >= 0:
+            lines += [old[at:].rstrip(), ""]
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
