@@ -221,7 +221,7 @@ def rows_for(
     results: dict[str, dict[str, Any]], worker_class: str, label: str, hello: bool = False
 ) -> list[dict[str, Any]]:
     bare, ours = results["bare"], results["on"]
-    prefix = "e2e (diagnostic: hello app)" if hello else "e2e"
+    prefix = "e2e hello app (diag.)" if hello else "e2e"
     rows = []
     ratio = ours["rps"] / bare["rps"]
     delivered = (
@@ -262,7 +262,7 @@ def rows_for(
     if buffered is not None:
         rows.append(
             row(
-                f"{prefix}: req/s, middleware buffering only (diagnostic), {label}",
+                f"{prefix}: req/s, buffering only (diag.), {label}",
                 round(buffered["rps"]),
                 "req/s",
                 f"bare {bare['rps']:.0f} req/s",

@@ -211,6 +211,10 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
+def _short(label: str, width: int = 72) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def write_chart(path: Path, rows: list[dict[str, Any]]) -> Optional[str]:
     """A bar per ratio; None when drawn, else why not."""
     try:
@@ -225,11 +229,11 @@ def write_chart(path: Path, rows: list[dict[str, Any]]) -> Optional[str]:
         return "no ratios"
     colors = {True: "#2e7d32", False: "#c62828", None: "#757575"}
     fig, ax = plt.subplots(figsize=(14, 0.42 * len(shown) + 1.5))
-    labels = [str(r["metric"]) for r in shown][::-1]
+    labels = [_short(str(r["metric"])) for r in shown][::-1]
     values = [float(r["ratio"]) for r in shown][::-1]
     ax.barh(labels, values, color=[colors[r.get("passed")] for r in shown][::-1])
     ax.set_xscale("log")
-    ax.set_xlim(min(values) / 2, max(values) * 30)  # room for the labels
+    ax.set_xlim(min(values) / 2, max(values) * 12)  # room for the labels
     ax.axvline(1.0, color="black", linewidth=0.8)
     for y, (value, entry) in enumerate(zip(values, shown[::-1])):
         ax.text(value, y, f" {value:g}x  ({entry.get('target', '')})", va="center", fontsize=7)
