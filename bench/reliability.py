@@ -1,8 +1,8 @@
 """Long fault-injection scenarios (a soak), with exact accounting at the end.
 
 1. Soak: producers track events at a steady rate for ``--minutes`` while the local
-   Plausible stand-in flaps (down/up on a schedule) and, between outages, answers
-   bursts of 503s, 429s with ``Retry-After`` and connection resets. The collector
+   Plausible stand-in flaps (about 0.5 s down / 2 s up, ±50 % jitter) and, between
+   outages, answers bursts of 503s, 429s with ``Retry-After`` and connection resets. The collector
    uses the library defaults (retry, breaker, buffer bound). At the end the server
    stays up, the collector is flushed and closed, and every event is accounted for:
    ``sent + failed + sum(dropped) == accepted``, each sent event recorded exactly
@@ -15,7 +15,7 @@ recorded); ``--raw-flaps`` cuts them too, which shows the duplicates a reset aft
 processing causes (see the xfail in tests/test_reliability.py).
 
     python -m bench.reliability [--quick] [--minutes N] [--rate EVENTS_PER_S] [--raw-flaps]
-                                [--breaker-timeout SECONDS]
+                                [--breaker-timeout SECONDS] [--jitter FRACTION]
 
 Exit status 1 when an invariant is broken.
 """
@@ -68,7 +68,7 @@ def use_up_faults(receiver: PlausibleReceiver) -> None:
 
 
 def soak(
-    minutes: float, rate: float, raw_flaps: bool, breaker_timeout: float | None
+    minutes: float, rate: float, raw_flaps: bool, breaker_timeout: float | None, jitter: float
 ) -> dict[str, Any]:
     duration = minutes * 60
     receiver = PlausibleReceiver(domains=["example.com"], max_events=10_000_000).start()
@@ -113,7 +113,9 @@ def soak(
             max_queued = max(max_queued, collector.stats().queued)
 
     cpu0, wall0 = time.process_time(), time.monotonic()
-    flapper = Flapper(receiver, down_for=0.5, up_for=2.0, graceful=not raw_flaps).start()
+    flapper = Flapper(
+        receiver, down_for=0.5, up_for=2.0, graceful=not raw_flaps, jitter=jitter
+    ).start()
     threads = [threading.Thread(target=produce) for _ in range(producers)]
     threads += [threading.Thread(target=fault_bursts), threading.Thread(target=watch)]
     for thread in threads:
@@ -148,6 +150,7 @@ def soak(
         "scenario": "soak" + (" (raw flaps)" if raw_flaps else ""),
         "minutes": minutes,
         "breaker_timeout_s": breaker.timeout,
+        "flap_jitter": jitter,
         "rate": rate,
         "tracked": tracked,
         "outages": flapper.outages,
@@ -229,12 +232,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="events per second")
     parser.add_argument("--raw-flaps", action="store_true", help="flaps cut answered requests")
     parser.add_argument(
+        "--jitter",
+        type=float,
+        default=0.5,
+        help="spread of the flap durations (0: strictly 0.5 s down / 2 s up, which "
+        "resonates with a breaker timeout that is a multiple of 2.5 s)",
+    )
+    parser.add_argument(
         "--breaker-timeout", type=float, help="seconds the breaker stays open (default: 30)"
     )
     args = parser.parse_args(argv)
     minutes = 0.25 if args.quick else args.minutes
     outage = 5.0 if args.quick else 40.0
-    results = [soak(minutes, args.rate, args.raw_flaps, args.breaker_timeout), long_outage(outage)]
+    results = [
+        soak(minutes, args.rate, args.raw_flaps, args.breaker_timeout, args.jitter),
+        long_outage(outage),
+    ]
     ok = True
     for result in results:
         checks = result.pop("checks")

@@ -23,6 +23,7 @@ import collections
 import contextlib
 import http.server
 import json
+import random
 import shutil
 import socket
 import ssl
@@ -144,8 +145,10 @@ class Flapper:
     """Takes ``receiver`` down for ``down_for`` s, up for ``up_for`` s, repeatedly.
 
     The schedule runs in a daemon thread until :meth:`stop`, which leaves the
-    receiver up. With ``graceful`` (the default) a :class:`GracefulGate` keeps every
-    outage from cutting a request that was already recorded.
+    receiver up; ``start_down`` begins with an outage. With ``graceful`` (the default)
+    a :class:`GracefulGate` keeps every outage from cutting a request that was already
+    recorded. ``jitter=0.5`` draws each duration from ±50 % of its value (seeded): a
+    strictly periodic schedule can resonate with the breaker's fixed open timeout.
     """
 
     def __init__(
@@ -156,9 +159,13 @@ class Flapper:
         up_for: float = 0.1,
         graceful: bool = True,
         start_down: bool = False,
+        jitter: float = 0.0,
+        seed: int = 0,
     ) -> None:
         self.receiver = receiver
         self.start_down = start_down
+        self.jitter = jitter
+        self._random = random.Random(seed)
         self.down_for = down_for
         self.up_for = up_for
         self.gate = GracefulGate(receiver) if graceful else None
@@ -171,16 +178,21 @@ class Flapper:
         self._thread.start()
         return self
 
+    def _spread(self, seconds: float) -> float:
+        if not self.jitter:
+            return seconds
+        return seconds * self._random.uniform(1 - self.jitter, 1 + self.jitter)
+
     def _run(self) -> None:
-        first_wait = 0.0 if self.start_down else self.up_for
+        first_wait = 0.0 if self.start_down else self._spread(self.up_for)
         while not self._stop.wait(first_wait):
-            first_wait = self.up_for
+            first_wait = self._spread(self.up_for)
             if self.gate is not None:
                 self.gate.close()
             self.receiver.down()
             self.outages += 1
             started = time.monotonic()
-            self._stop.wait(self.down_for)
+            self._stop.wait(self._spread(self.down_for))
             self.receiver.up()
             if self.gate is not None:
                 self.gate.open()
