@@ -51,7 +51,7 @@ else:
     app, plausible = flask_app.app, flask_app.plausible
 
 if not ENABLED:
-    app.wsgi_app = plausible.middleware.app  # type: ignore[method-assign]
+    app.wsgi_app = plausible.middleware.app  # type: ignore[method-assign,assignment]
     flask.request_started.disconnect(_remember_route, app)
 
 __all__ = ["ENABLED", "app", "plausible"]

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import IP, PROPS, UA, URL, closed_endpoint
-from bench.middleware import ENVIRON, bare_app, requests_loop
+from bench.middleware import ENVIRON, _start_response, bare_app, requests_loop
 
 
 def _time(label: str, stmt: str, names: dict[str, Any], number: int = 100_000) -> None:
@@ -45,7 +45,7 @@ def main() -> int:
     )
     wrapped = pw.PlausibleMiddleware(bare_app, collector)
     env = dict(ENVIRON, **{"wsgi.input": io.BytesIO()})
-    response = wrapped._start(env, lambda *a: None)
+    response = wrapped._start(env, _start_response)
     response.status = "200 OK"
     response.headers = [("Content-Type", "text/html; charset=utf-8")]
     decision = wrapped._decide(response)

@@ -74,7 +74,7 @@ def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise RuntimeError("gunicorn did not answer in time")
 
 
-def _wrk(url: str, seconds: float) -> dict[str, float]:
+def _wrk(url: str, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         [
             "wrk",

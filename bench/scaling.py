@@ -75,8 +75,14 @@ def floor(threads: int, per_thread: int) -> float:
     queue: collections.deque[dict[str, Any]] = collections.deque()
 
     def call() -> object:
-        event = {"name": "Signup", "url": URL, "props": PROPS, "user_agent": UA, "ip": IP}
-        event["time"] = time.time()
+        event: dict[str, Any] = {
+            "name": "Signup",
+            "url": URL,
+            "props": PROPS,
+            "user_agent": UA,
+            "ip": IP,
+            "time": time.time(),
+        }
         with lock:
             queue.append(event)
         return True
