@@ -27,7 +27,8 @@ def _check_positive(owner: str, name: str, value: float, *, allow_zero: bool = F
 class RetryConfig:
     """How one event is retried after a transient failure.
 
-    Retried: connection errors (refused, reset, DNS), HTTP 429, 500, 502, 503 and 504.
+    Retried: connection errors (refused, reset, DNS, TLS), a keep-alive connection
+    the server had closed, HTTP 429, 500, 502, 503 and 504.
     Never retried: any other 4xx (the event is invalid; retrying cannot help), a
     ``202`` (final, even with ``x-plausible-dropped``), and by default a read timeout.
 
@@ -41,8 +42,15 @@ class RetryConfig:
     :param max_backoff: seconds; the cap of any computed wait.
     :param deadline: seconds; the whole sequence of attempts and waits for one event
         ends within this, whatever ``max_retries`` allows.
-    :param retry_read_timeouts: also retry when the server accepted the connection but
-        did not answer in time. Off by default: it may count the event twice.
+    :param retry_read_timeouts: also retry when the request went out and the server
+        did not answer in time. Off by default: a slow server has often counted the
+        event already, and Plausible has no idempotency key.
+    :param retry_connection_cuts: retry when the request went out and the connection
+        was cut (reset or closed) before any answer. On by default: a cut before the
+        status line is mostly a server or proxy going down before handling the
+        request. Turn it off for at-most-once delivery: a server that counted the
+        event and then died would otherwise count it again. A cut *after* the status
+        line is never retried: the status is the answer.
     :param retry_statuses: HTTP statuses that are retried.
     :param max_retry_after: seconds; the clamp on a server's ``Retry-After``.
     """
@@ -52,6 +60,7 @@ class RetryConfig:
     max_backoff: float = 10.0
     deadline: float = 30.0
     retry_read_timeouts: bool = False
+    retry_connection_cuts: bool = True
     retry_statuses: frozenset[int] = frozenset({429, 500, 502, 503, 504})
     max_retry_after: float = 30.0
 

@@ -437,6 +437,8 @@ class DeliveryEngine(Generic[T]):
             return exc.status in policy.retry_statuses
         if exc.kind == "read_timeout":
             return policy.retry_read_timeouts
+        if exc.kind == "cut":
+            return policy.retry_connection_cuts
         return exc.kind == "connect"
 
     def _admit(self) -> Admission:

@@ -34,7 +34,10 @@ class AttemptError(Exception):
     """One delivery attempt failed in a way that may be temporary.
 
     :param kind: ``"connect"`` (no request reached the server, or the connection
-        broke), ``"read_timeout"`` (the server may have processed it) or ``"status"``.
+        broke before the request went out), ``"read_timeout"`` (the request went out
+        and no answer came in time), ``"cut"`` (the request went out and the
+        connection was cut before any answer), ``"status"``, or ``"invalid"`` (the
+        event can never be sent).
     """
 
     def __init__(
@@ -60,7 +63,7 @@ def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> O
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -36,7 +36,8 @@ __all__ = ["HttpTransport", "Outcome", "Response"]
 
 # A reused keep-alive connection may have been closed by the server while idle; the
 # request then fails before the server read it, and one immediate resend on a fresh
-# connection is safe. Anything else is left to the retry policy.
+# connection is safe. On a fresh connection the same errors after the request went out
+# are a "cut": the retry policy decides (RetryConfig.retry_connection_cuts).
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
@@ -147,26 +148,14 @@ class HttpTransport:
         conn: Optional[http.client.HTTPConnection] = getattr(self._local, "conn", None)
         reused = conn is not None
         while True:
+            phase = "connect"
             try:
                 if conn is None:
                     conn = self._connect()
+                phase = "send"
                 conn.request("POST", self._path, body, headers)
+                phase = "answer"
                 resp = conn.getresponse()
-                data = resp.read()
-            except _STALE_CONNECTION:
-                if conn is not None:
-                    self._drop(conn)
-                if reused:
-                    conn, reused = None, False
-                    continue
-                raise AttemptError("connect", "connection broken") from None
-            except socket.timeout:
-                failed_to_connect = conn is None or conn.sock is None
-                if conn is not None:
-                    self._drop(conn)
-                if failed_to_connect:
-                    raise AttemptError("connect", "connect timeout") from None
-                raise AttemptError("read_timeout", f"no answer within {self._timeout}s") from None
             except (ValueError, UnicodeError) as exc:
                 # A header http.client refuses: the event can never be sent. Validation
                 # in track() prevents this; a hand-built Event could still carry one.
@@ -176,9 +165,29 @@ class HttpTransport:
             except (OSError, http.client.HTTPException) as exc:
                 if conn is not None:
                     self._drop(conn)
+                if reused and phase != "connect" and isinstance(exc, _STALE_CONNECTION):
+                    conn, reused = None, False
+                    continue
+                if phase == "answer":
+                    # The request went out whole and no answer came back: the server
+                    # may have counted it. The retry policy decides (see RetryConfig).
+                    if isinstance(exc, socket.timeout):
+                        raise AttemptError(
+                            "read_timeout", f"no answer within {self._timeout}s"
+                        ) from None
+                    raise AttemptError(
+                        "cut", f"connection cut before the answer: {type(exc).__name__}"
+                    ) from None
                 raise AttemptError("connect", f"cannot connect: {type(exc).__name__}") from None
-            if resp.will_close:
+            try:
+                data = resp.read()
+            except (OSError, http.client.HTTPException):
+                # The status line is the server's answer; only the body was cut short.
                 self._drop(conn)
+                data = b""
+            else:
+                if resp.will_close:
+                    self._drop(conn)
             return classify(resp.status, resp.headers, data, self._max_retry_after)
 
     def abort(self) -> None:
