@@ -53,7 +53,7 @@ T = TypeVar("T")
 
 _NO_RETRY = RetryConfig(max_retries=0)
 #: Seconds between starting one more worker while a backlog remains.
-_RAMP_INTERVAL = 0.002
+_RAMP_INTERVAL = 0.01
 _monotonic = time.monotonic
 _getpid = os.getpid
 
@@ -375,48 +375,66 @@ class DeliveryEngine(Generic[T]):
             self._settled_cond.notify_all()
 
     def _attempt_with_retries(self, item: T, admission: Admission) -> str:
-        policy = self.retry
-        last_error: list[AttemptError] = []
-        tickets = [admission]
         started = _monotonic()
+        try:
+            return self._attempt(item, admission)
+        except AttemptError as exc:
+            if self.retry is None or not self._is_transient(exc):
+                raise
+            first_error = exc
+        return self._retry(item, first_error, started)
+
+    def _attempt(self, item: T, ticket: Admission) -> str:
+        """One delivery attempt, reported to the breaker; its outcome or AttemptError."""
+        try:
+            outcome = self._send(item)
+        except AttemptError as exc:
+            if self._breaker is not None:
+                self._breaker.record_failure(ticket, exc)
+            if exc.retry_after:
+                self._pause_all(exc.retry_after)
+            raise
+        except BaseException:
+            if self._breaker is not None:
+                self._breaker.release(ticket)
+            raise
+        if self._breaker is not None:
+            self._breaker.record_success(ticket)
+        return "failed" if outcome is Outcome.REJECTED else outcome.value
+
+    def _retry(self, item: T, first_error: AttemptError, started: float) -> str:
+        """The first attempt failed transiently: ``retrying`` runs the retries.
+
+        Most events succeed at once, so the policy object is only built here. Its
+        attempt 1 replays the failure we already had (nothing is sent again), so its
+        stop and wait rules count from the first attempt, exactly as if it had made it.
+        """
+        policy = self.retry
+        assert policy is not None
+        errors = [first_error]
+        replay = [first_error]
 
         def attempt() -> str:
+            if replay:
+                raise replay.pop()
             if self._abort.is_set():
                 raise _Shutdown
-            if policy is not None and last_error and _monotonic() - started >= policy.deadline:
-                raise last_error[-1]
+            if _monotonic() - started >= policy.deadline:
+                raise errors[-1]
             self._wait_for_pause()
-            ticket = tickets.pop() if tickets else self._admit()
-            if last_error:
-                with self._lock:
-                    self._retried += 1
+            ticket = self._admit()
+            with self._lock:
+                self._retried += 1
             try:
-                outcome = self._send(item)
+                return self._attempt(item, ticket)
             except AttemptError as exc:
-                if self._breaker is not None:
-                    self._breaker.record_failure(ticket, exc)
-                if exc.retry_after:
-                    self._pause_all(exc.retry_after)
-                last_error.append(exc)
+                errors.append(exc)
                 raise
-            except BaseException:
-                if self._breaker is not None:
-                    self._breaker.release(ticket)
-                raise
-            if self._breaker is not None:
-                self._breaker.record_success(ticket)
-            return "failed" if outcome is Outcome.REJECTED else outcome.value
-
-        if policy is None:
-            return attempt()
 
         def may_continue() -> bool:
             if self._abort.is_set():
                 return False
             return self._breaker is None or self._breaker.state == "closed"
-
-        def last_retry_after() -> Optional[float]:
-            return last_error[-1].retry_after if last_error else None
 
         def wait(seconds: float) -> bool:
             return not self._abort.wait(seconds)
@@ -425,8 +443,9 @@ class DeliveryEngine(Generic[T]):
             policy,
             is_retryable=lambda exc: isinstance(exc, AttemptError) and self._is_transient(exc),
             may_continue=may_continue,
-            last_retry_after=last_retry_after,
+            last_retry_after=lambda: errors[-1].retry_after,
             wait=wait,
+            started=started,
         ).call(attempt)
         return result
 

@@ -170,6 +170,7 @@ def retrying_for(
     may_continue: Callable[[], bool],
     last_retry_after: Callable[[], Optional[float]],
     wait: Callable[[float], bool],
+    started: float,
 ) -> retrying.Retrying:
     """The :class:`retrying.Retrying` policy for one event.
 
@@ -177,8 +178,8 @@ def retrying_for(
     :param may_continue: checked before each retry (breaker closed, not shutting down).
     :param last_retry_after: the clamped ``Retry-After`` of the last attempt, if any.
     :param wait: sleeps up to the given seconds; returns False if interrupted.
+    :param started: ``time.monotonic()`` of the first attempt; the deadline counts from it.
     """
-    started = time.monotonic()
 
     def stop(attempt_number: int, _delay_ms: int) -> bool:
         if attempt_number > config.max_retries or not may_continue():
