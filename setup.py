@@ -26,6 +26,14 @@ setup(
     extras_require={
         "flask": ["flask>=2.3"],
         "django": ["django>=4.2"],
+        # Peers and tools for `python -m bench` (plus Debian's nginx and wrk).
+        "bench": [
+            "posthog>=7",
+            "segment-analytics-python>=2.3",
+            "matplotlib>=3.7",
+            "flask>=2.3",
+            "gunicorn>=21.2",
+        ],
         "dev": [
             "pytest>=7.4",
             "pytest-timeout>=2.1",
