@@ -583,3 +583,27 @@ def test_fork_under_a_flapping_server_each_process_delivers_its_own_once(
     expected = {f"parent-{i}" for i in range(20)} | {f"child-{i}" for i in range(30)}
     assert set(counts) == expected
     assert duplicates(counts) == 0
+
+
+def test_cut_before_any_answer_is_resent_by_default_at_least_once(
+    collectors: list[pw.PlausibleCollector],
+) -> None:
+    # The default trades a possible double count for not losing events to a server
+    # going down mid-request; RetryConfig(retry_connection_cuts=False) trades back.
+    server = RecordingResetServer("no_answer")
+    try:
+        collector = make(
+            collectors,
+            server.url,
+            batch_size=1,
+            retry=pw.RetryConfig(max_retries=3, initial_backoff=0.005, max_backoff=0.01),
+            circuit_breaker=None,
+        )
+        assert track(collector, 0)
+        assert collector.flush(5)
+        copies = server.ids["0"]
+        figure("cut-before-answer-default", recorded_copies=copies)
+        assert copies == 4  # the first attempt and 3 retries, each processed by the server
+        assert collector.stats().failed == 1
+    finally:
+        server.close()
