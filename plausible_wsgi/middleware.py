@@ -35,7 +35,6 @@ from .errors import ConfigurationError
 from .events import (
     MAX_NAME_LENGTH,
     MAX_PROP_VALUE_BYTES,
-    MAX_REFERRER_LENGTH,
     MAX_URL_BYTES,
     Event,
     EventKind,
@@ -49,6 +48,7 @@ from .request import (
     decode_path,
     escape_path,
     fit_url,
+    referrer_origin,
     request_host,
     user_agent,
 )
@@ -529,9 +529,7 @@ class PlausibleMiddleware:
                 RequestInfo,
                 (
                     url,
-                    referrer[:MAX_REFERRER_LENGTH]
-                    if referrer and isinstance(referrer, str)
-                    else None,
+                    referrer_origin(referrer),
                     user_agent(environ),
                     client_ip(environ, self.trusted_proxies),
                 ),

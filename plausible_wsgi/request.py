@@ -31,7 +31,7 @@ from urllib.parse import unquote
 
 from werkzeug.sansio.utils import get_host
 
-from ._plausible import MAX_URL_BYTES, TRACKED_QUERY_PARAMS
+from ._plausible import MAX_REFERRER_LENGTH, MAX_URL_BYTES, TRACKED_QUERY_PARAMS
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ __all__ = [
     "escape_path",
     "fit_url",
     "normalize_ip",
+    "referrer_origin",
     "request_host",
     "user_agent",
 ]
@@ -370,6 +371,22 @@ def client_ip(environ: WSGIEnvironment, trusted_proxies: int = 0) -> Optional[st
                 if found is not None:
                     return found
     return normalize_ip(remote) if isinstance(remote, str) else None
+
+
+def referrer_origin(referrer: object) -> Optional[str]:
+    """The ``Referer`` without its query and fragment, at most 2000 characters.
+
+    Plausible keeps the referrer's host and path; the query of another site's URL
+    (search terms, tokens) is nothing it uses and nothing to send.
+    """
+    if not referrer or not isinstance(referrer, str):
+        return None
+    end = len(referrer)
+    for mark in ("?", "#"):
+        found = referrer.find(mark, 0, end)
+        if found != -1:
+            end = found
+    return referrer[: min(end, MAX_REFERRER_LENGTH)] or None
 
 
 _HEADER_BREAKS = re.compile(r"[\r\n\0]")

@@ -238,7 +238,9 @@ def test_breaker_opens_and_buffered_events_arrive_after_recovery(
         http_sink.url,
         max_workers=2,
         batch_size=1,
-        retry=pw.RetryConfig(max_retries=1, initial_backoff=0.01, max_backoff=0.02),
+        # More retries than failures to open: the breaker opens before any event is
+        # out of retries, however the failures fall on the workers.
+        retry=pw.RetryConfig(max_retries=5, initial_backoff=0.01, max_backoff=0.02),
         circuit_breaker=pw.CircuitBreakerConfig(max_consecutive_failures=3, timeout=0.5),
     )
     for i in range(6):

@@ -491,3 +491,30 @@ def test_user_agent_is_always_a_sendable_header(raw: object, expected: object) -
 
     environ = {} if raw is None else {"HTTP_USER_AGENT": raw}
     assert user_agent(environ) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(
+            "https://news.ycombinator.com/item", "https://news.ycombinator.com/item", id="kept"
+        ),
+        pytest.param(
+            "https://www.google.com/search?q=secret+term",
+            "https://www.google.com/search",
+            id="query-cut",
+        ),
+        pytest.param("https://a.example/p#frag?x", "https://a.example/p", id="fragment-cut"),
+        pytest.param("https://a.example/?token=abc", "https://a.example/", id="token-gone"),
+        pytest.param("?only-query", None, id="nothing-left"),
+        pytest.param(
+            "https://a.example/" + "p" * 3000, "https://a.example/" + "p" * 1982, id="truncated"
+        ),
+        pytest.param("", None, id="empty"),
+        pytest.param(None, None, id="missing"),
+    ],
+)
+def test_referrer_loses_its_query_and_fragment(raw: object, expected: object) -> None:
+    from plausible_wsgi.request import referrer_origin
+
+    assert referrer_origin(raw) == expected
