@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import collections
 import http.client
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from faults import wait_until
-from test_gunicorn import EXAMPLES, STARTUP_TIMEOUT, free_port, get, visitor, wait_until_serving
+from gunicorn_proc import Gunicorn
 
 from plausible_wsgi.receiver import PlausibleReceiver
 
@@ -32,71 +29,6 @@ pytestmark = pytest.mark.slow
 def receiver() -> Iterator[PlausibleReceiver]:
     with PlausibleReceiver(domains=["example.com"]) as receiver:
         yield receiver
-
-
-class Gunicorn:
-    """gunicorn serving examples/flask_app.py with the plausible_wsgi hooks."""
-
-    def __init__(self, receiver: PlausibleReceiver, tmp_path: Path, *options: str) -> None:
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "PLAUSIBLE_DOMAIN": "example.com",
-            "PLAUSIBLE_ENDPOINT": receiver.url,
-            "PLAUSIBLE_TRUSTED_PROXIES": "1",
-            "PLAUSIBLE_FLUSH_INTERVAL": "60",
-            "PLAUSIBLE_BATCH_SIZE": "1000",
-            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), *sys.path]),
-        }
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "--config",
-            str(EXAMPLES / "gunicorn.conf.py"),
-            "--chdir",
-            str(EXAMPLES),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            *options,
-            "flask_app:app",
-        ]
-        self.log = tmp_path / "gunicorn.log"
-        with self.log.open("wb") as log_file:
-            self.proc = subprocess.Popen(
-                command, env=env, stdout=log_file, stderr=subprocess.STDOUT
-            )
-        wait_until_serving(self.proc, self.port, STARTUP_TIMEOUT)
-        self.served: list[str] = []
-        self._lock = threading.Lock()
-
-    def visit(self, i: int) -> bool:
-        """One page view by visitor ``i``; True when it was served (200)."""
-        user_agent, ip = visitor(i % 250)
-        user_agent += f" req/{i}"
-        headers = {"User-Agent": user_agent, "X-Forwarded-For": f"10.66.6.6, {ip}"}
-        status, _ = get(self.port, "/pricing" if i % 2 else "/", headers)
-        if status != 200:
-            return False
-        with self._lock:
-            self.served.append(user_agent)
-        return True
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(timeout=30) == 0
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        output = self.log.read_text(errors="replace")
-        assert "Traceback" not in output, output
-        return output
-
-    def workers_started(self) -> int:
-        return self.log.read_text(errors="replace").count("Booting worker")
 
 
 def check_recorded(receiver: PlausibleReceiver, served: list[str], scenario: str) -> None:

@@ -1,0 +1,130 @@
+"""A real gunicorn subprocess serving examples/flask_app.py, for the tests.
+
+It runs with the example's gunicorn.conf.py (the plausible_wsgi hooks) and a
+collector that keeps events buffered (``flush_interval`` 60 s, a big batch), so
+whatever reaches the receiver was sent by a worker's exit flush.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from plausible_wsgi.receiver import PlausibleReceiver
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+STARTUP_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def visitor(i: int) -> tuple[str, str]:
+    """A distinct browser User-Agent and public IP per visitor."""
+    user_agent = f"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.{i}"
+    return user_agent, f"203.0.113.{i + 1}"
+
+
+def wait_until_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Poll a connect until gunicorn listens; fail at once if it exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gunicorn not listening on {port} after {timeout}s")
+        try:
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"gunicorn exited early with {proc.returncode}")
+
+
+def get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        return response.status, response.getheader("Content-Type", "")
+    finally:
+        conn.close()
+
+
+class Gunicorn:
+    """gunicorn serving examples/flask_app.py with the plausible_wsgi hooks."""
+
+    def __init__(self, receiver: PlausibleReceiver, tmp_path: Path, *options: str) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "PLAUSIBLE_DOMAIN": "example.com",
+            "PLAUSIBLE_ENDPOINT": receiver.url,
+            "PLAUSIBLE_TRUSTED_PROXIES": "1",
+            "PLAUSIBLE_FLUSH_INTERVAL": "60",
+            "PLAUSIBLE_BATCH_SIZE": "1000",
+            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), *sys.path]),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            str(EXAMPLES / "gunicorn.conf.py"),
+            "--chdir",
+            str(EXAMPLES),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            *options,
+            "flask_app:app",
+        ]
+        self.log = tmp_path / "gunicorn.log"
+        with self.log.open("wb") as log_file:
+            self.proc = subprocess.Popen(
+                command, env=env, stdout=log_file, stderr=subprocess.STDOUT
+            )
+        wait_until_serving(self.proc, self.port, STARTUP_TIMEOUT)
+        self.served: list[str] = []
+        self._lock = threading.Lock()
+
+    def visit(self, i: int) -> bool:
+        """One page view by visitor ``i``; True when it was served (200)."""
+        user_agent, ip = visitor(i % 250)
+        user_agent += f" req/{i}"
+        headers = {"User-Agent": user_agent, "X-Forwarded-For": f"10.66.6.6, {ip}"}
+        status, _ = get(self.port, "/pricing" if i % 2 else "/", headers)
+        if status != 200:
+            return False
+        with self._lock:
+            self.served.append(user_agent)
+        return True
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            assert self.proc.wait(timeout=30) == 0
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        output = self.log.read_text(errors="replace")
+        assert "Traceback" not in output, output
+        return output
+
+    def workers_started(self) -> int:
+        return self.log.read_text(errors="replace").count("Booting worker")
