@@ -60,3 +60,18 @@ def row(
 def skipped(metric: str, why: str) -> dict[str, Any]:
     """A row for a measurement that could not run here."""
     return row(metric, 0, "", f"skipped: {why}", None, target="", passed=None, skipped=why)
+
+
+def section_main(
+    run: Callable[[bool], list[dict[str, Any]]], doc: Optional[str], argv: Optional[list[str]]
+) -> int:
+    """The ``main()`` of a section module: ``--quick``, run, print the table."""
+    import argparse
+
+    from bench.delivery import print_table
+
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    args = parser.parse_args(argv)
+    print_table(run(args.quick))
+    return 0

@@ -14,7 +14,6 @@ the requests ``wrk`` counted (and the workers' own counters).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -31,7 +30,7 @@ from typing import Any, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import UA, closed_endpoint, row, skipped
+from bench._common import UA, closed_endpoint, row, section_main, skipped
 from bench._sink import Sink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -317,13 +316,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    args = parser.parse_args(argv)
-    from bench.delivery import print_table
-
-    print_table(run(args.quick))
-    return 0
+    return section_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ queueing; delivery is ``bench/delivery.py``'s.
 
 from __future__ import annotations
 
-import argparse
 import io
 import sys
 from collections.abc import Iterable
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import IP, UA, best_us_per_call, closed_endpoint, row
+from bench._common import IP, UA, best_us_per_call, closed_endpoint, row, section_main
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -158,13 +157,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    args = parser.parse_args(argv)
-    from bench.delivery import print_table
-
-    print_table(run(args.quick))
-    return 0
+    return section_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":

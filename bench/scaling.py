@@ -11,7 +11,6 @@ floor (a dict appended to a deque under a lock) runs the same way for reference.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import sys
 import threading
@@ -22,7 +21,7 @@ from typing import Any, Callable, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import IP, PROPS, UA, URL, closed_endpoint, row
+from bench._common import IP, PROPS, UA, URL, closed_endpoint, row, section_main
 
 THREADS = (1, 2, 8, 32)
 
@@ -119,13 +118,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    args = parser.parse_args(argv)
-    from bench.delivery import print_table
-
-    print_table(run(args.quick))
-    return 0
+    return section_main(run, __doc__, argv)
 
 
 if __name__ == "__main__":
