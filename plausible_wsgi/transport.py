@@ -18,6 +18,7 @@ raises :class:`~plausible_wsgi.resilience.AttemptError` for the retry policy to 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import enum
 import http.client
@@ -26,7 +27,8 @@ import ssl
 import threading
 import weakref
 from typing import Any, Optional, Union
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import requests.utils
 
@@ -77,8 +79,25 @@ def classify(status: int, headers: Any, body: bytes, max_retry_after: float) -> 
     raise AttemptError("status", f"HTTP {status}", status=status, retry_after=retry_after)
 
 
+def _proxy_for(scheme: str, host: str) -> Optional[SplitResult]:
+    """The proxy the environment names for ``scheme`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``NO_PROXY``, as requests reads them), or ``None``. Loopback is never proxied."""
+    if host in ("localhost", "::1") or host.startswith("127."):
+        return None
+    proxy = getproxies().get(scheme)
+    if not proxy or proxy_bypass(host):
+        return None
+    if "://" not in proxy:
+        proxy = "http://" + proxy
+    parts = urlsplit(proxy)
+    return parts if parts.scheme == "http" and parts.hostname else None
+
+
 class HttpTransport:
     """POSTs event bodies to ``{endpoint}/api/event`` over keep-alive connections.
+
+    An HTTP proxy named by the environment (``HTTPS_PROXY``/``HTTP_PROXY``, minus
+    ``NO_PROXY``) is used as requests would: a ``CONNECT`` tunnel for https endpoints.
 
     :param endpoint: base URL of Plausible Cloud or a self-hosted instance.
     :param timeout: seconds to connect, and seconds to wait for the answer.
@@ -99,7 +118,19 @@ class HttpTransport:
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port
-        self._path = parts.path
+        #: The request target: the path, or the whole URL through a plain-HTTP proxy.
+        self._target = parts.path
+        self._proxy = _proxy_for(parts.scheme, self._host)
+        self._proxy_headers: dict[str, str] = {}
+        if self._proxy is not None:
+            if self._proxy.username is not None:
+                credentials = (
+                    f"{unquote(self._proxy.username)}:{unquote(self._proxy.password or '')}"
+                )
+                token = base64.b64encode(credentials.encode("latin-1")).decode("ascii")
+                self._proxy_headers["Proxy-Authorization"] = f"Basic {token}"
+            if not self._https:
+                self._target = self.url
         self._timeout = timeout
         self._ca_bundle = ca_bundle or requests.utils.DEFAULT_CA_BUNDLE_PATH
         self._ssl_context: Optional[ssl.SSLContext] = None
@@ -114,14 +145,21 @@ class HttpTransport:
 
     def _connect(self) -> http.client.HTTPConnection:
         conn: Union[http.client.HTTPConnection, http.client.HTTPSConnection]
+        host, port = self._host, self._port
+        proxy = self._proxy
+        if proxy is not None:
+            host, port = proxy.hostname or "", proxy.port or 80
         if self._https:
             if self._ssl_context is None:
                 self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
             conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._timeout, context=self._ssl_context
+                host, port, timeout=self._timeout, context=self._ssl_context
             )
+            if proxy is not None:
+                # CONNECT through the proxy; TLS (and its verification) is end to end.
+                conn.set_tunnel(self._host, self._port or 443, headers=self._proxy_headers)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+            conn = http.client.HTTPConnection(host, port, timeout=self._timeout)
         conn.connect()
         # Headers and body leave in one write (http.client joins them for bytes
         # bodies), but a server's ACK must not wait on Nagle either.
@@ -143,6 +181,8 @@ class HttpTransport:
         # The visitor's User-Agent, never ours: Plausible classifies devices and bots by
         # it. http.client adds no User-Agent of its own.
         headers = {"Content-Type": "application/json", "User-Agent": user_agent or ""}
+        if self._proxy is not None and not self._https:
+            headers.update(self._proxy_headers)
         if client_ip:
             headers["X-Forwarded-For"] = client_ip
         conn: Optional[http.client.HTTPConnection] = getattr(self._local, "conn", None)
@@ -153,7 +193,7 @@ class HttpTransport:
                 if conn is None:
                     conn = self._connect()
                 phase = "send"
-                conn.request("POST", self._path, body, headers)
+                conn.request("POST", self._target, body, headers)
                 phase = "answer"
                 resp = conn.getresponse()
             except (ValueError, UnicodeError) as exc:

@@ -1,0 +1,154 @@
+"""Delivery through an HTTP proxy named by the environment, as requests would do it."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from faults import TlsSink
+from sink import Sink, dead_endpoint
+
+import plausible_wsgi as pw
+
+URL = "https://example.com/"
+UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_http_endpoint_goes_through_http_proxy(
+    http_sink: Sink, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # The sink plays the proxy: a plain-HTTP proxy gets the absolute URL.
+    no_proxy_env.setenv("HTTP_PROXY", "http://user:p%40ss@" + http_sink.url.split("://")[1])
+    collector = pw.PlausibleCollector(
+        "example.com", endpoint="http://plausible.test", shutdown_timeout=2
+    )
+    try:
+        collector.track("E", url=URL, user_agent=UA)
+        assert collector.flush(5)
+    finally:
+        collector.close()
+    (hit,) = http_sink.wait_for(1)
+    assert hit.path == "http://plausible.test/api/event"
+    assert hit.headers["Proxy-Authorization"] == "Basic dXNlcjpwQHNz"  # user:p@ss
+    assert hit.headers["Host"] == "plausible.test"
+    assert hit.json["name"] == "E"
+
+
+def test_no_proxy_and_loopback_are_never_proxied(
+    http_sink: Sink, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    no_proxy_env.setenv("HTTP_PROXY", dead_endpoint())
+    collector = pw.PlausibleCollector("example.com", endpoint=http_sink.url, shutdown_timeout=2)
+    try:
+        collector.track("E", url=URL, user_agent=UA)
+        assert collector.flush(5)
+    finally:
+        collector.close()
+    assert http_sink.wait_for(1)[0].path == "/api/event"
+
+    from plausible_wsgi.transport import _proxy_for
+
+    no_proxy_env.setenv("NO_PROXY", "plausible.test")
+    assert _proxy_for("http", "plausible.test") is None
+    assert _proxy_for("http", "other.test") is not None
+
+
+class ConnectProxy:
+    """A CONNECT proxy that sends every tunnel to one loopback port, and records them."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.requests: list[bytes] = []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        self.requests.append(head)
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(src: socket.socket, dst: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_WR)
+
+        back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+        back.start()
+        pipe(client, upstream)
+        back.join(timeout=10)
+        client.close()
+        upstream.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def named_cert(tmp_path: Path) -> tuple[Path, Path]:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=plausible.test", "-addext", "subjectAltName=DNS:plausible.test",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_endpoint_tunnels_through_connect_with_tls_verified_end_to_end(
+    named_cert: tuple[Path, Path], no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    cert, key = named_cert
+    server = TlsSink(cert, key)
+    proxy = ConnectProxy(int(server.url.rsplit(":", 1)[1]))
+    no_proxy_env.setenv("HTTPS_PROXY", proxy.url)
+    try:
+        collector = pw.PlausibleCollector(
+            "example.com",
+            endpoint="https://plausible.test:8443",
+            ca_bundle=str(cert),
+            shutdown_timeout=2,
+        )
+        collector.track("E", url=URL, user_agent=UA)
+        assert collector.flush(5)
+        collector.close()
+        assert collector.stats().sent == 1
+        assert len(server.bodies) == 1
+        assert proxy.requests[0].startswith(b"CONNECT plausible.test:8443 HTTP/1.")
+    finally:
+        proxy.close()
+        server.close()
