@@ -18,7 +18,7 @@ import json
 import math
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import NamedTuple, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 from urllib.parse import urlsplit
 
 from ._plausible import (
@@ -141,6 +141,23 @@ class Event(NamedTuple):
     client_ip: Optional[str] = None
 
 
+class ValidEvent(Event):
+    """An :class:`Event` already known to meet every rule; ``collect()`` takes it as is.
+
+    :func:`make_event` returns these, and the middleware builds its page views as these
+    from parts it has made safe itself. It compares, prints and replaces like a plain
+    :class:`Event`; a ``_replace()`` gives a plain one, to be validated again.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return repr(Event(*self))
+
+    def _replace(self, **changes: Any) -> Event:  # type: ignore[override]
+        return Event(*self)._replace(**changes)
+
+
 def validate_name(name: object) -> str:
     if not isinstance(name, str):
         raise InvalidEventError("name", f"must be a string, got {type(name).__name__}")
@@ -177,13 +194,13 @@ def validate_url(url: object) -> str:
     # Fast path: a URL of at most 666 characters is at most 1998 UTF-8 bytes.
     if len(url) > MAX_URL_BYTES // 3 and len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
         raise InvalidEventError("url", f"must be at most {MAX_URL_BYTES} bytes (UTF-8) in all")
-    if not _parses(url):
+    if not url_parses(url):
         raise InvalidEventError("url", "is not a URL Plausible can parse (host or brackets)")
     return url
 
 
 @functools.lru_cache(maxsize=4096)
-def _parses(url: str) -> bool:
+def url_parses(url: str) -> bool:
     """Whether the URL splits cleanly, as the server requires (cached: page URLs repeat).
 
     ``urlsplit`` refuses unbalanced IPv6 brackets and hosts whose NFKC form holds
@@ -295,7 +312,7 @@ def make_event(
     :raises InvalidEventError: for anything Plausible would reject or mangle.
     """
     checked_revenue = None if revenue is None else _check_revenue(kind, revenue)
-    return Event(
+    return ValidEvent(
         kind,
         validate_name(name),
         validate_url(url),
@@ -324,6 +341,8 @@ def validate_event(event: Event) -> Event:
     The same rules as :func:`make_event`; an event that needs no conversion is
     returned as it is (the middleware's page views, on every request).
     """
+    if type(event) is ValidEvent:
+        return event
     if not isinstance(event, Event):
         raise InvalidEventError("event", f"must be a plausible_wsgi.Event, got {type(event)!r}")
     kind, name, url, referrer, props, revenue, interactive, user_agent, client_ip = event

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import threading
 import time
@@ -38,6 +39,8 @@ from .events import (
     MAX_URL_BYTES,
     Event,
     EventKind,
+    ValidEvent,
+    url_parses,
 )
 from .request import (
     HostPolicy,
@@ -441,7 +444,8 @@ class PlausibleMiddleware:
         self._query = QueryPolicy(keep_query_params)
         self._hosts = HostPolicy(allowed_hosts)
         self._host_allowed = self._hosts.check
-        self._scrub = self._query.scrub
+        # Query strings repeat (campaign links, pagination): remember recent answers.
+        self._scrub = functools.lru_cache(maxsize=1024)(self._query.scrub)
         self._bot_collectors = self._collectors_for_bots(bot_domain)
         self._names = tuple(_collector_name(c) for c in self.collectors)
         self._bot_names = tuple(_collector_name(c) for c in self._bot_collectors)
@@ -644,8 +648,11 @@ class PlausibleMiddleware:
             return "status"
         if not is_page:
             return "content_type"
+        # Every part of a page view was made safe in _start (URL built, escaped and fitted;
+        # referrer cut; UA sendable; IP parsed) but whether the URL splits: checked here,
+        # once, instead of a full re-validation in every collector.
         event = _new(
-            Event,
+            ValidEvent if url_parses(url) else Event,
             (
                 EventKind.PAGEVIEW, "pageview", url, info.referrer, None, None, True,
                 info.user_agent, info.client_ip,

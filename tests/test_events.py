@@ -176,3 +176,17 @@ def test_lone_surrogates_do_not_break_the_body() -> None:
     event = custom(props={"k": "bad\udcff"})
     body = encode_event(event, "example.com")
     assert json.loads(body.decode("utf-8"))["props"]["k"] == "bad?"
+
+
+def test_events_from_make_event_are_trusted_but_look_like_events() -> None:
+    from plausible_wsgi.events import ValidEvent, validate_event
+
+    event = custom(props={"a": 1})
+    assert type(event) is ValidEvent
+    assert validate_event(event) is event  # collect() does not check it twice
+    assert repr(event).startswith("Event(")
+    assert event == pw.Event(*event)
+    changed = event._replace(name="x" * 500)
+    assert type(changed) is pw.Event  # a replaced event is checked again
+    with pytest.raises(pw.InvalidEventError):
+        validate_event(changed)

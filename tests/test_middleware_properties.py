@@ -23,7 +23,7 @@ from hypothesis import event as label
 from hypothesis import strategies as st
 
 from plausible_wsgi.context import current_request
-from plausible_wsgi.events import MAX_URL_BYTES, validate_event
+from plausible_wsgi.events import MAX_URL_BYTES, Event, validate_event
 from plausible_wsgi.middleware import PlausibleMiddleware
 from plausible_wsgi.testing import MemoryCollector
 
@@ -290,7 +290,8 @@ def test_never_changes_the_response_and_only_reraises_the_apps_errors(
     assert sum(stats.tracked.values()) + sum(stats.skipped.values()) == 1
     assert collector.stats().dropped == {}
     for event in collector.events:
-        assert validate_event(event) == event
+        # A plain copy: page views come as ValidEvent, which validate_event trusts.
+        assert validate_event(Event(*event)) == event
         assert len(event.url.encode("utf-8")) <= MAX_URL_BYTES
 
 
