@@ -15,6 +15,7 @@ Usage::
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from .collector import Collector, PlausibleCollector
@@ -46,3 +47,10 @@ __all__ = [
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> object:
+    # ``pw.testing.MemoryCollector`` works after a plain ``import plausible_wsgi``.
+    if name == "testing":
+        return importlib.import_module(f"{__name__}.testing")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

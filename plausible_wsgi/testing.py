@@ -2,20 +2,36 @@
 
 - :class:`MemoryCollector` records events in memory instead of sending them; put it
   in place of a :class:`~plausible_wsgi.PlausibleCollector` in your tests.
+- :class:`PlausibleReceiver` (with :class:`Fault` and :class:`ReceivedEvent`) serves a
+  Plausible-compatible ``/api/event`` on a free loopback port, for end-to-end tests:
+  ``with PlausibleReceiver() as r: ...; r.wait_for(1)``. Imported on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .collector import Tracker
 from .errors import InvalidEventError
 from .events import Event, validate_event
 from .stats import CollectorStats, DropReason
 
-__all__ = ["MemoryCollector"]
+if TYPE_CHECKING:
+    from .receiver import Fault, PlausibleReceiver, ReceivedEvent
+
+__all__ = ["Fault", "MemoryCollector", "PlausibleReceiver", "ReceivedEvent"]
+
+_RECEIVER_NAMES = frozenset({"Fault", "PlausibleReceiver", "ReceivedEvent"})
+
+
+def __getattr__(name: str) -> object:
+    # The receiver pulls in werkzeug's server: only for those who use it.
+    if name in _RECEIVER_NAMES:
+        return getattr(importlib.import_module(f"{__package__}.receiver"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class MemoryCollector(Tracker):

@@ -56,3 +56,21 @@ def test_py_typed_marker_ships() -> None:
     from importlib import resources
 
     assert resources.files("plausible_wsgi").joinpath("py.typed").is_file()
+
+
+def test_testing_helpers_are_reachable_from_the_package() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import plausible_wsgi as pw\n"
+        "assert pw.testing.MemoryCollector().name == 'memory'\n"
+        "from plausible_wsgi.testing import PlausibleReceiver, Fault\n"
+        "with pw.testing.PlausibleReceiver() as r:\n"
+        "    assert r.url.startswith('http://127.0.0.1:')\n"
+        "assert Fault(503).status == 503\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
