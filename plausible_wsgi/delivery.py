@@ -32,13 +32,15 @@ from __future__ import annotations
 
 import atexit
 import collections
-import concurrent.futures
 import logging
 import os
 import threading
 import time
 import weakref
-from concurrent.futures import ThreadPoolExecutor
+
+# Importing concurrent.futures.thread registers its exit hook; ours is registered
+# later, on the first engine, and so runs first (see _register).
+from concurrent.futures.thread import ThreadPoolExecutor
 from typing import Callable, Generic, Optional, TypeVar
 
 from ._log import RateLimitedLog, logger
@@ -633,6 +635,3 @@ def close_all(timeout: Optional[float] = None) -> None:
     for engine in engines:
         engine.finish_close(deadline)
 
-
-# concurrent.futures must be imported before our exit hook is registered (see above).
-assert concurrent.futures.thread is not None
