@@ -634,4 +634,3 @@ def close_all(timeout: Optional[float] = None) -> None:
     deadline = _monotonic() + budget
     for engine in engines:
         engine.finish_close(deadline)
-
