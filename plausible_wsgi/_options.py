@@ -140,3 +140,22 @@ def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
     except ConfigurationError as exc:
         raise ConfigurationError(f"{source}: {exc}") from exc
     return BuiltOptions(collectors, owned, middleware_kwargs)
+
+
+def wrap(app: object, built: BuiltOptions, *, source: str) -> PlausibleMiddleware:
+    """``PlausibleMiddleware(app, ...)`` from :func:`build`'s result.
+
+    A bad middleware option closes the collectors built for it (no threads or exit
+    hooks left behind) and is reported prefixed with ``source``.
+    """
+    try:
+        return PlausibleMiddleware(
+            app,  # type: ignore[arg-type]
+            built.collectors,
+            **built.middleware_kwargs,  # type: ignore[arg-type]
+        )
+    except ConfigurationError as exc:
+        if built.owned:
+            for collector in built.collectors:
+                collector.close(0)
+        raise ConfigurationError(f"{source}: {exc}") from exc

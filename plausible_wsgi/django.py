@@ -62,7 +62,7 @@ from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-u
 from django.core.signals import setting_changed  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponseBase  # type: ignore[import-untyped]
 
-from ._options import all_options, build
+from ._options import all_options, build, wrap
 from .collector import Collector, Tracker
 from .errors import ConfigurationError
 from .events import Event
@@ -149,17 +149,7 @@ def _get_state() -> _State:
             source = f"settings.{SETTING}"
             try:
                 built = build(_read_settings(), source=source)
-                try:
-                    middleware = WSGIPlausibleMiddleware(
-                        _run_django,
-                        built.collectors,
-                        **built.middleware_kwargs,  # type: ignore[arg-type]
-                    )
-                except ConfigurationError as exc:
-                    if built.owned:
-                        for item in built.collectors:
-                            item.close(0)
-                    raise ConfigurationError(f"{source}: {exc}") from exc
+                middleware = wrap(_run_django, built, source=source)
             except ConfigurationError as exc:
                 raise ImproperlyConfigured(str(exc)) from exc
             _state = _State(middleware, built.collectors, built.owned)

@@ -63,9 +63,8 @@ from typing import NamedTuple, Optional
 import flask
 
 from ._log import logger
-from ._options import all_options, build
+from ._options import all_options, build, wrap
 from .collector import Collector, Tracker
-from .errors import ConfigurationError
 from .events import Event
 from .middleware import PlausibleMiddleware
 
@@ -152,17 +151,7 @@ class Plausible(Tracker):
             )
         source = "app.config (PLAUSIBLE_* keys)"
         built = build(_read_config(app.config), source=source)
-        try:
-            middleware = PlausibleMiddleware(
-                app.wsgi_app,
-                built.collectors,
-                **built.middleware_kwargs,  # type: ignore[arg-type]
-            )
-        except ConfigurationError as exc:
-            if built.owned:
-                for collector in built.collectors:
-                    collector.close(0)
-            raise ConfigurationError(f"{source}: {exc}") from exc
+        middleware = wrap(app.wsgi_app, built, source=source)
         app.wsgi_app = middleware  # type: ignore[method-assign]
         flask.request_started.connect(_remember_route, app, weak=False)
         with self._lock:
