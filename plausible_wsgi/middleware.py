@@ -18,15 +18,15 @@ werkzeug's :class:`~werkzeug.middleware.proxy_fix.ProxyFix` in front: trusting
 from __future__ import annotations
 
 import atexit
+import collections
 import dataclasses
-import functools
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Callable, Literal, NamedTuple, Optional, TypeVar, Union
 
 from ._log import RateLimitedLog, logger
 from .agents import AgentClassifier, AgentMatch, classify_user_agent
@@ -53,7 +53,7 @@ from .request import (
     fit_url,
     referrer_origin,
     request_host,
-    user_agent,
+    sendable_user_agent,
 )
 
 if TYPE_CHECKING:
@@ -98,6 +98,12 @@ _RESERVED_NAMES = frozenset({"pageview", "engagement"})
 _DEFAULT_CLOSE_TIMEOUT = 5.0
 _ROUTE_KEY = "plausible_wsgi.route"
 _CACHE_LIMIT = 256
+# Request targets and User-Agents remembered per middleware (see _Page), and the
+# longest one remembered: about 2 MB at most, whatever the traffic.
+_MEMO_SIZE = 1024
+_MEMO_MAX_LENGTH = 512
+# Noted outcomes are counted in batches of this many (see PlausibleMiddleware._note).
+_FOLD_AT = 1024
 # Shorter URLs are below Plausible's 2000-byte limit whatever their characters.
 _SHORT_URL = MAX_URL_BYTES // 4
 # ``tuple.__new__(SomeNamedTuple, values)`` builds the tuple without the NamedTuple's
@@ -132,6 +138,30 @@ class MiddlewareStats:
     errors: int = 0
 
 
+class _Page(NamedTuple):
+    """What a request's target says, worked out once per distinct target.
+
+    Requests for the same scheme, ``Host``, path and query share one (the
+    middleware keeps the recent ones): page URLs repeat, and building one means
+    decoding, masking, escaping, scrubbing and checking it.
+    """
+
+    #: ``SCRIPT_NAME + PATH_INFO``, decoded, before masking: what the path rules see.
+    path: str
+    #: The masked, escaped path as it appears in the URL.
+    url_path: str
+    #: The URL sent, or ``None`` when the scheme or ``Host`` is unusable.
+    url: Optional[str]
+    #: ``url`` splits cleanly (Plausible refuses those that do not).
+    url_valid: bool
+    #: The ``Host`` passes ``allowed_hosts``.
+    host_ok: bool
+    #: The path matches ``exclude_paths``.
+    excluded: bool
+    #: The path ends in one of ``download_extensions`` (with ``file_downloads``).
+    download: bool
+
+
 class _Response:
     """One request in flight: the status it gets and the iterable that sends it.
 
@@ -142,21 +172,20 @@ class _Response:
 
     __slots__ = (
         "_iterator",
+        "agent",
         "closed",
         "environ",
         "failed",
         "headers",
-        "host_ok",
         "info",
         "iterable",
         "method",
         "middleware",
-        "path",
+        "page",
         "range",
         "route",
         "server_start_response",
         "status",
-        "url_path",
     )
 
     def __init__(  # noqa: PLR0917 (one per request: keyword passing costs)
@@ -164,21 +193,20 @@ class _Response:
         middleware: PlausibleMiddleware,
         server_start_response: StartResponse,
         method: str,
-        path: str,
-        url_path: str,
+        page: _Page,
         info: Optional[RequestInfo],
+        agent: Optional[AgentMatch],
     ) -> None:
         self.middleware = middleware
         self.server_start_response = server_start_response
         self.method = method
-        self.path = path
-        self.url_path = url_path
+        self.page = page
         self.info = info
+        self.agent = agent
         self.status: Optional[str] = None
         self.headers: list[tuple[str, str]] = []
         self.failed = False
         self.closed = False
-        self.host_ok = False
         self.route: Optional[str] = None
         self.range: Optional[str] = None
         self.environ: Optional[WSGIEnvironment] = None
@@ -444,8 +472,9 @@ class PlausibleMiddleware:
         self._query = QueryPolicy(keep_query_params)
         self._hosts = HostPolicy(allowed_hosts)
         self._host_allowed = self._hosts.check
-        # Query strings repeat (campaign links, pagination): remember recent answers.
-        self._scrub = functools.lru_cache(maxsize=1024)(self._query.scrub)
+        # Recent request targets and User-Agents, worked out once each (see _Page).
+        self._pages: dict[tuple[object, ...], _Page] = {}
+        self._visitors: dict[object, tuple[Optional[str], Optional[AgentMatch]]] = {}
         self._bot_collectors = self._collectors_for_bots(bot_domain)
         self._names = tuple(_collector_name(c) for c in self.collectors)
         self._bot_names = tuple(_collector_name(c) for c in self._bot_collectors)
@@ -454,6 +483,10 @@ class PlausibleMiddleware:
         self._requests = 0
         self._tracked: dict[str, int] = {}
         self._skipped: dict[str, int] = {}
+        # Outcomes not yet added to the counters: a deque append is atomic, so the
+        # request path takes no lock; _fold() counts them (stats(), or every 1024).
+        self._tracks: collections.deque[str] = collections.deque()
+        self._skips: collections.deque[str] = collections.deque()
         self._errors = 0
         self._closed = False
         self._log = RateLimitedLog()
@@ -513,37 +546,86 @@ class PlausibleMiddleware:
 
     def _start(self, environ: WSGIEnvironment, start_response: StartResponse) -> _Response:
         get = environ.get
-        path = decode_path(get("SCRIPT_NAME", ""), get("PATH_INFO", ""))
-        mask = self._mask
-        url_path = escape_path(path if mask is None else mask(path))
-        scheme = get("wsgi.url_scheme")
-        host = request_host(environ)
+        key = (
+            get("wsgi.url_scheme"),
+            get("HTTP_HOST"),
+            get("SCRIPT_NAME", ""),
+            get("PATH_INFO", ""),
+            get("QUERY_STRING", ""),
+        )
+        raw_agent = get("HTTP_USER_AGENT")
+        try:
+            page = self._pages.get(key)
+            visitor = self._visitors.get(raw_agent)
+        except TypeError:  # an unhashable value from a broken server
+            page = visitor = None
+        if page is None:
+            page = self._page(environ, key)
+        if visitor is None:
+            visitor = self._visitor(raw_agent)
+        url = page.url
         info: Optional[RequestInfo] = None
-        if host and scheme in ("https", "http"):
-            url = f"{scheme}://{host}{url_path}"
-            query = get("QUERY_STRING")
-            query_start = -1
-            if query and (query := self._scrub(query)):
-                query_start = len(url)
-                url = f"{url}?{query}"
-            if len(url) > _SHORT_URL:
-                url = fit_url(url, query_start)
-            referrer = get("HTTP_REFERER")
+        if url is not None:
             info = _new(
                 RequestInfo,
                 (
                     url,
-                    referrer_origin(referrer),
-                    user_agent(environ),
+                    referrer_origin(get("HTTP_REFERER")),
+                    visitor[0],
                     client_ip(environ, self.trusted_proxies),
                 ),
             )
-        response = _Response(self, start_response, get("REQUEST_METHOD", ""), path, url_path, info)
-        if info is not None:
-            response.host_ok = self._host_allowed(host)
+        method = get("REQUEST_METHOD", "")
+        response = _Response(self, start_response, method, page, info, visitor[1])
         if self.file_downloads:
             response.range = get("HTTP_RANGE")
         return response
+
+    def _page(self, environ: WSGIEnvironment, key: tuple[object, ...]) -> _Page:
+        """Work out a request target's :class:`_Page` (and remember it when small)."""
+        scheme, host_header, script_name, path_info, query = key
+        path = decode_path(script_name, path_info)  # type: ignore[arg-type]
+        mask = self._mask
+        url_path = escape_path(path if mask is None else mask(path))
+        host = request_host(environ)
+        url: Optional[str] = None
+        url_valid = host_ok = False
+        if host and scheme in ("https", "http"):
+            url = f"{scheme}://{host}{url_path}"
+            query_start = -1
+            if query and isinstance(query, str) and (query := self._query.scrub(query)):
+                query_start = len(url)
+                url = f"{url}?{query}"
+            if len(url) > _SHORT_URL:
+                url = fit_url(url, query_start)
+            url_valid = url_parses(url)
+            host_ok = self._host_allowed(host)
+        page = _Page(
+            path,
+            url_path,
+            url,
+            url_valid,
+            host_ok,
+            self._excluded is not None and self._excluded(path),
+            self.file_downloads and _has_extension(path, self.download_extensions),
+        )
+        # Without a Host header the host comes from SERVER_NAME/SERVER_PORT, which
+        # are not in the key; long targets are not kept (bounded memory).
+        if (
+            isinstance(host_header, str)
+            and isinstance(query, str)
+            and len(path) + len(query) <= _MEMO_MAX_LENGTH
+        ):
+            _remember(self._pages, key, page)
+        return page
+
+    def _visitor(self, raw_agent: object) -> tuple[Optional[str], Optional[AgentMatch]]:
+        """The sendable User-Agent and, unless ``bots="pageview"``, what agent it is."""
+        agent = sendable_user_agent(raw_agent)
+        visitor = (agent, None if self.bots == "pageview" else self._classify(agent))
+        if raw_agent is None or (isinstance(raw_agent, str) and len(raw_agent) <= _MEMO_MAX_LENGTH):
+            _remember(self._visitors, raw_agent, visitor)
+        return visitor
 
     def _finish(self, response: _Response) -> None:
         """Decide what the finished request was and record it. Never raises."""
@@ -555,14 +637,10 @@ class PlausibleMiddleware:
         finally:
             response.environ = None
         if isinstance(decision, str):
-            with self._lock:
-                self._requests += 1
-                self._skipped[decision] = self._skipped.get(decision, 0) + 1
+            self._note(self._skips, decision)
             return
         category, event = decision
-        with self._lock:
-            self._requests += 1
-            self._tracked[category] = self._tracked.get(category, 0) + 1
+        self._note(self._tracks, category)
         if category == "bot":
             targets, names = self._bot_collectors, self._bot_names
         else:
@@ -581,10 +659,10 @@ class PlausibleMiddleware:
         if status is None:
             return "no_status"
         info = response.info
-        if info is None or not response.host_ok:
+        page = response.page
+        if info is None or not page.host_ok:
             return "host"
-        excluded = self._excluded
-        if excluded is not None and excluded(response.path):
+        if page.excluded:
             return "excluded"
         method = response.method
         if method in self.methods:
@@ -594,19 +672,18 @@ class PlausibleMiddleware:
         else:
             return "method"
         url = info.url
-        if self.bots != "pageview":
-            agent = self._classify(info.user_agent)
-            if agent is not None:
-                if self.bots == "skip":
-                    return f"bot:{agent.kind}"
-                return self._asked(
-                    response, status, "bot", self._bot_event(info, agent, response, status)
-                )
+        agent = response.agent  # None with bots="pageview"
+        if agent is not None:
+            if self.bots == "skip":
+                return f"bot:{agent.kind}"
+            return self._asked(
+                response, status, "bot", self._bot_event(info, agent, response, status)
+            )
         content_type, disposition = _content_headers(response.headers)
         if action:
             if not 200 <= status < 400:
                 return "status"
-            route = response.route or response.url_path
+            route = response.route or page.url_path
             name = f"{method} {route}"[:MAX_NAME_LENGTH]
             event = _new(
                 Event,
@@ -619,7 +696,7 @@ class PlausibleMiddleware:
         if (
             self.file_downloads
             and 200 <= status < 300
-            and self._is_download(response.path, disposition)
+            and (page.download or _is_attachment(disposition))
         ):
             if status == 206 and not (response.range or "").replace(" ", "").startswith("bytes=0-"):
                 return "partial"
@@ -639,7 +716,7 @@ class PlausibleMiddleware:
                 Event,
                 (
                     EventKind.CUSTOM, "404", url, info.referrer,
-                    {"path": _fit_prop(response.url_path)}, None, True,
+                    {"path": _fit_prop(page.url_path)}, None, True,
                     info.user_agent, info.client_ip,
                 ),
             )  # fmt: skip
@@ -652,7 +729,7 @@ class PlausibleMiddleware:
         # referrer cut; UA sendable; IP parsed) but whether the URL splits: checked here,
         # once, instead of a full re-validation in every collector.
         event = _new(
-            ValidEvent if url_parses(url) else Event,
+            ValidEvent if page.url_valid else Event,
             (
                 EventKind.PAGEVIEW, "pageview", url, info.referrer, None, None, True,
                 info.user_agent, info.client_ip,
@@ -684,7 +761,7 @@ class PlausibleMiddleware:
             "agent": agent.agent,
             "operator": agent.operator,
             "kind": agent.kind,
-            "path": _fit_prop(response.url_path),
+            "path": _fit_prop(response.page.url_path),
             "status": str(status),
         }
         return _new(
@@ -709,17 +786,8 @@ class PlausibleMiddleware:
         )
         # Apps send a handful of distinct values; the bound keeps a hostile app's
         # variety from growing the cache.
-        if len(self._page_types) < _CACHE_LIMIT:
-            self._page_types[content_type] = is_page
+        _remember(self._page_types, content_type, is_page, _CACHE_LIMIT)
         return is_page
-
-    def _is_download(self, path: str, disposition: Optional[str]) -> bool:
-        if disposition is not None and disposition.lstrip()[:10].lower() == "attachment":
-            return True
-        name = path.rpartition("/")[2]
-        if "." not in name:
-            return False
-        return name.rpartition(".")[2].lower() in self.download_extensions
 
     def _error(self, where: str, exc: BaseException, *, request: bool = False) -> None:
         with self._lock:
@@ -738,8 +806,24 @@ class PlausibleMiddleware:
 
     # -- reporting and lifecycle -------------------------------------------------------
 
+    def _note(self, outcomes: collections.deque[str], outcome: str) -> None:
+        outcomes.append(outcome)
+        if len(outcomes) >= _FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Move the noted outcomes into the counters."""
+        with self._lock:
+            for outcomes, counts in ((self._tracks, self._tracked), (self._skips, self._skipped)):
+                # Appends may continue meanwhile: take what is there now, oldest first.
+                for _ in range(len(outcomes)):
+                    outcome = outcomes.popleft()
+                    counts[outcome] = counts.get(outcome, 0) + 1
+                    self._requests += 1
+
     def stats(self) -> MiddlewareStats:
         """A snapshot of the counters; see :class:`MiddlewareStats`."""
+        self._fold()
         with self._lock:
             return MiddlewareStats(
                 requests=self._requests,
@@ -780,6 +864,18 @@ class PlausibleMiddleware:
                     self._error(f"{step}ing collector {_collector_name(collector)}", exc)
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(cache: dict[_K, _V], key: _K, value: _V, limit: int = _MEMO_SIZE) -> None:
+    """Keep ``value`` in a bounded memo; a full memo starts over (cheaper than LRU
+    bookkeeping on every hit, and what repeats comes back within a few requests)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+
+
 _status_codes: dict[Optional[str], int] = {}
 
 
@@ -789,8 +885,7 @@ def _status_code(status: Optional[str]) -> Optional[int]:
         code = int(status[:3])  # type: ignore[index]
     except (TypeError, ValueError):
         return None
-    if len(_status_codes) < _CACHE_LIMIT:
-        _status_codes[status] = code
+    _remember(_status_codes, status, code, _CACHE_LIMIT)
     return code
 
 
@@ -803,6 +898,15 @@ def _content_headers(headers: list[tuple[str, str]]) -> tuple[Optional[str], Opt
         elif lowered == "content-disposition":
             disposition = value
     return content_type, disposition
+
+
+def _is_attachment(disposition: Optional[str]) -> bool:
+    return disposition is not None and disposition.lstrip()[:10].lower() == "attachment"
+
+
+def _has_extension(path: str, extensions: Container[str]) -> bool:
+    name = path.rpartition("/")[2]
+    return "." in name and name.rpartition(".")[2].lower() in extensions
 
 
 def _fit_prop(value: str) -> str:

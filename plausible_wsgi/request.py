@@ -50,6 +50,7 @@ __all__ = [
     "normalize_ip",
     "referrer_origin",
     "request_host",
+    "sendable_user_agent",
     "user_agent",
 ]
 
@@ -399,7 +400,11 @@ def user_agent(environ: WSGIEnvironment) -> Optional[str]:
     other, non-latin-1 text is re-encoded the way such a server would have passed the
     bytes on, and line breaks become spaces, instead of losing the page view.
     """
-    value = environ.get("HTTP_USER_AGENT")
+    return sendable_user_agent(environ.get("HTTP_USER_AGENT"))
+
+
+def sendable_user_agent(value: object) -> Optional[str]:
+    """A ``User-Agent`` environ value made sendable; see :func:`user_agent`."""
     if not isinstance(value, str):
         return None
     if "\r" in value or "\n" in value or "\0" in value:

@@ -1,0 +1,163 @@
+"""The middleware's per-request shortcuts: remembered targets and User-Agents, and
+outcomes counted without a lock.
+
+The middleware works out a request target (URL, host check, exclusion, download)
+and a User-Agent (sendable form, agent kind) once and remembers recent ones; these
+tests make sure a remembered answer is never applied to a request it does not
+belong to, that the memory stays bounded, and that counts stay exact.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from test_middleware import BROWSER_UA, call, html_app, linted, make_environ
+
+from plausible_wsgi import middleware as middleware_module
+from plausible_wsgi.agents import AgentClassifier, AgentRule
+from plausible_wsgi.middleware import PlausibleMiddleware
+from plausible_wsgi.testing import MemoryCollector
+
+
+def urls(collector: MemoryCollector) -> list[str]:
+    return [event.url for event in collector.events]
+
+
+def test_a_remembered_target_is_only_reused_for_the_same_scheme_host_path_and_query() -> None:
+    collector = MemoryCollector()
+    app, middleware = linted(html_app(), collector, allowed_hosts=["example.com"])
+    requests: list[dict[str, Any]] = [
+        make_environ("/p", QUERY_STRING="utm_source=a&secret=1"),
+        make_environ("/p", QUERY_STRING="utm_source=a&secret=1"),
+        make_environ("/p", QUERY_STRING="utm_source=b"),
+        make_environ("/p", HTTP_HOST="evil.example.net"),
+        make_environ("/p", **{"wsgi.url_scheme": "http", "SERVER_PORT": "80"}),
+        make_environ("/p", SCRIPT_NAME="/shop"),
+        make_environ("/p"),
+        # No Host header: the name comes from SERVER_NAME, which the memo does not key
+        # on, so these two must not share an answer.
+        make_environ("/p", HTTP_HOST=None, SERVER_NAME="example.com"),
+        make_environ("/p", HTTP_HOST=None, SERVER_NAME="other.example.org"),
+    ]
+    for environ in requests:
+        call(app, environ)
+    assert urls(collector) == [
+        "https://example.com/p?utm_source=a",
+        "https://example.com/p?utm_source=a",
+        "https://example.com/p?utm_source=b",
+        "http://example.com/p",
+        "https://example.com/shop/p",
+        "https://example.com/p",
+        "https://example.com/p",
+    ]
+    assert middleware.stats().skipped == {"host": 2}
+
+
+def test_exclusions_masks_and_downloads_follow_the_path_not_the_memo() -> None:
+    collector = MemoryCollector()
+    app, middleware = linted(
+        html_app(),
+        collector,
+        exclude_paths=("/static/",),
+        url_masks=[(re.compile(r"/users/\d+"), "/users/:id")],
+        file_downloads=True,
+    )
+    for path in ("/users/1", "/users/2", "/static/a.css", "/users/1", "/report.pdf", "/users/3"):
+        call(app, make_environ(path))
+    assert [(event.name, event.url) for event in collector.events] == [
+        ("pageview", "https://example.com/users/:id"),
+        ("pageview", "https://example.com/users/:id"),
+        ("pageview", "https://example.com/users/:id"),
+        ("File Download", "https://example.com/report.pdf"),
+        ("pageview", "https://example.com/users/:id"),
+    ]
+    assert middleware.stats().skipped == {"excluded": 1}
+
+
+def test_a_user_agent_is_classified_by_this_middlewares_classifier() -> None:
+    ours = AgentClassifier(extra_rules=[AgentRule("ourmonitor", "OurMonitor", "Us", "monitor")])
+    first, second = MemoryCollector(), MemoryCollector()
+    custom, with_custom = linted(html_app(), first, classifier=ours)
+    default, with_default = linted(html_app(), second)
+    agent = "OurMonitor/1.0 (Mozilla/5.0 compatible)"
+    for _ in range(2):
+        call(custom, make_environ(HTTP_USER_AGENT=agent))
+        call(default, make_environ(HTTP_USER_AGENT=agent))
+        call(custom, make_environ())
+    assert with_custom.stats().skipped == {"bot:monitor": 2}
+    assert with_custom.stats().tracked == {"pageview": 2}
+    assert with_default.stats().tracked == {"pageview": 2}
+    assert {event.user_agent for event in first.events} == {BROWSER_UA}
+
+
+def test_a_missing_user_agent_is_a_bot_every_time() -> None:
+    collector = MemoryCollector()
+    app, middleware = linted(html_app(), collector)
+    for _ in range(3):
+        call(app, make_environ(HTTP_USER_AGENT=None))
+    call(app, make_environ())
+    assert middleware.stats().skipped == {"bot:other_bot": 3}
+    assert len(collector.events) == 1
+
+
+def test_remembered_answers_stay_bounded_under_endless_variety() -> None:
+    collector = MemoryCollector()
+    app = PlausibleMiddleware(html_app(), collector)
+    distinct = 3 * middleware_module._MEMO_SIZE
+    for number in range(distinct):
+        call(app, make_environ(f"/item/{number}", HTTP_USER_AGENT=f"{BROWSER_UA} n/{number}"))
+    assert len(app._pages) <= middleware_module._MEMO_SIZE
+    assert len(app._visitors) <= middleware_module._MEMO_SIZE
+    assert urls(collector)[-1] == f"https://example.com/item/{distinct - 1}"
+    assert len(collector.events) == distinct
+
+
+def test_long_targets_and_user_agents_are_not_remembered() -> None:
+    collector = MemoryCollector()
+    app = PlausibleMiddleware(html_app(), collector)
+    long_path = "/" + "a" * middleware_module._MEMO_MAX_LENGTH
+    call(app, make_environ(long_path, HTTP_USER_AGENT=BROWSER_UA + " x" * 300))
+    call(app, make_environ("/short"))
+    assert [key[3] for key in app._pages] == ["/short"]
+    assert list(app._visitors) == [BROWSER_UA]
+    assert urls(collector) == [f"https://example.com{long_path}", "https://example.com/short"]
+
+
+def test_counts_are_exact_while_stats_are_read_concurrently() -> None:
+    """Outcomes are noted without a lock and counted in batches (every 1024, and on
+    every stats() call): no count may be lost or double-counted either way."""
+    collector = MemoryCollector()
+    app = PlausibleMiddleware(html_app(), collector, exclude_paths=("/skip",))
+    per_thread, threads_count = 700, 6
+    barrier = threading.Barrier(threads_count + 1)
+    done = threading.Event()
+    seen: list[int] = []
+
+    def worker() -> None:
+        barrier.wait(timeout=10)
+        for number in range(per_thread):
+            call(app, make_environ("/skip" if number % 3 == 0 else "/page"))
+
+    def reader() -> None:
+        barrier.wait(timeout=10)
+        while not done.is_set():
+            seen.append(app.stats().requests)
+
+    threads = [threading.Thread(target=worker) for _ in range(threads_count)]
+    watcher = threading.Thread(target=reader)
+    for thread in (*threads, watcher):
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    done.set()
+    watcher.join(timeout=10)
+    total = per_thread * threads_count
+    skipped = threads_count * len(range(0, per_thread, 3))
+    stats = app.stats()
+    assert stats.requests == total
+    assert stats.skipped == {"excluded": skipped}
+    assert stats.tracked == {"pageview": total - skipped}
+    assert len(collector.events) == total - skipped
+    assert seen == sorted(seen)  # never goes back
