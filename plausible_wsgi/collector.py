@@ -19,7 +19,7 @@ from .config import CircuitBreakerConfig, RetryConfig
 from .context import current_request
 from .delivery import DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
-from .events import Event, EventKind, encode_event, make_event, validate_event
+from .events import Event, EventKind, ValidEvent, encode_event, make_event, validate_event
 from .stats import CollectorStats, DropReason
 from .transport import HttpTransport, Outcome
 
@@ -345,6 +345,8 @@ class PlausibleCollector(Tracker):
 
     def collect(self, event: Event) -> bool:
         """Queue an already built event; an invalid one is counted and dropped."""
+        if type(event) is ValidEvent:  # the middleware's page views: checked already
+            return self._engine.put(event)
         try:
             event = validate_event(event)
         except InvalidEventError as exc:

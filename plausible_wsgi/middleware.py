@@ -51,6 +51,7 @@ from .request import (
     decode_path,
     escape_path,
     fit_url,
+    normalize_ip,
     referrer_origin,
     request_host,
     sendable_user_agent,
@@ -102,7 +103,7 @@ _CACHE_LIMIT = 256
 # longest one remembered: about 2 MB at most, whatever the traffic.
 _MEMO_SIZE = 1024
 _MEMO_MAX_LENGTH = 512
-# Noted outcomes are counted in batches of this many (see PlausibleMiddleware._note).
+# Outcomes are counted in batches of this many (see PlausibleMiddleware._fold).
 _FOLD_AT = 1024
 # Shorter URLs are below Plausible's 2000-byte limit whatever their characters.
 _SHORT_URL = MAX_URL_BYTES // 4
@@ -484,7 +485,8 @@ class PlausibleMiddleware:
         self._tracked: dict[str, int] = {}
         self._skipped: dict[str, int] = {}
         # Outcomes not yet added to the counters: a deque append is atomic, so the
-        # request path takes no lock; _fold() counts them (stats(), or every 1024).
+        # request path takes no lock; _fold() counts them (in stats(), and every
+        # _FOLD_AT requests).
         self._tracks: collections.deque[str] = collections.deque()
         self._skips: collections.deque[str] = collections.deque()
         self._errors = 0
@@ -566,15 +568,12 @@ class PlausibleMiddleware:
         url = page.url
         info: Optional[RequestInfo] = None
         if url is not None:
-            info = _new(
-                RequestInfo,
-                (
-                    url,
-                    referrer_origin(get("HTTP_REFERER")),
-                    visitor[0],
-                    client_ip(environ, self.trusted_proxies),
-                ),
-            )
+            if self.trusted_proxies:
+                ip = client_ip(environ, self.trusted_proxies)
+            else:  # client_ip()'s first case, inline
+                remote = get("REMOTE_ADDR")
+                ip = normalize_ip(remote) if isinstance(remote, str) else None
+            info = _new(RequestInfo, (url, referrer_origin(get("HTTP_REFERER")), visitor[0], ip))
         method = get("REQUEST_METHOD", "")
         response = _Response(self, start_response, method, page, info, visitor[1])
         if self.file_downloads:
@@ -637,10 +636,16 @@ class PlausibleMiddleware:
         finally:
             response.environ = None
         if isinstance(decision, str):
-            self._note(self._skips, decision)
+            outcomes = self._skips
+            outcomes.append(decision)
+            if len(outcomes) >= _FOLD_AT:
+                self._fold()
             return
         category, event = decision
-        self._note(self._tracks, category)
+        outcomes = self._tracks
+        outcomes.append(category)
+        if len(outcomes) >= _FOLD_AT:
+            self._fold()
         if category == "bot":
             targets, names = self._bot_collectors, self._bot_names
         else:
@@ -805,11 +810,6 @@ class PlausibleMiddleware:
         logger.debug("PlausibleMiddleware: error while %s", where, exc_info=exc)
 
     # -- reporting and lifecycle -------------------------------------------------------
-
-    def _note(self, outcomes: collections.deque[str], outcome: str) -> None:
-        outcomes.append(outcome)
-        if len(outcomes) >= _FOLD_AT:
-            self._fold()
 
     def _fold(self) -> None:
         """Move the noted outcomes into the counters."""

@@ -382,6 +382,8 @@ def referrer_origin(referrer: object) -> Optional[str]:
     """
     if not referrer or not isinstance(referrer, str):
         return None
+    if "?" not in referrer and "#" not in referrer and len(referrer) <= MAX_REFERRER_LENGTH:
+        return referrer
     end = len(referrer)
     for mark in ("?", "#"):
         found = referrer.find(mark, 0, end)
