@@ -13,9 +13,12 @@ queueing; delivery is ``bench/delivery.py``'s.
 
 from __future__ import annotations
 
+import collections
+import contextvars
 import io
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
@@ -142,25 +145,130 @@ class _Closing:
             close()
 
 
-def measure(calls: int, repeat: int) -> dict[str, tuple[float, float, float]]:
-    """``{app: (µs without, µs with, µs with a pass-through wrapper)}``, best of
-    ``repeat`` rounds of ``calls``.
+_visitor: contextvars.ContextVar[Optional[tuple[Any, ...]]] = contextvars.ContextVar(
+    "bench.visitor", default=None
+)
 
-    Each round gets a fresh middleware and collector (outside the timing), so the
-    buffer holds at most one round of page views, as a drained buffer would.
+
+class MinimalRecorder:
+    """The least any middleware of this kind must do per request: the second floor.
+
+    Reads the visitor's fields from the environ; makes them current (a context
+    variable) around the application call, every chunk of a non-list response and
+    ``close()``, as ``track()`` inside a handler or a streaming response needs;
+    captures the status and headers; and at ``close()`` keeps a page view -- a
+    ``2xx`` ``text/html`` response -- as one tuple in a locked buffer. No URL
+    building, scrubbing, bot test, validation or counting: what it leaves out is
+    what the library adds on top of this floor.
     """
-    results: dict[str, tuple[float, float]] = {}
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.buffer: collections.deque[tuple[Any, ...]] = collections.deque()
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        get = environ.get
+        visitor = (
+            get("wsgi.url_scheme"),
+            get("HTTP_HOST"),
+            get("PATH_INFO"),
+            get("QUERY_STRING"),
+            get("HTTP_REFERER"),
+            get("HTTP_USER_AGENT"),
+            get("REMOTE_ADDR"),
+        )
+        response = _Recorded(self, visitor, start_response)
+        token = _visitor.set(visitor)
+        try:
+            response.iterable = self.app(environ, response.start_response)
+        finally:
+            _visitor.reset(token)
+        return response
+
+
+class _Recorded:
+    __slots__ = ("headers", "iterable", "recorder", "server_start_response", "status", "visitor")
+
+    def __init__(
+        self, recorder: MinimalRecorder, visitor: tuple[Any, ...], start_response: StartResponse
+    ) -> None:
+        self.recorder = recorder
+        self.visitor = visitor
+        self.server_start_response = start_response
+        self.status = ""
+        self.headers: list[tuple[str, str]] = []
+        self.iterable: Iterable[bytes] = ()
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Any:
+        self.status = status
+        self.headers = headers
+        return self.server_start_response(status, headers, exc_info)
+
+    def __iter__(self) -> Iterator[bytes]:
+        iterable = self.iterable
+        if type(iterable) is list:
+            return iter(iterable)
+        return self._chunks(iter(iterable))
+
+    def _chunks(self, iterator: Iterator[bytes]) -> Iterator[bytes]:
+        while True:
+            token = _visitor.set(self.visitor)
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                _visitor.reset(token)
+            yield chunk
+
+    def close(self) -> None:
+        close = getattr(self.iterable, "close", None)
+        if close is not None:
+            token = _visitor.set(self.visitor)
+            try:
+                close()
+            finally:
+                _visitor.reset(token)
+        if not self.status.startswith("2"):
+            return
+        for name, value in self.headers:
+            if name.lower() == "content-type" and value.startswith("text/html"):
+                recorder = self.recorder
+                with recorder.lock:
+                    recorder.buffer.append((*self.visitor, self.status))
+                return
+
+
+def measure(calls: int, repeat: int) -> dict[str, tuple[float, float, float, float]]:
+    """``{app: (µs without, µs with, µs with a pass-through wrapper, µs with the
+    minimal recorder)}``, best of ``repeat`` rounds of ``calls``.
+
+    Each round gets a fresh middleware and collector (outside the timing), and the
+    minimal recorder an emptied buffer, so each buffer holds at most one round of
+    page views.
+    """
+    results: dict[str, tuple[float, float, float, float]] = {}
     for name, app in (("bare WSGI app", bare_app), ("Flask hello app", flask_app())):
         plain_loop = requests_loop(app)
         plain_loop(1000)
         wrapped = _wrap(app, calls)
         requests_loop(wrapped)(1000)
-        # Interleave the rounds so drift (frequency, other load) hits both alike.
         floor_loop = requests_loop(PassThrough(app))
-        plain = wrapped_us = floor = float("inf")
+        recorder = MinimalRecorder(app)
+        recorder_loop = requests_loop(recorder)
+        recorder_loop(1000)
+        plain = wrapped_us = floor = minimal = float("inf")
+        # Interleave the rounds so drift (frequency, other load) hits all alike.
         for _ in range(repeat):
             plain = min(plain, best_us_per_call(plain_loop, calls, 1))
             floor = min(floor, best_us_per_call(floor_loop, calls, 1))
+            recorder.buffer.clear()
+            minimal = min(minimal, best_us_per_call(recorder_loop, calls, 1))
+            if len(recorder.buffer) != calls:
+                raise RuntimeError(f"the minimal recorder kept {len(recorder.buffer)} of {calls}")
             wrapped.close(0.01)
             wrapped = _wrap(app, calls)
             wrapped_us = min(wrapped_us, best_us_per_call(requests_loop(wrapped), calls, 1))
@@ -168,7 +276,7 @@ def measure(calls: int, repeat: int) -> dict[str, tuple[float, float, float]]:
             if stats.tracked.get("pageview") != stats.requests or stats.requests != calls:
                 raise RuntimeError(f"not every request was a page view: {stats}")
         wrapped.close(0.01)
-        results[name] = (plain, wrapped_us, floor)
+        results[name] = (plain, wrapped_us, floor, minimal)
     return results
 
 
@@ -176,19 +284,22 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     calls, repeat = (5_000, 4) if quick else (10_000, 12)
     results = measure(calls, repeat)
     rows = []
-    for name, (plain, wrapped, floor) in results.items():
+    for name, (plain, wrapped, floor, minimal) in results.items():
         added = wrapped - plain
         rows.append(
             row(
                 f"middleware: µs added per request, {name}",
                 round(added, 2),
                 "µs",
-                f"without {plain:.2f} µs, with {wrapped:.2f} µs; "
-                f"a pass-through wrapper adds {floor - plain:.2f} µs",
+                f"without {plain:.2f} µs, with {wrapped:.2f} µs; floors: a pass-through "
+                f"wrapper adds {floor - plain:.2f} µs, a minimal recorder "
+                f"{minimal - plain:.2f} µs",
                 wrapped / plain,
                 target=f"≤ {TARGET_US:.0f} µs added",
                 passed=added <= TARGET_US,
                 collector="PlausibleCollector (buffering, closed port)",
+                floor_us=round(floor - plain, 2),
+                minimal_recorder_us=round(minimal - plain, 2),
             )
         )
     return rows
