@@ -19,7 +19,16 @@ from .config import CircuitBreakerConfig, RetryConfig
 from .context import current_request
 from .delivery import DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
-from .events import Event, EventKind, ValidEvent, encode_event, make_event, validate_event
+from .events import (
+    ACTION,
+    CUSTOM,
+    PAGEVIEW,
+    Event,
+    ValidEvent,
+    encode_event,
+    make_event,
+    validate_event,
+)
 from .stats import CollectorStats, DropReason
 from .transport import HttpTransport, Outcome
 
@@ -106,7 +115,7 @@ class Tracker:
         url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
-                EventKind.CUSTOM,
+                CUSTOM,
                 name,
                 url=url,
                 referrer=referrer,
@@ -131,7 +140,7 @@ class Tracker:
         url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
-                EventKind.PAGEVIEW,
+                PAGEVIEW,
                 "pageview",
                 url=url,
                 referrer=referrer,
@@ -156,7 +165,7 @@ class Tracker:
         url, referrer, user_agent, client_ip = _visitor(url, None, user_agent, client_ip)
         return self._accept(
             make_event(
-                EventKind.ACTION,
+                ACTION,
                 name,
                 url=url,
                 referrer=referrer,

@@ -63,6 +63,11 @@ class EventKind(str, enum.Enum):
     CUSTOM = "custom"
 
 
+# The members as module constants, for code that runs per event: ``EventKind.X`` is
+# an enum descriptor lookup, about 80 ns on Python 3.11.
+PAGEVIEW, ACTION, CUSTOM = EventKind.PAGEVIEW, EventKind.ACTION, EventKind.CUSTOM
+
+
 class Revenue:
     """A monetary value attached to a custom event (Plausible revenue goals).
 
@@ -330,7 +335,7 @@ def _check_revenue(kind: EventKind, revenue: object) -> Revenue:
         raise InvalidEventError(
             "revenue", f"must be a plausible_wsgi.Revenue, got {type(revenue).__name__}"
         )
-    if kind is EventKind.PAGEVIEW:
+    if kind is PAGEVIEW:
         raise InvalidEventError("revenue", "is only recorded on custom events, not page views")
     return revenue
 

@@ -34,11 +34,13 @@ from .collector import Collector
 from .context import RequestInfo, bind_request, unbind_request
 from .errors import ConfigurationError
 from .events import (
+    ACTION,
+    CUSTOM,
     MAX_NAME_LENGTH,
     MAX_PROP_VALUE_BYTES,
     MAX_URL_BYTES,
+    PAGEVIEW,
     Event,
-    EventKind,
     ValidEvent,
     url_parses,
 )
@@ -693,7 +695,7 @@ class PlausibleMiddleware:
             event = _new(
                 Event,
                 (
-                    EventKind.ACTION, name, url, info.referrer, None, None, False,
+                    ACTION, name, url, info.referrer, None, None, False,
                     info.user_agent, info.client_ip,
                 ),
             )  # fmt: skip
@@ -708,7 +710,7 @@ class PlausibleMiddleware:
             event = _new(
                 Event,
                 (
-                    EventKind.CUSTOM, "File Download", url, info.referrer,
+                    CUSTOM, "File Download", url, info.referrer,
                     {"url": url}, None, True, info.user_agent, info.client_ip,
                 ),
             )  # fmt: skip
@@ -720,7 +722,7 @@ class PlausibleMiddleware:
             event = _new(
                 Event,
                 (
-                    EventKind.CUSTOM, "404", url, info.referrer,
+                    CUSTOM, "404", url, info.referrer,
                     {"path": _fit_prop(page.url_path)}, None, True,
                     info.user_agent, info.client_ip,
                 ),
@@ -736,7 +738,7 @@ class PlausibleMiddleware:
         event = _new(
             ValidEvent if page.url_valid else Event,
             (
-                EventKind.PAGEVIEW, "pageview", url, info.referrer, None, None, True,
+                PAGEVIEW, "pageview", url, info.referrer, None, None, True,
                 info.user_agent, info.client_ip,
             ),
         )  # fmt: skip
@@ -772,7 +774,7 @@ class PlausibleMiddleware:
         return _new(
             Event,
             (
-                EventKind.CUSTOM,
+                CUSTOM,
                 self.bot_event_name,
                 info.url,
                 None,
