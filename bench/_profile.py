@@ -29,7 +29,7 @@ from bench.middleware import ENVIRON, _start_response, bare_app, requests_loop
 
 def _time(label: str, stmt: str, names: dict[str, Any], number: int = 100_000) -> None:
     best = min(timeit.repeat(stmt, number=number, repeat=5, globals=names)) / number
-    print(f"  {label:<62} {best * 1e6:6.2f} µs")
+    print(f"  {label:<70} {best * 1e6:6.2f} µs")
 
 
 def main() -> int:
@@ -61,6 +61,7 @@ def main() -> int:
         "M": middleware,
         "mw": wrapped,
         "env": env,
+        "key": next(iter(wrapped._pages)),
         "resp": response,
         "info": info,
         "ev": decision[1],
@@ -87,14 +88,18 @@ def main() -> int:
     for label, stmt, number in [
         ("bench: whole request without the middleware", "bare_loop(1)", 20_000),
         ("bench: whole request with the middleware", "mw_loop(1)", 20_000),
-        ("middleware.py PlausibleMiddleware._start", "mw._start(env, None)", 100_000),
+        ("middleware.py PlausibleMiddleware._start (target, UA remembered)",
+         "mw._start(env, None)", 100_000),
+        ("  middleware.py _Response.__init__",
+         "M._Response(mw, None, 'GET', resp.page, info, None)", 100_000),
+        ("  request.py referrer_origin", "R.referrer_origin(env['HTTP_REFERER'])", 100_000),
+        ("middleware.py PlausibleMiddleware._page (a target's first request)",
+         "mw._page(env, key)", 100_000),
         ("  request.py decode_path", "R.decode_path('', '/pricing')", 100_000),
         ("  request.py request_host", "R.request_host(env)", 100_000),
         ("  request.py QueryPolicy.scrub", "mw._query.scrub(env['QUERY_STRING'])", 100_000),
-        ("  request.py client_ip", "R.client_ip(env, 0)", 100_000),
-        ("  middleware.py _Response.__init__",
-         "M._Response(mw, None, method='GET', path='/pricing', url_path='/pricing', info=info)",
-         100_000),
+        ("middleware.py PlausibleMiddleware._visitor (a UA's first request)",
+         "mw._visitor(UA)", 100_000),
         ("middleware.py PlausibleMiddleware._finish", "mw._finish(resp)", 50_000),
         ("  middleware.py PlausibleMiddleware._decide", "mw._decide(resp)", 100_000),
         ("  collector.py PlausibleCollector.collect", "c.collect(ev)", 50_000),
