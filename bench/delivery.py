@@ -71,14 +71,29 @@ def collector(url: str, n: int, **kwargs: Any) -> None:
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    n = 300 if quick else 5000
+    n, rounds = (300, 1) if quick else (5000, 3)
     rows: list[dict[str, Any]] = []
     with Sink() as sink:
         raw_http_client(sink.port, 50)  # warm up imports and the sink
-        raw_cpu, _raw_rate = _measure(n, lambda: raw_http_client(sink.port, n))
-        ses_cpu, ses_rate = _measure(n, lambda: requests_session(sink.url, n))
-        ours_cpu, ours_rate = _measure(n, lambda: collector(sink.url, n))
-        one_cpu, one_rate = _measure(n, lambda: collector(sink.url, n, max_workers=1))
+        senders: dict[str, Callable[[], None]] = {
+            "raw": lambda: raw_http_client(sink.port, n),
+            "session": lambda: requests_session(sink.url, n),
+            "ours": lambda: collector(sink.url, n),
+            "one": lambda: collector(sink.url, n, max_workers=1),
+        }
+        # Rounds interleaved, best CPU per event of each: this shared machine's speed
+        # drifts (it ran up to 1.4x slower for a while after a CPU-heavy section), and
+        # one sequential pass put the drift into the ratios.
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(rounds):
+            for name, send in senders.items():
+                measured = _measure(n, send)
+                if name not in best or measured[0] < best[name][0]:
+                    best[name] = measured
+        raw_cpu = best["raw"][0]
+        ses_cpu, ses_rate = best["session"]
+        ours_cpu, ours_rate = best["ours"]
+        one_cpu, one_rate = best["one"]
         for metric, cpu, rate in [
             ("delivery CPU/event, collector (4 workers)", ours_cpu, ours_rate),
             ("delivery CPU/event, collector (1 worker)", one_cpu, one_rate),
