@@ -615,7 +615,7 @@ class PlausibleMiddleware:
         if (
             isinstance(host_header, str)
             and isinstance(query, str)
-            and len(path) + len(query) <= _MEMO_MAX_LENGTH
+            and len(host_header) + len(path) + len(query) <= _MEMO_MAX_LENGTH
         ):
             _remember(self._pages, key, page)
         return page

@@ -120,6 +120,7 @@ def test_long_targets_and_user_agents_are_not_remembered() -> None:
     long_path = "/" + "a" * middleware_module._MEMO_MAX_LENGTH
     call(app, make_environ(long_path, HTTP_USER_AGENT=BROWSER_UA + " x" * 300))
     call(app, make_environ("/short"))
+    call(app, make_environ("/short", HTTP_HOST="a" * middleware_module._MEMO_MAX_LENGTH))
     assert [key[3] for key in app._pages] == ["/short"]
     assert list(app._visitors) == [BROWSER_UA]
     assert urls(collector) == [f"https://example.com{long_path}", "https://example.com/short"]
