@@ -531,6 +531,10 @@ class DeliveryEngine(Generic[T]):
         """Flush until ``deadline``, then drop what is left and release the threads."""
         if self._dispatcher is not None:
             self._wait_settled(deadline)
+        with self._lock:
+            # Read before the sockets are cut: these are settled as dropped (shutdown)
+            # by their workers unless an answer was already on its way.
+            in_flight = self._in_flight
         self._abort.set()
         self._wake.set()
         if self._on_abort is not None:
@@ -541,13 +545,15 @@ class DeliveryEngine(Generic[T]):
             if left:
                 self._dropped[DropReason.SHUTDOWN] += left
             self._settled_cond.notify_all()
-        if left:
+        if left or in_flight:
             self._warnings.log(
                 logging.WARNING,
                 "shutdown",
-                "%s: %d events were still buffered when the close deadline passed",
+                "%s: the close deadline passed with %d events still buffered (dropped) and "
+                "%d being sent (cut off); a larger shutdown_timeout gives them more time",
                 self.name,
                 left,
+                in_flight,
             )
         executor = self._executor
         if executor is not None:

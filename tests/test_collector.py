@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -353,17 +355,26 @@ def test_close_against_a_dead_endpoint_returns_in_time(make_collector: Make) -> 
     assert stats.sent == 0
 
 
-def test_close_against_a_silent_server_cuts_the_sockets(make_collector: Make) -> None:
+def test_close_against_a_silent_server_cuts_the_sockets(
+    make_collector: Make, caplog: pytest.LogCaptureFixture
+) -> None:
     server = SilentServer()
     try:
         collector = make_collector(server.url, shutdown_timeout=0.5, timeout=30)
         for _ in range(10):
             collector.track("E", url=URL)
+        wait_until(lambda: collector.stats().in_flight > 0)
         start = time.monotonic()
-        collector.close()
+        with caplog.at_level(logging.WARNING, logger="plausible_wsgi"):
+            collector.close()
         assert time.monotonic() - start < 1.0
         wait_until(lambda: collector.stats().in_flight == 0, timeout=2)
         assert collector.stats().dropped.get("shutdown") == 10
+        # The warning accounts for all ten: the buffered ones and the ones cut off.
+        [message] = [r.getMessage() for r in caplog.records if "close deadline" in r.getMessage()]
+        buffered, cut = map(int, re.findall(r"(\d+) (?:events still buffered|being sent)", message))
+        assert buffered + cut == 10
+        assert cut > 0
     finally:
         server.close()
 
