@@ -100,16 +100,22 @@ class CircuitBreakerConfig:
     """When to stop calling a server that keeps failing.
 
     After ``max_consecutive_failures`` failed attempts in a row (connection errors,
-    timeouts, retryable statuses) the breaker opens: no request is made for
+    timeouts, retryable statuses) the breaker opens: no request is made for about
     ``timeout`` seconds and events wait in the bounded buffer. Then one probe request
     is let through; its success closes the breaker, its failure opens it again.
 
     :param max_consecutive_failures: failures in a row that open the breaker.
     :param timeout: seconds the breaker stays open before the probe.
+    :param jitter: the open time varies by up to this fraction of ``timeout`` either
+        way, drawn anew each time the breaker opens (``0.2``: 24-36 s for 30 s). The
+        workers of a pre-forked server then probe at different moments, and a fault
+        that recurs with a fixed period (a restart every minute) cannot meet every
+        probe and keep the breaker open for as long as it lasts. ``0`` disables it.
     """
 
     max_consecutive_failures: int = 5
     timeout: float = 30.0
+    jitter: float = 0.2
 
     def __post_init__(self) -> None:
         n = self.max_consecutive_failures
@@ -118,3 +124,9 @@ class CircuitBreakerConfig:
                 f"CircuitBreakerConfig: max_consecutive_failures must be an int >= 1, got {n!r}"
             )
         _check_positive("CircuitBreakerConfig", "timeout", self.timeout)
+        _check_positive("CircuitBreakerConfig", "jitter", self.jitter, allow_zero=True)
+        if self.jitter >= 1:
+            raise ConfigurationError(
+                f"CircuitBreakerConfig: jitter must be below 1 (a fraction of timeout), "
+                f"got {self.jitter!r}"
+            )

@@ -101,11 +101,16 @@ class Breaker:
         self.config = config
         self._cb = pybreaker.CircuitBreaker(
             fail_max=config.max_consecutive_failures,
-            reset_timeout=config.timeout,
+            # The open time is ours to decide (seconds_until_probe, with jitter);
+            # pybreaker must let the probe through however short the draw was, or
+            # it refuses it without calling, stays open and the probe repeats at once.
+            reset_timeout=config.timeout * (1.0 - config.jitter),
             throw_new_error_on_trip=False,
         )
         self._lock = threading.Lock()
         self._probing = False
+        # (the opening it was drawn for, seconds open): a new draw per opening.
+        self._open_time: tuple[Optional[datetime.datetime], float] = (None, config.timeout)
 
     @property
     def state(self) -> str:
@@ -123,8 +128,15 @@ class Breaker:
         opened_at = self._cb._state_storage.opened_at
         if opened_at is None:
             return 0.0
+        drawn_for, open_for = self._open_time
+        if drawn_for != opened_at:
+            # Opened (again) since the last look. Two threads may both draw here; one
+            # of the draws is kept, either is as good.
+            jitter = self.config.jitter
+            open_for = self.config.timeout * (1.0 + random.uniform(-jitter, jitter))
+            self._open_time = (opened_at, open_for)
         elapsed = (datetime.datetime.now(datetime.timezone.utc) - opened_at).total_seconds()
-        return max(0.0, self.config.timeout - elapsed)
+        return max(0.0, open_for - elapsed)
 
     def admit(self) -> Admission:
         """May a request go out now? A ``PROBE`` must be settled with ``record_*``."""

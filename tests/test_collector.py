@@ -12,6 +12,7 @@ import pytest
 from sink import Answer, SilentServer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
+from plausible_wsgi.resilience import Admission, Breaker
 
 Make = Callable[..., pw.PlausibleCollector]
 URL = "https://example.com/pricing?utm_source=hn"
@@ -453,11 +454,57 @@ def test_bad_configuration_names_the_argument(kwargs: dict[str, Any], argument: 
             id="fails",
         ),
         pytest.param(lambda: pw.CircuitBreakerConfig(timeout=0), "timeout", id="open-time"),
+        pytest.param(lambda: pw.CircuitBreakerConfig(jitter=1), "jitter", id="jitter-1"),
+        pytest.param(lambda: pw.CircuitBreakerConfig(jitter=-0.1), "jitter", id="jitter-neg"),
     ],
 )
 def test_bad_policies_name_the_argument(factory: Callable[[], Any], argument: str) -> None:
     with pytest.raises(pw.ConfigurationError, match=argument):
         factory()
+
+
+def open_times(config: pw.CircuitBreakerConfig, openings: int) -> list[float]:
+    """How long the breaker stays open, each time it opens."""
+    breaker = Breaker(config)
+    times = []
+    for _ in range(openings):
+        for _ in range(config.max_consecutive_failures):
+            breaker.record_failure(Admission.NORMAL, ConnectionRefusedError())
+        assert breaker.state == "open"
+        times.append(breaker.seconds_until_probe())
+        assert breaker.seconds_until_probe() <= times[-1]  # one draw per opening
+        breaker.record_success(Admission.NORMAL)  # an answer from before: closes it
+        assert breaker.state == "closed"
+    return times
+
+
+def test_the_breaker_open_time_is_drawn_anew_each_time_it_opens() -> None:
+    jittered = open_times(pw.CircuitBreakerConfig(max_consecutive_failures=2, timeout=100), 30)
+    assert all(79.9 <= seconds <= 120.0 for seconds in jittered), jittered
+    assert max(jittered) - min(jittered) > 5  # 30 draws within +-20 s never stay this close
+    fixed = open_times(
+        pw.CircuitBreakerConfig(max_consecutive_failures=2, timeout=100, jitter=0), 5
+    )
+    assert all(99.0 <= seconds <= 100.0 for seconds in fixed), fixed
+
+
+def test_a_failed_probe_after_a_short_draw_opens_the_breaker_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The shortest draw must still lead to a real probe whose failure reopens the
+    breaker for a new period; pybreaker refusing the probe unseen left it open with
+    no time left, so the dispatcher probed again at once, in a loop."""
+    monkeypatch.setattr("plausible_wsgi.resilience.random.uniform", lambda low, high: low)
+    breaker = Breaker(pw.CircuitBreakerConfig(max_consecutive_failures=1, timeout=0.4, jitter=0.5))
+    breaker.record_failure(Admission.NORMAL, ConnectionRefusedError())
+    assert 0.1 < breaker.seconds_until_probe() <= 0.2  # 0.4 s, drawn at its shortest
+    wait_until(lambda: breaker.seconds_until_probe() == 0, timeout=5)
+    admission = breaker.admit()
+    assert admission is Admission.PROBE
+    breaker.record_failure(admission, ConnectionRefusedError())
+    assert breaker.state == "open"
+    assert breaker.seconds_until_probe() > 0.1  # a new open period, not an instant retry
+    assert breaker.admit() is Admission.DENIED
 
 
 def test_self_hosted_endpoint_with_path_prefix(http_sink: Sink, make_collector: Make) -> None:
