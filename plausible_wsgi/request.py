@@ -51,7 +51,6 @@ __all__ = [
     "referrer_origin",
     "request_host",
     "sendable_user_agent",
-    "user_agent",
 ]
 
 #: Query parameters Plausible reads from a page URL (sources, UTM tags, click ids).
@@ -395,18 +394,13 @@ def referrer_origin(referrer: object) -> Optional[str]:
 _HEADER_BREAKS = re.compile(r"[\r\n\0]")
 
 
-def user_agent(environ: WSGIEnvironment) -> Optional[str]:
-    """The visitor's User-Agent, as a value that can be sent on as a header.
+def sendable_user_agent(value: object) -> Optional[str]:
+    """A ``User-Agent`` environ value as something that can be sent on as a header.
 
     A conforming server gives latin-1 text without line breaks (PEP 3333); from any
     other, non-latin-1 text is re-encoded the way such a server would have passed the
     bytes on, and line breaks become spaces, instead of losing the page view.
     """
-    return sendable_user_agent(environ.get("HTTP_USER_AGENT"))
-
-
-def sendable_user_agent(value: object) -> Optional[str]:
-    """A ``User-Agent`` environ value made sendable; see :func:`user_agent`."""
     if not isinstance(value, str):
         return None
     if "\r" in value or "\n" in value or "\0" in value:
