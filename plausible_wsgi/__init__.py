@@ -20,9 +20,9 @@ import logging
 
 from .collector import Collector, PlausibleCollector
 from .config import CircuitBreakerConfig, RetryConfig
-from .delivery import close_all as shutdown
 from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
+from .lifecycle import close_all as shutdown
 from .middleware import MiddlewareStats, PlausibleMiddleware
 from .stats import CollectorStats
 

@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 
+from . import lifecycle
+
 logger = logging.getLogger("plausible_wsgi")
 
 
@@ -19,9 +21,8 @@ class RateLimitedLog:
 
     def __init__(self, interval: float = 60.0) -> None:
         self.interval = interval
-        self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
-        self._suppressed: dict[str, int] = {}
+        self.after_fork_in_child()
+        lifecycle.renew_after_fork(self)
 
     def log(self, level: int, key: str, msg: str, *args: object) -> bool:
         """Log ``msg % args`` unless ``key`` was logged less than ``interval`` ago.
@@ -42,8 +43,9 @@ class RateLimitedLog:
         logger.log(level, msg, *args)
         return True
 
-    def reset(self) -> None:
-        """Forget history (a forked child must not take its parent's lock)."""
-        self._lock = threading.Lock()
-        self._last = {}
-        self._suppressed = {}
+    def after_fork_in_child(self) -> None:
+        """Forget history, with a new lock (the parent may have held the old one)."""
+        # Reentrant: a signal handler may log while this thread is inside log().
+        self._lock = threading.RLock()
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}

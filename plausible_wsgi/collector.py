@@ -3,7 +3,7 @@
 :class:`Collector` is the protocol the middleware talks to; :class:`Tracker` gives any
 collector the ``track*`` methods (which pick up the current request's visitor data);
 :class:`PlausibleCollector` delivers to Plausible through the
-:class:`~plausible_wsgi.delivery.DeliveryEngine`.
+:class:`~plausible_wsgi.engine.DeliveryEngine`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from ._log import RateLimitedLog
 from .config import CircuitBreakerConfig, RetryConfig
 from .context import current_request
-from .delivery import DeliveryEngine
+from .engine import DEFAULT_MAX_BUFFER_BYTES, DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
 from .events import (
     ACTION,
@@ -29,7 +29,7 @@ from .events import (
     make_event,
     validate_event,
 )
-from .stats import CollectorStats, DropReason
+from .stats import CollectorStats, DropReason, Settlement
 from .transport import HttpTransport, Outcome
 
 __all__ = ["Collector", "PlausibleCollector", "Tracker"]
@@ -38,6 +38,33 @@ _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
 # Names with a meaning of their own at Plausible: a custom event must not use them.
 _RESERVED_NAMES = frozenset({"pageview", "engagement"})
+#: Longer User-Agents are cut to this many characters before they are buffered: real
+#: ones are under 500, and a 10 MB one was accepted and sent. (events.py has no cap.)
+MAX_USER_AGENT_LENGTH = 1024
+_SETTLEMENTS = {
+    Outcome.SENT: Settlement.SENT,
+    Outcome.SERVER_DROPPED: Settlement.SERVER_DROPPED,
+    Outcome.REJECTED: Settlement.REJECTED,
+}
+
+
+def _event_size(event: Event) -> int:
+    """An estimate of the memory a buffered event holds, in bytes."""
+    size = 400 + len(event.name) + len(event.url)  # 400: the tuple and string headers
+    for text in (event.referrer, event.user_agent, event.client_ip):
+        if text:
+            size += len(text)
+    if event.props:
+        for key, value in event.props.items():
+            size += 120 + len(key) + len(value)
+    return size
+
+
+def _capped(event: Event) -> Event:
+    user_agent = event.user_agent
+    if user_agent is not None and len(user_agent) > MAX_USER_AGENT_LENGTH:
+        return event._replace(user_agent=user_agent[:MAX_USER_AGENT_LENGTH])
+    return event
 
 
 @runtime_checkable
@@ -246,6 +273,8 @@ class PlausibleCollector(Tracker):
     :param batch_size: flush when this many events are buffered ...
     :param flush_interval: ... or when this many seconds have passed.
     :param max_queue_size: bound of the buffer, in events.
+    :param max_buffer_bytes: bound of the buffer, in bytes (an estimate of the
+        events' memory; 16 MiB by default). Past either bound the oldest event goes.
     :param max_workers: concurrent POSTs.
     :param timeout: seconds to connect and seconds to wait for an answer, per POST.
     :param retry: a :class:`RetryConfig`; ``None`` disables retry.
@@ -271,6 +300,7 @@ class PlausibleCollector(Tracker):
         batch_size: int = 10,
         flush_interval: float = 5.0,
         max_queue_size: int = 10_000,
+        max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES,
         max_workers: int = 4,
         timeout: float = 10.0,
         retry: Optional[RetryConfig] = _DEFAULT_RETRY,
@@ -296,6 +326,7 @@ class PlausibleCollector(Tracker):
             "batch_size": batch_size,
             "flush_interval": flush_interval,
             "max_queue_size": max_queue_size,
+            "max_buffer_bytes": max_buffer_bytes,
             "max_workers": max_workers,
             "timeout": timeout,
             "retry": retry,
@@ -313,15 +344,19 @@ class PlausibleCollector(Tracker):
         self._engine: DeliveryEngine[Event] = DeliveryEngine(
             self._send,
             name=self.name,
+            key=(self.endpoint, self.domain),
             batch_size=_check_count("batch_size", batch_size),
             flush_interval=_check_seconds("flush_interval", flush_interval),
             max_queue_size=_check_count("max_queue_size", max_queue_size),
+            max_buffer_bytes=_check_count("max_buffer_bytes", max_buffer_bytes),
+            size_of=_event_size,
             max_workers=_check_count("max_workers", max_workers),
             retry=retry,
             circuit_breaker=circuit_breaker,
             shutdown_timeout=self.shutdown_timeout,
             on_abort=self._transport.abort,
             on_fork=self._transport.reset,
+            on_idle=self._transport.close,
         )
 
     def __repr__(self) -> str:
@@ -335,7 +370,7 @@ class PlausibleCollector(Tracker):
         """
         return PlausibleCollector(domain, **self._settings)  # type: ignore[arg-type]
 
-    def _send(self, event: Event) -> Outcome:
+    def _send(self, event: Event) -> Settlement:
         body = encode_event(event, self.domain)
         response = self._transport.send(body, event.user_agent, event.client_ip)
         if response.outcome is Outcome.REJECTED:
@@ -347,15 +382,15 @@ class PlausibleCollector(Tracker):
                 response.status,
                 response.body[:500].decode("utf-8", "replace"),
             )
-        return response.outcome
+        return _SETTLEMENTS[response.outcome]
 
     def _accept(self, event: Event) -> bool:
-        return self._engine.put(event)
+        return self._engine.put(_capped(event))
 
     def collect(self, event: Event) -> bool:
         """Queue an already built event; an invalid one is counted and dropped."""
         if type(event) is ValidEvent:  # the middleware's page views: checked already
-            return self._engine.put(event)
+            return self._engine.put(_capped(event))
         try:
             event = validate_event(event)
         except InvalidEventError as exc:
@@ -368,7 +403,7 @@ class PlausibleCollector(Tracker):
                 exc.field,
             )
             return False
-        return self._engine.put(event)
+        return self._engine.put(_capped(event))
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Deliver everything buffered now; True when all of it settled within ``timeout``.

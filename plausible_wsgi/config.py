@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import random
+from typing import TYPE_CHECKING, Optional
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .resilience import AttemptError
 
 __all__ = ["CircuitBreakerConfig", "RetryConfig"]
 
@@ -27,10 +32,11 @@ def _check_positive(owner: str, name: str, value: float, *, allow_zero: bool = F
 class RetryConfig:
     """How one event is retried after a transient failure.
 
-    Retried: connection errors (refused, reset, DNS, TLS), a keep-alive connection
+    Retried: connection errors (refused, reset, DNS), a keep-alive connection
     the server had closed, HTTP 429, 500, 502, 503 and 504.
     Never retried: any other 4xx (the event is invalid; retrying cannot help), a
-    ``202`` (final, even with ``x-plausible-dropped``), and by default a read timeout.
+    ``202`` (final, even with ``x-plausible-dropped``), a TLS certificate that does
+    not verify, and by default a read timeout. :meth:`is_retry` is the rule.
 
     The wait before retry *n* (1-based) is a random value in
     ``[0, min(max_backoff, initial_backoff * 2 ** (n - 1))]`` ("full jitter"), or the
@@ -93,6 +99,29 @@ class RetryConfig:
     def backoff_cap(self, retry_number: int) -> float:
         """The upper bound, in seconds, of the wait before retry ``retry_number`` (1-based)."""
         return min(self.max_backoff, self.initial_backoff * 2.0 ** (retry_number - 1))
+
+    def backoff(self, retry_number: int, retry_after: Optional[float] = None) -> float:
+        """Seconds to wait before retry ``retry_number`` (1-based): full jitter under
+        :meth:`backoff_cap`, or the server's (already clamped) ``Retry-After`` if longer."""
+        delay = random.uniform(0.0, self.backoff_cap(retry_number))
+        return delay if retry_after is None else max(delay, retry_after)
+
+    def is_retry(self, failure: AttemptError) -> bool:
+        """Whether sending the event of ``failure`` again is safe and may succeed.
+
+        A TLS failure (a certificate that does not verify) and an unsendable event are
+        never retried: the next attempt would meet the same answer.
+        """
+        kind = failure.kind
+        if kind == "connect":
+            return True
+        if kind == "status":
+            return failure.status in self.retry_statuses
+        if kind == "read_timeout":
+            return self.retry_read_timeouts
+        if kind == "cut":
+            return self.retry_connection_cuts
+        return False
 
 
 @dataclasses.dataclass(frozen=True)

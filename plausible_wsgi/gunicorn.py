@@ -22,7 +22,7 @@ Any worker class that runs the app in the worker process works: ``sync`` and
 
 from __future__ import annotations
 
-from . import delivery
+from . import lifecycle
 
 __all__ = ["post_fork", "worker_exit"]
 
@@ -33,7 +33,7 @@ def post_fork(server: object, worker: object) -> None:
     ``os.register_at_fork`` normally did this already; the pid check makes it hold
     for a fork that skipped the at-fork hooks too.
     """
-    delivery.check_fork()
+    lifecycle.check_fork()
 
 
 def worker_exit(server: object, worker: object) -> None:
@@ -41,4 +41,4 @@ def worker_exit(server: object, worker: object) -> None:
 
     Same as :func:`plausible_wsgi.shutdown` with its default budget.
     """
-    delivery.close_all()
+    lifecycle.close_all()

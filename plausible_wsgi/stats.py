@@ -1,18 +1,23 @@
-"""Counters every collector reports, as an immutable snapshot."""
+"""How an accepted event ends, and the counters every collector reports."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Optional
 
-__all__ = ["CollectorStats", "DropReason"]
+__all__ = ["CollectorStats", "DropReason", "Settlement"]
 
 
-class DropReason:
-    """The reasons an accepted event is not delivered, as used in ``stats().dropped``."""
+class DropReason(str, enum.Enum):
+    """The reasons an accepted event is not delivered, the keys of ``stats().dropped``.
 
-    #: The buffer was full; the oldest event made room for a newer one.
+    A ``str`` enum: ``stats().dropped == {"queue_full": 3}`` holds.
+    """
+
+    #: The buffer was full (in events or in bytes); the oldest event made room.
     QUEUE_FULL = "queue_full"
     #: A hand-built event failed validation in ``collect()``.
     INVALID = "invalid"
@@ -24,6 +29,40 @@ class DropReason:
     FORK = "fork"
     #: ``track()`` after ``close()``.
     CLOSED = "closed"
+
+
+class Settlement(enum.Enum):
+    """How the delivery of one buffered event ended (``on_settle``'s argument)."""
+
+    #: Answered 2xx without ``x-plausible-dropped``: counted by Plausible.
+    SENT = "sent"
+    #: Answered 2xx with ``x-plausible-dropped``: received, not counted.
+    SERVER_DROPPED = "server_dropped"
+    #: Answered 4xx (not 408/429), or unsendable: retrying cannot help.
+    REJECTED = "rejected"
+    #: Failed, and the retry policy (or the per-event probe cap) allows no more attempts.
+    GAVE_UP = "gave_up"
+    #: Made room for a newer event in the full buffer.
+    QUEUE_FULL = "queue_full"
+    #: Cut off by the close deadline.
+    SHUTDOWN = "shutdown"
+
+    @property
+    def answered(self) -> bool:
+        """Whether the server took the event (a 2xx)."""
+        return self is Settlement.SENT or self is Settlement.SERVER_DROPPED
+
+    @property
+    def drop_reason(self) -> Optional[DropReason]:
+        """The ``stats().dropped`` key this settlement is counted under, if any."""
+        return _DROPS.get(self)
+
+
+_DROPS = {
+    Settlement.SERVER_DROPPED: DropReason.SERVER_DROPPED,
+    Settlement.QUEUE_FULL: DropReason.QUEUE_FULL,
+    Settlement.SHUTDOWN: DropReason.SHUTDOWN,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,12 +81,17 @@ class CollectorStats:
     sent: int = 0
     #: Events that failed for good: rejected (4xx) or out of retries.
     failed: int = 0
-    #: Retry attempts made (an event retried twice counts 2).
+    #: Resends: every attempt after an event's first (retries, and resends of an event
+    #: put back while the breaker was open). An event sent three times counts 2.
     retried: int = 0
     #: Events not delivered, by reason (see :class:`DropReason`).
     dropped: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     #: ``"closed"``, ``"open"`` or ``"half-open"`` (``"closed"`` when disabled).
     breaker_state: str = "closed"
+    #: Wall-clock time (``time.time()``) of the last 2xx answer; None until one came.
+    last_success_at: Optional[float] = None
+    #: Wall-clock time of the last failed attempt or rejection; None until one happened.
+    last_failure_at: Optional[float] = None
 
     @property
     def accepted(self) -> int:

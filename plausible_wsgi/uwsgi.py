@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from typing import Callable, Optional
 
 from ._log import logger
-from .delivery import close_all
+from .lifecycle import close_all
 
 __all__ = ["check_options", "install"]
 

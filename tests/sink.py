@@ -79,6 +79,8 @@ class Sink:
                     self.send_header("Content-Length", str(len(answer.body)))
                     self.end_headers()
                     self.wfile.write(answer.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (cut at close)
                 finally:
                     with sink.cond:
                         sink.active -= 1

@@ -21,6 +21,7 @@ def test_contract_names_and_defaults() -> None:
         "batch_size": 10,
         "flush_interval": 5.0,
         "max_queue_size": 10_000,
+        "max_buffer_bytes": 16 * 1024 * 1024,
         "max_workers": 4,
         "timeout": 10.0,
         "retry": pw.RetryConfig(),

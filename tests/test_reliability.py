@@ -420,6 +420,15 @@ def test_close_returns_within_shutdown_timeout_whatever_the_server_does(
 EXIT_SCRIPT = """
 import atexit, time
 import plausible_wsgi as pw
+
+@atexit.register
+def report():
+    # atexit runs the last registered first: the library's exit flush, registered
+    # when its first thread started (below), runs before this.
+    s = c.stats()
+    print("elapsed", round(time.monotonic() - started, 3))
+    print("stats", s.accepted, s.sent, s.failed, s.queued, dict(s.dropped))
+
 c = pw.PlausibleCollector("example.com", endpoint={url!r}, timeout=30, batch_size=1,
     shutdown_timeout=0.5,
     retry=pw.RetryConfig(max_retries=50, initial_backoff=0.01, max_backoff=0.1),
@@ -427,12 +436,6 @@ c = pw.PlausibleCollector("example.com", endpoint={url!r}, timeout=30, batch_siz
 for i in range({n}):
     c.track("E", url="https://example.com/", props={{"id": str(i)}},
             user_agent="Mozilla/5.0 Firefox/128.0")
-@atexit.register
-def report():
-    # Runs after the library's exit flush (registered from the threading exit hook).
-    s = c.stats()
-    print("elapsed", round(time.monotonic() - started, 3))
-    print("stats", s.accepted, s.sent, s.failed, s.queued, dict(s.dropped))
 started = time.monotonic()
 """
 

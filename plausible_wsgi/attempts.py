@@ -1,0 +1,188 @@
+"""One event's delivery: its attempts, its retries, the breaker's verdict.
+
+:class:`Deliverer` makes the first attempt of an event directly (most succeed at
+once), then lets :func:`~plausible_wsgi.retry.run_retries` resend it as the
+:class:`~plausible_wsgi.config.RetryConfig` allows. Every attempt is reported to the
+:class:`~plausible_wsgi.breaker.Breaker`; a ``Retry-After`` pauses every worker of the
+engine. The result is a :class:`~plausible_wsgi.stats.Settlement`, or ``None`` when
+the event should go back to the buffer because the breaker opened during its
+attempts.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from typing import Callable, Generic, Optional, TypeVar
+
+from ._log import RateLimitedLog, logger
+from .breaker import Admission, Breaker
+from .config import RetryConfig
+from .resilience import AttemptError
+from .retry import run_retries
+from .stats import Settlement
+
+__all__ = ["Deliverer", "Requeue", "Shutdown"]
+
+T = TypeVar("T")
+
+_NO_RETRY = RetryConfig(max_retries=0)
+_monotonic = time.monotonic
+
+
+class Shutdown(Exception):
+    """The close deadline passed while this event was being delivered."""
+
+
+class Requeue(enum.Enum):
+    """The breaker opened during the event's attempts: it goes back to the buffer."""
+
+    #: Every attempt failed to connect: the server never saw it.
+    UNSENT = "unsent"
+    #: An attempt went out: the server may have recorded it (resends are capped).
+    MAYBE_RECORDED = "maybe_recorded"
+
+
+class _BreakerOpen(Exception):
+    """The breaker does not admit a resend now; the event goes back to the buffer."""
+
+
+class Deliverer(Generic[T]):
+    """Delivers one item at a time per calling thread; safe from many threads.
+
+    :param abort: set when the close deadline passes; interrupts every wait.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[T], Settlement],
+        *,
+        name: str,
+        retry: Optional[RetryConfig],
+        breaker: Optional[Breaker],
+        abort: threading.Event,
+        warnings: RateLimitedLog,
+    ) -> None:
+        self.name = name
+        self._send = send
+        self.retry = retry
+        self.breaker = breaker
+        self.abort = abort
+        self._warnings = warnings
+        self._lock = threading.Lock()
+        #: Monotonic time until which every worker pauses (``Retry-After``).
+        self.paused_until = 0.0
+        self.retried = 0
+        self.last_success_at: Optional[float] = None
+        self.last_failure_at: Optional[float] = None
+
+    def admit(self) -> Admission:
+        return Admission.NORMAL if self.breaker is None else self.breaker.admit()
+
+    def breaker_closed(self) -> bool:
+        return self.breaker is None or self.breaker.closed
+
+    def deliver(self, item: T, admission: Admission, resend: bool) -> Settlement | Requeue:
+        """Deliver one item with retries: how it ended, or back to the buffer."""
+        started = _monotonic()
+        attempts = [1]
+        unsent = [True]  # every failure so far was a refused connection
+        try:
+            try:
+                return self._attempt(item, admission, resend)
+            except AttemptError as failure:
+                unsent[0] = failure.kind == "connect"
+                policy = self.retry
+                if policy is None or not policy.is_retry(failure) or self.abort.is_set():
+                    raise
+
+                def again() -> Settlement:
+                    attempts[0] += 1
+                    try:
+                        return self._resend(item)
+                    except AttemptError as exc:
+                        unsent[0] = unsent[0] and exc.kind == "connect"
+                        raise
+
+                return run_retries(
+                    policy,
+                    failure,
+                    started,
+                    again,
+                    wait=self.abort.wait,
+                    may_continue=self._may_retry,
+                )
+        except _BreakerOpen:
+            return Requeue.UNSENT if unsent[0] else Requeue.MAYBE_RECORDED
+        except Shutdown:
+            return Settlement.SHUTDOWN
+        except AttemptError as failure:
+            if self.abort.is_set():
+                return Settlement.SHUTDOWN
+            if not self.breaker_closed() and (self.retry or _NO_RETRY).is_retry(failure):
+                # Unreachable or overloaded: keep it for after the outage.
+                return Requeue.UNSENT if unsent[0] else Requeue.MAYBE_RECORDED
+            return self._failed(failure, attempts[0])
+        except Exception as exc:
+            # No traceback at ERROR: exception messages may quote the visitor's data.
+            logger.error(
+                "%s: unexpected %s while delivering an event", self.name, type(exc).__name__
+            )
+            logger.debug("delivery error", exc_info=True)
+            return Settlement.GAVE_UP
+
+    def _failed(self, failure: AttemptError, attempts: int) -> Settlement:
+        how = f"after {attempts} attempts" if attempts > 1 else "not retried"
+        self._warnings.log(
+            logging.WARNING,
+            f"failed:{failure.kind}:{failure.status}:{attempts > 1}",
+            "%s: giving up on an event (%s): %s",
+            self.name,
+            how,
+            failure,
+        )
+        return Settlement.REJECTED if failure.kind == "invalid" else Settlement.GAVE_UP
+
+    def _attempt(self, item: T, admission: Admission, resend: bool) -> Settlement:
+        """One attempt, reported to the breaker; its settlement or AttemptError."""
+        if resend:
+            with self._lock:
+                self.retried += 1
+        breaker = self.breaker
+        try:
+            settlement = self._send(item)
+        except AttemptError as exc:
+            self.last_failure_at = time.time()
+            if breaker is not None:
+                breaker.record_failure(admission, exc)
+            if exc.retry_after:
+                with self._lock:
+                    self.paused_until = max(self.paused_until, _monotonic() + exc.retry_after)
+            raise
+        except BaseException:
+            if breaker is not None:
+                breaker.release(admission)
+            raise
+        if breaker is not None:
+            breaker.record_success(admission)
+        if settlement is Settlement.REJECTED:
+            self.last_failure_at = time.time()
+        else:
+            self.last_success_at = time.time()
+        return settlement
+
+    def _resend(self, item: T) -> Settlement:
+        if self.abort.is_set():
+            raise Shutdown
+        remaining = self.paused_until - _monotonic()
+        if remaining > 0 and self.abort.wait(remaining):
+            raise Shutdown
+        admission = self.admit()
+        if admission is Admission.DENIED:
+            raise _BreakerOpen
+        return self._attempt(item, admission, True)
+
+    def _may_retry(self) -> bool:
+        return not self.abort.is_set() and self.breaker_closed()
