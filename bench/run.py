@@ -5,7 +5,8 @@
     python -m bench --quick    # smoke run (< 60 s); writes nothing unless --write
 
 Sections (each also runs alone, ``python -m bench.<name>``): ``enqueue``,
-``middleware``, ``delivery`` (delivery cost and latency hiding), ``e2e``,
+``middleware``, ``delivery`` (delivery cost and latency hiding), ``steady`` (one
+event per millisecond), ``e2e``,
 ``memory``, ``scaling``, ``agents``. What needs a tool that is missing here (nginx,
 wrk, a peer package) is reported as ``skipped: <why>`` instead of failing.
 """
@@ -32,7 +33,7 @@ if __package__ in (None, ""):
 from bench._common import skipped
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("enqueue", "middleware", "delivery", "e2e", "memory", "scaling", "agents")
+SECTIONS = ("enqueue", "middleware", "delivery", "steady", "e2e", "memory", "scaling", "agents")
 PACKAGES = (
     "plausible-wsgi",
     "flask",

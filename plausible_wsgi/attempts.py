@@ -78,6 +78,12 @@ class Deliverer(Generic[T]):
         self.last_success_at: Optional[float] = None
         self.last_failure_at: Optional[float] = None
 
+    def carry_over(self, old: Deliverer[T]) -> None:
+        """Keep ``old``'s counters (a forked child's fresh deliverer)."""
+        self.retried = old.retried
+        self.last_success_at = old.last_success_at
+        self.last_failure_at = old.last_failure_at
+
     def admit(self) -> Admission:
         return Admission.NORMAL if self.breaker is None else self.breaker.admit()
 

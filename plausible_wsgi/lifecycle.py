@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -28,6 +29,9 @@ __all__ = ["check_fork", "close_all", "install_exit_hook", "register", "renew_af
 
 class Closable(Protocol):
     shutdown_timeout: float
+
+    @property
+    def closed(self) -> bool: ...
 
     def after_fork_in_child(self) -> None: ...
 
@@ -46,23 +50,41 @@ _engines: weakref.WeakSet[Closable] = weakref.WeakSet()
 _renewables: weakref.WeakSet[Renewable] = weakref.WeakSet()
 _by_key: dict[object, weakref.WeakSet[Closable]] = {}
 _lock = threading.Lock()
+#: Live engines for one endpoint and site beyond which a collector is built per request.
+MANY_ALIKE = 16
+_many_warned = False
 _fork_hook_installed = False
 _exit_hook_installed = False
 
 
-def register(engine: Closable, key: object) -> int:
-    """Track ``engine`` for fork and exit; returns how many live engines share ``key``."""
-    global _fork_hook_installed
+def register(engine: Closable, key: object) -> bool:
+    """Track ``engine`` for fork and exit; True when too many live engines share ``key``.
+
+    Many live engines for one endpoint and site mean a collector built per request
+    (2,000 requests held 4,000 threads and 2,000 sockets): warned about once, with
+    the fix; the engine then bounds the damage itself.
+    """
+    global _fork_hook_installed, _many_warned
     with _lock:
         _engines.add(engine)
         same = _by_key.setdefault(key, weakref.WeakSet())
         same.add(engine)
-        live = len(same)
+        many = len(same) > MANY_ALIKE and sum(not e.closed for e in same) > MANY_ALIKE
+        warn = many and not _many_warned
+        _many_warned = _many_warned or many
         install = not _fork_hook_installed
         _fork_hook_installed = True
     if install:
         os.register_at_fork(after_in_child=_after_fork_in_child)
-    return live
+    if warn:
+        logging.getLogger("plausible_wsgi").warning(
+            "more than %d collectors for the same site are alive (%s); build one collector "
+            "at startup and share it: a collector per request leaks threads and "
+            "connections. These now send at once and release their thread when idle.",
+            MANY_ALIKE,
+            getattr(engine, "name", "?"),
+        )
+    return many
 
 
 def renew_after_fork(obj: Renewable) -> None:

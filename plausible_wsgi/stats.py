@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Optional
 
-__all__ = ["CollectorStats", "DropReason", "Settlement"]
+__all__ = ["CollectorStats", "DropReason", "Ledger", "Settlement"]
 
 
 class DropReason(str, enum.Enum):
@@ -97,3 +97,41 @@ class CollectorStats:
     def accepted(self) -> int:
         """Every event the collector took in, however it ended."""
         return self.sent + self.failed + self.queued + self.in_flight + sum(self.dropped.values())
+
+
+class Ledger:
+    """The counters behind ``stats()``; the caller serialises access."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.failed = 0
+        # A plain dict: Counter's __missing__ is Python code, where a signal handler
+        # could run between the read and the write of "+=" and lose a count.
+        self.dropped: dict[DropReason, int] = {}
+        #: Buffered items settled so far, however (``flush()`` waits on it).
+        self.settled = 0
+
+    def settle(self, settlement: Settlement, n: int = 1) -> None:
+        """Count ``n`` buffered items that ended as ``settlement``."""
+        if settlement is Settlement.SENT:
+            self.sent += n
+        elif settlement is Settlement.REJECTED or settlement is Settlement.GAVE_UP:
+            self.failed += n
+        else:
+            reason = settlement.drop_reason
+            assert reason is not None
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+        self.settled += n
+
+    def drop_unbuffered(self, reason: DropReason, n: int = 1) -> None:
+        """Count items accepted but never buffered (closed, invalid, inherited at fork)."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def snapshot(self, **live: object) -> CollectorStats:
+        """A :class:`CollectorStats` of these counts plus the ``live`` fields."""
+        return CollectorStats(
+            sent=self.sent,
+            failed=self.failed,
+            dropped={reason.value: n for reason, n in self.dropped.items()},
+            **live,  # type: ignore[arg-type]
+        )

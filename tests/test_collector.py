@@ -321,15 +321,15 @@ def test_counts_add_up_under_concurrency(http_sink: Sink, make_collector: Make) 
 
 def test_slow_server_keeps_the_pool_concurrent(http_sink: Sink, make_collector: Make) -> None:
     # pybreaker holds its lock for a whole guarded call; we must not serialize POSTs.
+    # The throughput figure is bench/delivery.py's (latency hiding); here the condition:
+    # every worker ends up waiting on the server at the same time.
     http_sink.default = Answer(202, delay=0.05)
     collector = make_collector(http_sink.url, max_workers=8, batch_size=1)
-    start = time.monotonic()
     for _ in range(160):
         collector.track("E", url=URL)
+    wait_until(lambda: http_sink.max_active == 8, timeout=20)
     assert collector.flush(20)
-    elapsed = time.monotonic() - start
     assert http_sink.max_active == 8
-    assert 160 / elapsed >= 128, f"{160 / elapsed:.0f} events/s"
 
 
 def test_one_slow_event_does_not_stall_the_others(http_sink: Sink, make_collector: Make) -> None:

@@ -19,9 +19,11 @@ from faults import RecordingResetServer
 from sink import Answer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
-from plausible_wsgi.engine import _MANY_ENGINES, _MAX_REQUEUES, DeliveryEngine
+from plausible_wsgi.engine import DeliveryEngine
+from plausible_wsgi.lifecycle import MANY_ALIKE
 from plausible_wsgi.resilience import AttemptError
 from plausible_wsgi.stats import Settlement
+from plausible_wsgi.workers import _MAX_REQUEUES
 
 Make = Callable[..., pw.PlausibleCollector]
 URL = "https://example.com/"
@@ -93,7 +95,7 @@ def _plausible_threads() -> int:
 def test_collectors_built_per_request_warn_once_and_release_their_threads(
     http_sink: Sink, caplog: pytest.LogCaptureFixture
 ) -> None:
-    n = 4 * _MANY_ENGINES
+    n = 4 * MANY_ALIKE
     alive: list[pw.PlausibleCollector] = []
     with caplog.at_level(logging.WARNING, logger="plausible_wsgi"):
         for i in range(n):  # the mistake: one collector per request, kept by the app
@@ -101,9 +103,9 @@ def test_collectors_built_per_request_warn_once_and_release_their_threads(
             c.track("E", url=URL, props={"i": i})
             alive.append(c)
         # The ones built after the warning send at once (no 5 s window) ...
-        http_sink.wait_for(n - _MANY_ENGINES, timeout=30)
+        http_sink.wait_for(n - MANY_ALIKE, timeout=30)
         # ... and end their thread when idle: at most the first ones still hold one.
-        wait_until(lambda: _plausible_threads() <= _MANY_ENGINES, timeout=30)
+        wait_until(lambda: _plausible_threads() <= MANY_ALIKE, timeout=30)
     warnings = [r for r in caplog.records if "collectors for the same site" in r.getMessage()]
     assert len(warnings) == 1
     assert "share it" in warnings[0].getMessage()

@@ -407,7 +407,9 @@ def test_close_returns_within_shutdown_timeout_whatever_the_server_does(
         recorded=len(counts),
         duplicates=duplicates(counts),
     )
-    assert elapsed < 0.5 + 0.25
+    # Without the bound this takes the server's 30 s timeout times 50 retries; a
+    # generous margin keeps a loaded machine from failing it (the figure is above).
+    assert elapsed < 0.5 + 5
     assert stats.accepted == n
     assert stats.queued == 0
     assert stats.sent + stats.failed + sum(stats.dropped.values()) == n
@@ -471,7 +473,7 @@ def test_interpreter_exit_is_bounded_whatever_the_server_does(
         failed=failed,
         dropped=dropped.strip(),
     )
-    assert elapsed < 0.5 + 0.3, proc.stdout
+    assert elapsed < 0.5 + 5, proc.stdout  # unbounded, it would take minutes
     assert int(accepted) == n
     assert int(queued) == 0
     counts = ids_received(receiver)

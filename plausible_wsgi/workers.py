@@ -1,0 +1,267 @@
+"""The engine's delivery threads: when to wake, what to take, how to settle.
+
+Workers are daemon threads started on demand (see :mod:`plausible_wsgi.lifecycle` for
+why daemon). A woken worker delivers event after event until the buffer is empty,
+taking each under the lock acquisition that settles the previous one: at steady
+traffic one wake-up per batch and one lock round per event, with no per-event
+future, closure, task or hand-off.
+
+- An idle worker wakes when ``batch_size`` events wait (``put()`` notifies it), at
+  each ``flush_interval`` tick while events wait, or when ``flush()``/``close()`` ask.
+- One worker keeps up with a fast server; another joins only while events wait and
+  every running worker has waited on the server for over ``_RAMP`` (threads
+  contending for the GIL cost CPU for nothing). Against a slow server all
+  ``max_workers`` are busy within a few tens of milliseconds.
+- While the breaker is open nothing is taken; one worker takes the probe when due.
+  An event put back because the breaker opened after it went out is resent at most
+  ``_MAX_REQUEUES`` times: Plausible may have recorded it already.
+- A worker idle for ``_IDLE_EXIT`` seconds ends; the last one releases the
+  transport's connections (``on_idle``); the next ``put()`` starts one again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable, Generic, Optional, TypeVar
+
+from . import lifecycle
+from ._log import RateLimitedLog, logger
+from .attempts import Deliverer, Requeue
+from .breaker import Admission, Breaker
+from .buffer import Buffer
+from .stats import Ledger, Settlement
+
+__all__ = ["WorkerPool"]
+
+T = TypeVar("T")
+
+#: Seconds every running worker must have waited on the server before another joins.
+_RAMP = 0.01
+#: Seconds an idle worker lingers before it ends (and the connections are released).
+_IDLE_EXIT = 30.0
+#: Times an event may be put back in the buffer after an attempt went out.
+_MAX_REQUEUES = 3
+_monotonic = time.monotonic
+
+
+class WorkerPool(Generic[T]):
+    """The worker half of :class:`~plausible_wsgi.engine.DeliveryEngine`.
+
+    One lock guards the buffer, the ledger and the fields below; the engine creates
+    them (``_fresh_state``) and holds the request-path half of the protocol.
+    """
+
+    name: str
+    batch_size: int
+    flush_interval: float
+    max_workers: int
+    _lock: threading.RLock
+    _work: threading.Condition
+    _settled_cv: threading.Condition
+    _buffer: Buffer[T]
+    _ledger: Ledger
+    _one: Deliverer[T]
+    _breaker: Optional[Breaker]
+    _abort: threading.Event
+    _closing_done: threading.Event
+    _warnings: RateLimitedLog
+    _closed: bool
+    _eager: bool
+    _idle_exit: float = _IDLE_EXIT
+    _on_idle: Optional[Callable[[], None]]
+    _on_settle: Optional[Callable[[T, Settlement], None]]
+
+    def _fresh_pool(self) -> None:
+        self._in_flight = self._threads = self._idle = self._draining = 0
+        #: thread id -> when its current attempt started, for the ramp-up decision.
+        self._busy: dict[int, float] = {}
+        self._next_tick = _monotonic() + self.flush_interval
+        self._flush_waiters = 0
+        self._notified = False
+        #: Items pushed out of the full buffer, to report to on_settle from a worker.
+        self._evicted: list[T] = []
+        #: id(item) -> times put back after an attempt that may have been recorded.
+        self._requeued: dict[int, int] = {}
+
+    def _start_worker(self) -> None:
+        """Start a worker thread; under the lock.
+
+        Counted only once started: a signal handler raising in the main thread (or a
+        failed start) leaves the count low, so a later put() starts one more worker;
+        never high, which would leave a phantom that no put() replaces.
+        """
+        lifecycle.install_exit_hook()
+        thread = threading.Thread(target=self._run, name=f"{self.name}-worker", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # interpreter shutting down, or no thread left
+            return
+        self._threads += 1
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while True:
+            first = self._next()
+            if first is None:
+                break
+            self._drain(first, me)
+        if self._abort.is_set():
+            # Closing: this thread's connection must be closed before the thread ends
+            # and drops it; finish_close() closes them all, then sets this.
+            self._closing_done.wait()
+
+    def _next(self) -> Optional[tuple[T, int, Admission]]:
+        """Wait until an event should go out; take it. None: this worker ends."""
+        with self._lock:
+            idle_since = _monotonic()
+            while not self._abort.is_set():
+                now = _monotonic()
+                delay = self._delay(now)
+                if delay is None:
+                    admission = self._one.admit()
+                    if admission is not Admission.DENIED:
+                        self._draining += 1
+                        return (*self._take(), admission)
+                    assert self._breaker is not None  # only a breaker denies
+                    delay = max(0.005, self._breaker.seconds_until_probe())
+                if not self._buffer and not self._in_flight:
+                    idle_left = self._idle_exit - (now - idle_since)
+                    if idle_left <= 0:
+                        break
+                    delay = min(delay, idle_left)
+                self._idle += 1
+                try:
+                    self._work.wait(delay)
+                finally:
+                    self._idle -= 1
+                    self._notified = False
+            self._threads -= 1
+            # A worker ending idle (nothing buffered or in flight) releases the
+            # connections: one left to the garbage collector with its thread is an
+            # unclosed socket, and the other idle workers reconnect when needed. Under
+            # the lock, so that no put() starts a worker meanwhile. At close,
+            # finish_close() does it.
+            if self._on_idle is not None and not self._abort.is_set():
+                self._on_idle()
+            return None
+
+    def _delay(self, now: float) -> Optional[float]:
+        """None when an event should go out now, else seconds to wait before looking."""
+        if not self._buffer:
+            if now >= self._next_tick:
+                self._next_tick = now + self.flush_interval
+            return self._next_tick - now
+        if now < self._one.paused_until:
+            return self._one.paused_until - now
+        breaker = self._breaker
+        if breaker is not None and not breaker.closed:
+            wait = breaker.seconds_until_probe()
+            return None if wait <= 0 else wait  # woken early when a probe settles
+        if self._draining:
+            busy = tuple(self._busy.values())  # one C call: no resize mid-iteration
+            if len(busy) < self._draining:
+                return _RAMP  # a worker is between events: it is keeping up
+            newest = now - max(busy)
+            return None if newest >= _RAMP else _RAMP - newest
+        if (
+            len(self._buffer) >= self.batch_size
+            or now >= self._next_tick
+            or self._flush_waiters
+            or self._closed
+            or self._eager
+        ):
+            return None
+        return self._next_tick - now
+
+    def _take(self) -> tuple[T, int]:
+        self._in_flight += 1
+        return self._buffer.pop()
+
+    def _drain(self, first: tuple[T, int, Admission], me: int) -> None:
+        """Deliver events one after another until there is nothing to do."""
+        item, size, admission = first
+        busy = self._busy
+        while True:
+            resend = id(item) in self._requeued
+            busy[me] = _monotonic()
+            try:
+                result = self._one.deliver(item, admission, resend)
+            finally:
+                del busy[me]
+            with self._lock:
+                final = self._settle(item, size, result)
+                evicted, self._evicted = self._evicted, []
+                nxt = self._next_in_drain(admission)
+                if nxt is None:
+                    self._draining -= 1
+                elif self._buffer and not self._idle and self._threads < self.max_workers:
+                    self._start_worker()  # joins if this one waits on a slow server
+                if admission is Admission.PROBE:
+                    self._work.notify_all()  # the probe settled: the others look again
+            if final is not None:
+                self._report(item, final)
+            for old in evicted:
+                self._report(old, Settlement.QUEUE_FULL)
+            if nxt is None:
+                return
+            item, size = nxt
+            admission = Admission.NORMAL
+
+    def _next_in_drain(self, admission: Admission) -> Optional[tuple[T, int]]:
+        if (
+            not self._buffer
+            or admission is Admission.PROBE  # the next look decides what follows a probe
+            or self._abort.is_set()
+            or _monotonic() < self._one.paused_until
+            or not self._one.breaker_closed()
+        ):
+            return None
+        return self._take()
+
+    def _report(self, item: T, settlement: Settlement) -> None:
+        if self._on_settle is None:
+            return
+        try:
+            self._on_settle(item, settlement)
+        except Exception:
+            logger.error("%s: on_settle raised", self.name, exc_info=True)
+
+    def _settle(self, item: T, size: int, result: Settlement | Requeue) -> Optional[Settlement]:
+        """Count the end of an attempt (under the lock); the final settlement, if any."""
+        self._in_flight -= 1
+        key = id(item)
+        if isinstance(result, Requeue):
+            settlement = self._requeue(key, item, size, result)
+            if settlement is None:
+                return None
+        else:
+            settlement = result
+        self._requeued.pop(key, None)
+        self._ledger.settle(settlement)
+        if self._flush_waiters:
+            self._settled_cv.notify_all()
+        if not self._one.breaker_closed():
+            self._work.notify_all()  # a probe settled: the waiting workers look again
+        return settlement
+
+    def _requeue(self, key: int, item: T, size: int, why: Requeue) -> Optional[Settlement]:
+        """Put ``item`` back as the oldest; or how it ends if it cannot go back."""
+        requeues = self._requeued.get(key, 0) + (why is Requeue.MAYBE_RECORDED)
+        if self._abort.is_set():
+            return Settlement.SHUTDOWN
+        if requeues > _MAX_REQUEUES:
+            self._warnings.log(
+                logging.WARNING,
+                "requeue_cap",
+                "%s: giving up on an event resent %d times while the breaker was open "
+                "(the server may have recorded it)",
+                self.name,
+                requeues,
+            )
+            return Settlement.GAVE_UP
+        if not self._buffer.push_front(item, size):
+            return Settlement.QUEUE_FULL
+        self._requeued[key] = requeues
+        return None
