@@ -41,9 +41,10 @@ TRACKED_QUERY_PARAMS: tuple[str, ...] = (
     "twclid",
 )
 
-#: ISO 4217 codes a revenue value may use: the active list (amendment 179) without
-#: precious metals, testing and "no currency" codes, which Plausible's money library
-#: does not know either.
+#: ISO 4217 codes a revenue value may use: the currencies Plausible's money library
+#: (ex_money, ``Money.Currency.known_current_currencies``) knows, which is the active
+#: ISO list *with* its fund, precious-metal, testing and "no currency" codes (XAU,
+#: XDR, XTS, XXX...). Plausible compares the code as sent: upper case only.
 CURRENCIES: frozenset[str] = frozenset(
     """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV
@@ -54,6 +55,6 @@ CURRENCIES: frozenset[str] = frozenset(
     MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB
     RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT
     TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF
-    XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
+    XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL
     """.split()
 )

@@ -5,10 +5,14 @@
 request as a :class:`ReceivedEvent`, so tests can assert what Plausible would have
 counted, and people can watch events arrive on the inspector page at ``/``.
 
-It is a test and development tool, not an analytics server: records live in memory
-(bounded), and the drop reasons it knows are the ones it can decide locally — an
-unknown domain, a bot User-Agent and, optionally, a private visitor IP. Datacenter IPs,
-spam referrers and rate limits are Plausible's business.
+It is a test and development tool, not an analytics server: records live in memory,
+bounded in number and in bytes. The rules are Plausible's (docs/plausible-rules.md
+cites each): the body read by its Content-Type, the ``400`` fields, the values stored,
+and the drops it can decide locally — spam referrer (a short list), unknown domain,
+Plausible's verification agent, ``x-plausible-ip-type: dc_ip``, a bot User-Agent
+(curl, python-requests and a missing User-Agent are *counted*, as Plausible does), an
+``engagement``/``pageleave`` without an earlier event from that visitor and,
+optionally, a private visitor IP. Rate limits and shields are Plausible's business.
 
 For delivery tests it can misbehave on purpose: :meth:`ReceiverApp.enqueue_faults`
 scripts the next answers (``503`` with ``Retry-After``, a slow answer, a connection
@@ -27,30 +31,39 @@ import struct
 import threading
 import time
 import typing as t
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from werkzeug.wrappers import Request, Response
 
-from ..agents import classify_user_agent
+from ..agents import AgentMatch, classify_user_agent
 from ..errors import ConfigurationError
-from . import rules
+from . import body as parsing
+from . import drops, rules
+from .elixir import MalformedURI
+from .records import (
+    KEPT_BODY_BYTES,
+    Attempt,
+    Fault,
+    Outcome,
+    ReceivedEvent,
+    kept_headers,
+    record_size,
+)
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["Attempt", "Fault", "Outcome", "ReceivedEvent", "ReceiverApp"]
 
-Outcome = t.Literal["accepted", "dropped", "rejected"]
-
 #: How many records the inspector feed returns at most per poll (the newest ones).
 FEED_LIMIT = 500
-#: Bytes of a request body kept on an :class:`Attempt` (and, as text, on a rejected
-#: :class:`ReceivedEvent`); the rest is cut so memory stays bounded.
-KEPT_BODY_BYTES = 64 * 1024
+#: Default bound on the bytes records and attempts hold (estimated); the oldest go.
+MAX_BYTES = 64 * 1024 * 1024
+_SESSION_SECONDS = 30 * 60  # Plausible's session length
+_MAX_SESSIONS = 100_000
 
 _STATIC = Path(__file__).with_name("static")
 _ASSETS = {
@@ -65,116 +78,6 @@ _PAGE_HEADERS = {
         "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
     ),
 }
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A scripted answer to one ``POST /api/event``, given before normal processing.
-
-    A faulted request is counted as an :class:`Attempt` but never recorded as an event.
-
-    :param status: the HTTP status to answer with.
-    :param headers: extra response headers, e.g. ``{"Retry-After": "2"}``.
-    :param body: the response body (plain text).
-    :param delay: seconds to wait before answering (or resetting). Cut short when the
-        receiver stops or goes down.
-    :param reset: close the connection abruptly instead of answering: the client sees
-        a connection error and no HTTP response at all. Needs werkzeug's server (which
-        :class:`~plausible_wsgi.receiver.PlausibleReceiver` uses).
-
-    Usage::
-
-        receiver.enqueue_faults(Fault(503, {"Retry-After": "1"}), Fault(reset=True))
-    """
-
-    status: int = 503
-    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
-    body: str = ""
-    delay: float = 0.0
-    reset: bool = False
-
-    def __post_init__(self) -> None:
-        if not 100 <= self.status <= 599:
-            raise ConfigurationError(f"Fault status must be 100-599, got {self.status}")
-        if self.delay < 0:
-            raise ConfigurationError(f"Fault delay must be >= 0 seconds, got {self.delay}")
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One ``POST /api/event`` as it arrived, faulted or not: what retry tests count."""
-
-    #: 1 for the first request since start (or :meth:`ReceiverApp.clear`), then 2, 3...
-    number: int
-    #: Arrival time, seconds since the epoch.
-    received_at: float
-    #: The fault that answered it, or ``None`` when it was processed normally.
-    fault: Fault | None
-    #: The request body (at most :data:`KEPT_BODY_BYTES`; empty when over 8 MB).
-    body: bytes = field(repr=False)
-    #: The request headers.
-    headers: dict[str, str] = field(hash=False, repr=False)
-    #: The client's source port: requests sharing it shared a keep-alive connection.
-    remote_port: int | None
-
-
-@dataclass(frozen=True)
-class ReceivedEvent:
-    """One event as the receiver judged it — one per domain of a request.
-
-    A rejected request (``400``/``413``) gives one record with ``errors`` set and the
-    event fields filled from the body as far as they could be read (``""`` otherwise).
-    """
-
-    #: Sequence number, unique per app, increasing in arrival order.
-    id: int
-    #: Arrival time, seconds since the epoch (Plausible stamps events on arrival too).
-    received_at: float
-    #: ``"accepted"`` (Plausible would count it), ``"dropped"`` (``202`` with
-    #: ``x-plausible-dropped``) or ``"rejected"`` (``400``/``413``).
-    outcome: Outcome
-    #: The HTTP status answered: 202, 400 or 413.
-    status: int
-    #: ``"unknown_domain"``, ``"bot"`` or ``"private_ip"`` for a dropped event.
-    drop_reason: str | None
-    #: The ``errors`` object of a rejection.
-    errors: dict[str, list[str]] | None = field(hash=False)
-    name: str
-    url: str
-    #: The URL path, percent-decoded.
-    pathname: str
-    #: The URL host, ``www.`` stripped.
-    hostname: str
-    domain: str
-    #: Cut to 2000 characters; ``None`` when not sent.
-    referrer: str | None
-    #: Whether Plausible would attribute no source to the referrer.
-    referrer_ignored: bool
-    #: Stringified props, blanks and nested values dropped, at most 30.
-    props: dict[str, str] = field(hash=False)
-    #: ``{"currency": ..., "amount": ...}`` when valid, else ``None``.
-    revenue: dict[str, str] | None = field(hash=False)
-    interactive: bool
-    #: UTM tags, ``source``/``ref`` and click ids found in the URL.
-    query_params: dict[str, str] = field(hash=False)
-    user_agent: str
-    #: The visitor IP: the first ``X-Forwarded-For`` element, else the socket address.
-    client_ip: str
-    #: A daily visitor hash (hex); ``""`` for a rejected request.
-    visitor_id: str
-    #: The bot kind (``"ai_training"``, ``"search_engine"``...) or ``None`` for a browser.
-    #: A missing User-Agent counts as a bot (``"other_bot"``), like a script's.
-    agent_kind: str | None
-    #: The bot's name, e.g. ``"GPTBot"``.
-    agent_name: str | None
-    #: Who runs the bot, e.g. ``"OpenAI"`` (``""`` when unknown).
-    agent_operator: str | None
-    #: The request body as text, for rejected requests only (cut to 64 KiB).
-    body: str | None = field(default=None, repr=False)
-
-    def to_json(self) -> dict[str, t.Any]:
-        """The record as a JSON-ready dict (what the inspector feed serves)."""
-        return asdict(self)
 
 
 class ReceiverApp:
@@ -210,20 +113,29 @@ class ReceiverApp:
         domains: Iterable[str] | None = None,
         drop_private_ips: bool = False,
         max_events: int = 10_000,
+        max_bytes: int = MAX_BYTES,
+        spam_referrers: Iterable[str] = drops.SPAM_REFERRERS,
     ) -> None:
         if max_events < 1:
             raise ConfigurationError(f"max_events must be >= 1, got {max_events}")
+        if max_bytes < 1:
+            raise ConfigurationError(f"max_bytes must be >= 1, got {max_bytes}")
         #: The known sites, or ``None`` for any.
         self.domains = None if domains is None else frozenset(domains)
         self.drop_private_ips = drop_private_ips
         self.max_events = max_events
+        self.max_bytes = max_bytes
+        #: Referrer hosts (``www.`` stripped) whose events are dropped as spam.
+        self.spam_referrers = frozenset(spam_referrers)
         #: Seconds to wait before every normal answer (slow-server tests); 0 for none.
         self.delay = 0.0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._records: deque[ReceivedEvent] = deque(maxlen=max_events)
-        self._attempts: deque[Attempt] = deque(maxlen=max_events)
+        self._records: deque[ReceivedEvent] = deque()
+        self._attempts: deque[Attempt] = deque()
+        self._bytes = 0
+        self._sessions: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._faults: deque[Fault] = deque()
         self._next_id = 1
         self._request_count = 0
@@ -259,6 +171,8 @@ class ReceiverApp:
         with self._lock:
             self._records.clear()
             self._attempts.clear()
+            self._sessions.clear()
+            self._bytes = 0
             self._request_count = 0
             self._accepted = 0
             self._totals.clear()
@@ -327,11 +241,8 @@ class ReceiverApp:
         request = Request(environ)
         path, method = request.path, request.method
         response: Response
-        if path == "/api/event":
-            if method == "POST":
-                response = self._post_event(request)
-            else:
-                response = _text(405, "Method Not Allowed", {"Allow": "POST"})
+        if path == "/api/event" and method == "POST":
+            response = self._post_event(request)
         elif method not in ("GET", "HEAD"):
             response = _text(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
         elif path == "/api/health":
@@ -344,23 +255,31 @@ class ReceiverApp:
         elif path == "/_inspector/events":
             response = self._feed(request.args.get("after", ""))
         else:
+            # GET /api/event included: Plausible routes only POST there.
             response = _text(404, "Not Found")
         return response(environ, start_response)
 
     def _post_event(self, request: Request) -> Response:
-        body = _read_body(request)
+        content_type = request.headers.get("Content-Type")
+        try:
+            body, truncated = _read_body(request, parsing.body_limit(content_type))
+        except (OSError, ValueError):
+            # A malformed chunked body (werkzeug raises while de-chunking): the
+            # request cannot be read, so it is a 400, never a 500 with a traceback.
+            return _text(400, "Bad Request", {"Connection": "close"})
         with self._lock:
             self._request_count += 1
             fault = self._faults.popleft() if self._faults else None
-            self._attempts.append(
+            self._keep(
+                self._attempts,
                 Attempt(
                     number=self._request_count,
                     received_at=time.time(),
                     fault=fault,
-                    body=(body or b"")[:KEPT_BODY_BYTES],
-                    headers=dict(request.headers),
+                    body=body[:KEPT_BODY_BYTES],
+                    headers=kept_headers(request.headers.items()),
                     remote_port=_remote_port(request.environ),
-                )
+                ),
             )
             self._changed.notify_all()
         if fault is not None:
@@ -370,43 +289,53 @@ class ReceiverApp:
             return _text(fault.status, fault.body, fault.headers)
 
         self._pause(self.delay)
-        return self._judge(request, body)
+        return self._judge(request, content_type, body, truncated)
 
-    def _judge(self, request: Request, body: bytes | None) -> Response:
-        environ = request.environ
-        received_at = time.time()
-        user_agent = environ.get("HTTP_USER_AGENT", "")
-        client_ip = rules.read_client_ip(
-            environ.get("HTTP_X_FORWARDED_FOR"), environ.get("REMOTE_ADDR", "")
-        )
+    def _judge(
+        self, request: Request, content_type: str | None, raw: bytes, truncated: bool
+    ) -> Response:
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        user_agent = headers.get("user-agent", "")
+        client_ip = rules.read_client_ip(headers, request.environ.get("REMOTE_ADDR", ""))
         agent = classify_user_agent(user_agent)
         common: dict[str, t.Any] = {
-            "received_at": received_at,
+            "received_at": time.time(),
             "user_agent": user_agent,
             "client_ip": client_ip,
             "agent_kind": None if agent is None else agent.kind,
             "agent_name": None if agent is None else agent.agent,
             "agent_operator": None if agent is None else agent.operator,
         }
-
-        if body is None:
-            verdict: tuple[rules.NormalisedEvent, ...] | rules.Rejection = rules.Rejection(
-                413, {"request": [f"body larger than {rules.MAX_BODY_BYTES} bytes"]}
-            )
-            payload: Mapping[str, t.Any] = {}
-        else:
-            decoded = rules.decode_body(body)
-            payload = {} if isinstance(decoded, rules.Rejection) else decoded
-            verdict = decoded if isinstance(decoded, rules.Rejection) else rules.normalise(decoded)
+        payload: Mapping[str, t.Any] = {}
+        verdict: tuple[rules.NormalisedEvent, ...] | rules.Rejection
+        try:
+            payload = parsing.parse(content_type, raw, truncated)
+            if not drops.acceptable(headers.get("accept"), request.args.get("_format")):
+                verdict = rules.Rejection(406, {"request": ["not acceptable: use JSON"]})
+            else:
+                verdict = rules.normalise(payload)
+        except parsing.BodyError as error:
+            verdict = rules.Rejection(error.status, {"request": [error.message]})
+        except MalformedURI as error:
+            # Elixir's URI.decode raises: Plausible's answer is a 500.
+            verdict = rules.Rejection(500, {"url": [str(error)]})
 
         if isinstance(verdict, rules.Rejection):
-            text = (body or b"")[:KEPT_BODY_BYTES].decode("utf-8", "replace")
+            text = raw[:KEPT_BODY_BYTES].decode("utf-8", "replace")
             self._record([_rejected_fields(verdict, payload, text)], common)
+            if verdict.status == 500:
+                return _text(500, "Internal Server Error")
             return _json(verdict.status, verdict.body())
 
+        spam = bool(verdict) and verdict[0].referrer is not None
+        spam = spam and drops.spam_referrer(
+            rules.referrer_host(verdict[0].referrer or ""), self.spam_referrers
+        )
         drafts = []
         for event in verdict:
-            reason = self._drop_reason(event.domain, agent is not None, client_ip)
+            visitor = self._visitor_id(user_agent, client_ip, event.domain, event.hostname)
+            reason = "spam_referrer" if spam else self._drop_reason(event, headers, agent, visitor)
+            reason = reason or self._drop_private(client_ip)
             drafts.append(
                 {
                     "outcome": "accepted" if reason is None else "dropped",
@@ -414,23 +343,45 @@ class ReceiverApp:
                     "drop_reason": reason,
                     "errors": None,
                     **_event_fields(event),
-                    "visitor_id": self._visitor_id(
-                        user_agent, client_ip, event.domain, event.hostname
-                    ),
+                    "visitor_id": visitor,
                 }
             )
         self._record(drafts, common)
         dropped = sum(1 for draft in drafts if draft["drop_reason"] is not None)
         return _text(202, "ok", {"x-plausible-dropped": str(dropped)} if dropped else None)
 
-    def _drop_reason(self, domain: str, is_bot: bool, client_ip: str) -> str | None:
-        if self.domains is not None and domain not in self.domains:
+    def _drop_reason(
+        self,
+        event: rules.NormalisedEvent,
+        headers: Mapping[str, str],
+        agent: AgentMatch | None,
+        visitor: str,
+    ) -> str | None:
+        """event.ex's order: the site, the verification agent, a datacenter IP, a bot,
+        then the session an engagement or pageleave needs."""
+        if self.domains is not None and event.domain not in self.domains:
             return "unknown_domain"
-        if is_bot:
+        user_agent = headers.get("user-agent", "")
+        if user_agent in drops.VERIFICATION_AGENTS:
+            return "verification_agent"
+        if headers.get("x-plausible-ip-type") == "dc_ip":
+            return "dc_ip"
+        if drops.plausible_drops_agent(user_agent, agent):
             return "bot"
-        if self.drop_private_ips and _is_private(client_ip):
-            return "private_ip"
+        now, key = time.monotonic(), (event.domain, visitor)
+        with self._lock:
+            if event.name in ("engagement", "pageleave"):
+                last = self._sessions.get(key)
+                if last is None or now - last > _SESSION_SECONDS:
+                    return "no_session"
+            self._sessions[key] = now
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > _MAX_SESSIONS:
+                self._sessions.popitem(last=False)
         return None
+
+    def _drop_private(self, client_ip: str) -> str | None:
+        return "private_ip" if self.drop_private_ips and _is_private(client_ip) else None
 
     def _visitor_id(self, user_agent: str, client_ip: str, domain: str, hostname: str) -> str:
         """A daily visitor hash, like Plausible's but not equal to it.
@@ -453,12 +404,34 @@ class ReceiverApp:
             for draft in drafts:
                 record = ReceivedEvent(id=self._next_id, **common, **draft)
                 self._next_id += 1
-                if len(self._records) == self._records.maxlen:
-                    self._accepted -= self._records[0].outcome == "accepted"
-                self._records.append(record)
+                self._keep(self._records, record)
                 self._accepted += record.outcome == "accepted"
                 self._totals[record.outcome] += 1
             self._changed.notify_all()
+
+    def _keep(self, kept: deque[t.Any], item: ReceivedEvent | Attempt) -> None:
+        """Append under the lock; forget the oldest past ``max_events`` or ``max_bytes``."""
+        kept.append(item)
+        self._bytes += record_size(item)
+        while len(kept) > self.max_events:
+            self._forget(kept)
+        while self._bytes > self.max_bytes and (len(self._records) + len(self._attempts)) > 1:
+            older = (
+                self._records
+                if self._records
+                and (
+                    not self._attempts
+                    or self._records[0].received_at <= self._attempts[0].received_at
+                )
+                else self._attempts
+            )
+            self._forget(older)
+
+    def _forget(self, kept: deque[t.Any]) -> None:
+        old = kept.popleft()
+        self._bytes -= record_size(old)
+        if isinstance(old, ReceivedEvent):
+            self._accepted -= old.outcome == "accepted"
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
@@ -497,21 +470,23 @@ class ReceiverApp:
         return response
 
 
-def _read_body(request: Request) -> bytes | None:
-    """The request body, or ``None`` when it is over the server's 8 MB limit."""
+def _read_body(request: Request, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, and whether there was more."""
+    if limit == 0:
+        return b"", False  # no Content-Type: the server never reads the body
     length = request.content_length
-    if length is not None and length > rules.MAX_BODY_BYTES:
-        return None
+    if length is not None and length > limit:
+        return b"", True
     stream = request.stream
     chunks: list[bytes] = []
     size = 0
     while True:
         chunk = stream.read(65536)
         if not chunk:
-            return b"".join(chunks)
+            return b"".join(chunks), False
         size += len(chunk)
-        if size > rules.MAX_BODY_BYTES:
-            return None
+        if size > limit:
+            return b"", True
         chunks.append(chunk)
 
 
@@ -573,11 +548,11 @@ def _rejected_fields(
         "status": rejection.status,
         "drop_reason": None,
         "errors": rejection.errors,
-        "name": loose("n", "name"),
-        "url": loose("u", "url"),
+        "name": loose("n", "name")[:1000],
+        "url": loose("u", "url")[:4000],
         "pathname": "",
         "hostname": "",
-        "domain": loose("d", "domain"),
+        "domain": loose("d", "domain")[:1000],
         "referrer": None,
         "referrer_ignored": True,
         "props": {},

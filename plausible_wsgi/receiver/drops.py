@@ -1,0 +1,95 @@
+"""Which requests Plausible answers ``202`` but does not count, and which it refuses
+before ingestion (``406``): the checks that read headers rather than the body.
+
+Sources (plausible/analytics, stored versions read for docs/plausible-rules.md):
+``lib/plausible/ingestion/event.ex`` (``spam_referrer?``, ``drop_verification_agent``,
+``drop_datacenter_ip``, ``put_user_agent``, ``register_session``) and
+``lib/plausible/verification/installation_support.ex`` (the verification agent).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ..agents import AgentMatch
+
+__all__ = [
+    "SPAM_REFERRERS",
+    "VERIFICATION_AGENTS",
+    "acceptable",
+    "plausible_drops_agent",
+    "spam_referrer",
+]
+
+#: The User-Agents of Plausible's own installation checks, dropped as
+#: ``verification_agent`` (installation_support.ex:13 and :25).
+VERIFICATION_AGENTS = frozenset(
+    {
+        "Plausible Verification Agent - if abused, contact support@plausible.io",
+        "Plausible Community Edition",
+    }
+)
+
+#: Referrer hosts whose events are dropped as ``spam_referrer``. Plausible checks
+#: the ``referrer_blocklist`` package (Matomo's referrer spam list, ~2,000 hosts,
+#: updated upstream); that list is not shipped here. This default holds the host
+#: Plausible's own tests use; pass ``spam_referrers=`` to the receiver for more.
+SPAM_REFERRERS = frozenset({"1-best-seo.com"})
+
+# What this library's classifier calls a bot but Plausible's UAInspector calls a
+# client (an HTTP library or tool): Plausible counts these. "unknown" is a missing
+# or empty User-Agent, which Plausible counts too (event.ex put_user_agent).
+_COUNTED_AGENTS = frozenset(
+    {
+        "unknown",
+        "curl",
+        "Wget",
+        "python-requests",
+        "Python-urllib",
+        "aiohttp",
+        "python-httpx",
+        "Go-http-client",
+        "okhttp",
+        "Apache-HttpClient",
+        "Java",
+        "libwww-perl",
+        "GuzzleHttp",
+        "axios",
+        "node-fetch",
+        "undici",
+        "Dart",
+        "PostmanRuntime",
+        "Insomnia",
+        "HTTPie",
+    }
+)
+# Validators UAInspector's bot list knows and this library's classifier does not.
+_VALIDATORS = re.compile(r"w3c[_-]|validator\.nu|link-?validator|linkchecker", re.I)
+
+
+def plausible_drops_agent(user_agent: str, agent: AgentMatch | None) -> bool:
+    """Whether Plausible drops this User-Agent as a bot (``put_user_agent``:
+    UAInspector's bots and Headless Chrome), given this library's classification."""
+    if _VALIDATORS.search(user_agent):
+        return True
+    return agent is not None and agent.agent not in _COUNTED_AGENTS
+
+
+def spam_referrer(host: str | None, spam_hosts: Iterable[str]) -> bool:
+    """Whether the referrer host (``www.`` stripped) is on the spam list."""
+    return host is not None and host in spam_hosts
+
+
+def acceptable(accept: str | None, query_format: str | None) -> bool:
+    """Phoenix's ``accepts(["json"])`` on the API pipeline: ``?_format=`` other than
+    ``json``, or an ``Accept`` header naming no JSON-compatible type, is a ``406``."""
+    if query_format is not None:
+        return query_format == "json"
+    if not accept or not accept.strip():
+        return True
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media in ("*/*", "application/*", "application/json", "*"):
+            return True
+    return False
