@@ -1,9 +1,9 @@
 """Collectors: where events go.
 
-:class:`Collector` is the protocol the middleware talks to; :class:`Tracker` gives any
-collector the ``track*`` methods (which pick up the current request's visitor data);
 :class:`PlausibleCollector` delivers to Plausible through the
-:class:`~plausible_wsgi.delivery.DeliveryEngine`.
+:class:`~plausible_wsgi.delivery.DeliveryEngine`. The :class:`Collector` protocol the
+middleware talks to and the :class:`Tracker` base that gives any collector the
+``track*`` methods live in :mod:`plausible_wsgi.tracking` (re-exported here).
 """
 
 from __future__ import annotations
@@ -11,172 +11,27 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
 from urllib.parse import urlsplit
 
 from ._log import RateLimitedLog
 from .config import CircuitBreakerConfig, RetryConfig
-from .context import current_request
 from .delivery import DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
 from .events import (
-    ACTION,
-    CUSTOM,
-    PAGEVIEW,
     Event,
     ValidEvent,
     encode_event,
-    make_event,
     validate_event,
 )
 from .stats import CollectorStats, DropReason
+from .tracking import Collector, Tracker
 from .transport import HttpTransport, Outcome
 
 __all__ = ["Collector", "PlausibleCollector", "Tracker"]
 
 _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
-# Names with a meaning of their own at Plausible: a custom event must not use them.
-_RESERVED_NAMES = frozenset({"pageview", "engagement"})
-
-
-@runtime_checkable
-class Collector(Protocol):
-    """What :class:`~plausible_wsgi.PlausibleMiddleware` needs from a collector."""
-
-    #: A short label for logs and ``stats()`` reports.
-    name: str
-
-    def collect(self, event: Event) -> bool:
-        """Accept one event; never raises for delivery problems. False when dropped."""
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is buffered; True when all of it settled in time."""
-
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Stop accepting, flush, release resources. Idempotent."""
-
-    def stats(self) -> CollectorStats:
-        """A snapshot of the collector's counters."""
-
-
-def _visitor(
-    url: Optional[str],
-    referrer: Optional[str],
-    user_agent: Optional[str],
-    client_ip: Optional[str],
-) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
-    """The explicit arguments, with the current request's values where they are None."""
-    request = current_request()
-    if request is None:
-        return url, referrer, user_agent, client_ip
-    return (
-        request.url if url is None else url,
-        request.referrer if referrer is None else referrer,
-        request.user_agent if user_agent is None else user_agent,
-        request.client_ip if client_ip is None else client_ip,
-    )
-
-
-class Tracker:
-    """The ``track*`` methods, on top of a collector's validated-event entry point.
-
-    Inside a request handled by :class:`~plausible_wsgi.PlausibleMiddleware`, ``url``,
-    ``referrer``, ``user_agent`` and ``client_ip`` default to the current request's.
-    """
-
-    def _accept(self, event: Event) -> bool:
-        raise NotImplementedError
-
-    def track(
-        self,
-        name: str,
-        *,
-        props: Optional[object] = None,
-        revenue: Optional[object] = None,
-        interactive: bool = True,
-        url: Optional[str] = None,
-        referrer: Optional[str] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record a custom event (a goal in Plausible).
-
-        :param props: custom properties; values str/int/float/bool, ``None`` omitted.
-        :param revenue: a :class:`~plausible_wsgi.Revenue` for revenue goals.
-        :param interactive: ``False`` keeps the event out of the bounce rate.
-        :returns: True when queued, False when dropped (closed).
-        :raises InvalidEventError: for input Plausible would reject or mangle.
-        """
-        if name in _RESERVED_NAMES:
-            raise InvalidEventError(
-                "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
-            )
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                CUSTOM,
-                name,
-                url=url,
-                referrer=referrer,
-                props=props,
-                revenue=revenue,
-                interactive=interactive,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-    def track_pageview(
-        self,
-        *,
-        url: Optional[str] = None,
-        referrer: Optional[str] = None,
-        props: Optional[object] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record a page view (Plausible event name ``pageview``)."""
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                PAGEVIEW,
-                "pageview",
-                url=url,
-                referrer=referrer,
-                props=props,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-    def track_action(
-        self,
-        name: str,
-        *,
-        props: Optional[object] = None,
-        url: Optional[str] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record something the server did for the visitor (``interactive: false``)."""
-        if name in _RESERVED_NAMES:
-            raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
-        url, referrer, user_agent, client_ip = _visitor(url, None, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                ACTION,
-                name,
-                url=url,
-                referrer=referrer,
-                props=props,
-                interactive=False,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-
 _DOMAIN_PART = re.compile(r"[\w.-]+(?::\d+)?(?:/[\w.~%/-]*)?")
 
 
