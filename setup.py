@@ -25,6 +25,10 @@ setup(
     ],
     extras_require={
         "flask": ["flask>=2.3"],
+        # Exact Unicode grapheme clusters (regex's \X) for the 120-character name and
+        # 2000-character referrer limits Plausible counts that way; without it a close
+        # approximation from unicodedata is used.
+        "unicode": ["regex>=2022.1.18"],
         "django": ["django>=4.2"],
         # Peers and tools for `python -m bench` (plus Debian's nginx and wrk).
         "bench": [
@@ -46,6 +50,7 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            "regex>=2022.1.18",
         ],
     },
     entry_points={
