@@ -820,6 +820,18 @@ SOURCE_CASES: list[Any] = [
     ),
     pytest.param(
         bad(
+            json.dumps(ev()).encode(),
+            {
+                "event_name": ["can't be blank"],
+                "url": ["is required"],
+                "domain": ["can't be blank"],
+            },
+            content_type="garbage",
+        ),
+        id="plug parsers.ex call: a Content-Type that is not type/subtype, the body is never read",
+    ),
+    pytest.param(
+        bad(
             b"",
             {
                 "event_name": ["can't be blank"],

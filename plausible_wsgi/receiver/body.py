@@ -7,8 +7,8 @@ Two readers run, as on the real server:
   (``application/json``, ``application/*+json``) is decoded by Jason with Plug's
   8,000,000-byte limit (``413`` past it); an empty body is ``{}``, a non-object is
   wrapped as ``{"_json": value}``, a malformed one is Plug's ``400``. A form body is
-  decoded as form fields (1,000,000 bytes). No ``Content-Type`` at all: the body is
-  never read and the map is ``{}``.
+  decoded as form fields (1,000,000 bytes). No ``Content-Type`` at all (or one that
+  is not ``type/subtype``): the body is never read and the map is ``{}``.
 - Any other type (``text/plain``, what Plausible's own script sends) passes through
   unread, and ``Plausible.Ingestion.Request.parse_body/1`` reads at most 1,000,000
   bytes and needs a JSON *object*; anything else is ``400 {"request": [...]}``.
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any, Union
 from urllib.parse import unquote_plus
@@ -43,6 +44,7 @@ RAW_LIMIT = 1_000_000
 FORM_LIMIT = 1_000_000
 
 _REQUEST_ERROR = "Unable to parse request body as json"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")
 
 
 class BodyError(Exception):
@@ -56,11 +58,14 @@ class BodyError(Exception):
 
 def media_type(content_type: str | None) -> tuple[str, str] | None:
     """``(type, subtype)`` lower-cased, like ``Plug.Conn.Utils.content_type/1``;
-    ``None`` when the header is absent."""
+    ``None`` when the header is absent or not ``type/subtype`` (Plug.Parsers then
+    leaves the body unread and the request map empty)."""
     if content_type is None:
         return None
     essence = content_type.split(";", 1)[0].strip().lower()
-    kind, _, subtype = essence.partition("/")
+    kind, slash, subtype = essence.partition("/")
+    if not (slash and _TOKEN.fullmatch(kind) and _TOKEN.fullmatch(subtype)):
+        return None
     return kind, subtype
 
 
