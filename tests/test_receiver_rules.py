@@ -988,7 +988,7 @@ SOURCE_CASES: list[Any] = [
                 ]
             },
         ),
-        id="request.ex:296 engagement needs sd or e",
+        id="request.ex:297 engagement needs sd or e",
     ),
     pytest.param(
         bad(ev(name="engagement", sd=-1, e="12x"), None),
@@ -1040,7 +1040,7 @@ SOURCE_CASES: list[Any] = [
             ev(props={"a": 1000.0, "b": 0.1, "c": 1e-05, "d": 100.0, "e": -2.5e20}),
             props={"a": "1.0e3", "b": "0.1", "c": "1.0e-5", "d": "100.0", "e": "-2.5e20"},
         ),
-        id="request.ex:266 floats are written as Elixir writes them",
+        id="request.ex:265 floats are written as Elixir writes them",
     ),
     pytest.param(
         bad(
@@ -1054,7 +1054,7 @@ SOURCE_CASES: list[Any] = [
             props_count=30,
             props_absent="a" * 400,
         ),
-        id="request.ex:272 only the 30 kept props are size-checked",
+        id="request.ex:271 only the 30 kept props are size-checked",
     ),
     # Revenue
     pytest.param(
@@ -1134,7 +1134,7 @@ SOURCE_CASES: list[Any] = [
             one(ev(), **{"cf-connecting-ip": "[2001:db8::1]:443"}),
             records=[{"client_ip": "2001:db8::1"}],
         ),
-        id="remote_ip.ex:38 a port and brackets are cleaned",
+        id="remote_ip.ex:40 a port and brackets are cleaned",
     ),
     # HTTP
     pytest.param(

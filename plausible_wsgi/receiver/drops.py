@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 #: The User-Agents of Plausible's own installation checks, dropped as
-#: ``verification_agent`` (installation_support.ex:13 and :25).
+#: ``verification_agent`` (installation_support.ex:14 and :25).
 VERIFICATION_AGENTS = frozenset(
     {
         "Plausible Verification Agent - if abused, contact support@plausible.io",

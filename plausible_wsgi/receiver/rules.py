@@ -253,7 +253,7 @@ def _pick(payload: Mapping[str, Any], first: str, second: str) -> Any:
 
 
 def _put_uri(value: Any, errors: dict[str, list[str]]) -> tuple[str | None, ParsedURI | None]:
-    # request.ex:213-223: URI.parse never fails; only the type, the 2000-byte size and
+    # request.ex:213-224: URI.parse never fails; only the type, the 2000-byte size and
     # the data: scheme are refused.
     if value is None:
         errors["url"] = ["is required"]
@@ -275,7 +275,7 @@ def _sanitize_hostname(host: str) -> str:
 
 
 def _hostname(uri: ParsedURI | None) -> str:
-    # request.ex:225-233
+    # request.ex:226-234
     if uri is None or not uri.host:
         return "(none)"
     return _sanitize_hostname(uri.host)
@@ -334,7 +334,7 @@ def _decode_or_fallback(raw: Any) -> dict[str, Any]:
 def _props(
     payload: Mapping[str, Any], name: str | None, pathname: str, errors: dict[str, list[str]]
 ) -> dict[str, str]:
-    # request.ex:236-247 and 261-267. m/meta win over p/props. The map is walked in
+    # request.ex:236-249 and 261-267. m/meta win over p/props. The map is walked in
     # Erlang's order (keys sorted by bytes for up to 32 keys; beyond that Erlang's
     # hash order, not reproduced) and each kept pair is *prepended*, so the cut at 30
     # keeps the greatest keys.
@@ -423,7 +423,7 @@ def _parse_decimal(amount: Any) -> Decimal | None:
 
 
 def _map_domains(value: Any, uri: ParsedURI | None, errors: dict[str, list[str]]) -> list[str]:
-    # request.ex:186-210: a string is trimmed ("" is a 400) and split on commas, every
+    # request.ex:186-211: a string is trimmed ("" is a 400) and split on commas, every
     # element kept (an empty one is an unknown site); anything but a string falls
     # back to the URL's host.
     if isinstance(value, str):
@@ -439,7 +439,7 @@ def _map_domains(value: Any, uri: ParsedURI | None, errors: dict[str, list[str]]
 
 
 def _clean_ip(ip_and_port: str) -> str:
-    # remote_ip.ex:38-51: a ":port" after an IPv4 address or "]" is cut, then the
+    # remote_ip.ex:40-51: a ":port" after an IPv4 address or "]" is cut, then the
     # brackets of an IPv6 address.
     head, colon, port = ip_and_port.rpartition(":")
     if colon and port.isascii() and port.isdigit():
