@@ -23,6 +23,13 @@ MAX_PROP_KEY_BYTES = 300
 #: Prop value limit in UTF-8 bytes; a longer value is a ``400``.
 MAX_PROP_VALUE_BYTES = 2000
 
+#: Unicode White_Space: what Elixir's ``String.trim`` family strips from names,
+#: domains, hosts, prop keys and values, and the end of the pathname.
+WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
 #: Query parameters of the event URL that Plausible reads (sources, UTM tags and click
 #: ids); every other query parameter is ignored.
 TRACKED_QUERY_PARAMS: tuple[str, ...] = (

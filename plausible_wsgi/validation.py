@@ -26,6 +26,7 @@ from ._plausible import (
     MAX_PROPS,
     MAX_REFERRER_LENGTH,
     MAX_URL_BYTES,
+    WHITESPACE,
 )
 from .errors import InvalidEventError
 
@@ -50,11 +51,6 @@ PropValue = Union[str, int, float, bool, None]
 #: without an earlier event in the session.
 RESERVED_NAMES = frozenset({"pageview", "engagement", "pageleave"})
 
-# Unicode White_Space, what Elixir's String.trim family strips.
-_WHITESPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -70,7 +66,7 @@ def validate_name(name: object) -> str:
     grapheme clusters (``"e\\u0301"`` or a family emoji is one)."""
     if not isinstance(name, str):
         raise InvalidEventError("name", f"must be a string, got {type(name).__name__}")
-    if not name.strip(_WHITESPACE):
+    if not name.strip(WHITESPACE):
         raise InvalidEventError("name", "can't be blank")
     if len(name) > MAX_NAME_LENGTH and graphemes.count(name) > MAX_NAME_LENGTH:
         raise InvalidEventError(
@@ -125,14 +121,14 @@ def _url_problem(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "is not a URL this library can split (host or brackets)"
-    host = (parts.hostname or "").strip(_WHITESPACE)
+    host = (parts.hostname or "").strip(WHITESPACE)
     if not host or host == "www.":
         return "must have a host (Plausible answers 400 'hostname can't be blank')"
     path = parts.path
     if "%" in path and not _escapes_decode(path):
         return "has a malformed %-escape in its path (Plausible fails with a 500)"
     decoded = unquote(path) if "%" in path else path
-    if decoded != decoded.rstrip(_WHITESPACE):
+    if decoded != decoded.rstrip(WHITESPACE):
         return "path ends in whitespace, which Plausible trims from the page path"
     return ""
 
@@ -162,12 +158,12 @@ def validate_props(props: object) -> Optional[dict[str, str]]:
         raise InvalidEventError("props", f"must be a mapping, got {type(props).__name__}")
     out: dict[str, str] = {}
     for key, value in props.items():
-        if not isinstance(key, str) or not key.strip(_WHITESPACE):
+        if not isinstance(key, str) or not key.strip(WHITESPACE):
             raise InvalidEventError("props", f"keys must be non-blank strings, got {key!r}")
         if value is None:
             continue
         text = _prop_text(key, value)
-        if not text.strip(_WHITESPACE):
+        if not text.strip(WHITESPACE):
             continue
         if len(key) > MAX_PROP_KEY_BYTES // 4 and _byte_length(key) > MAX_PROP_KEY_BYTES:
             raise InvalidEventError(

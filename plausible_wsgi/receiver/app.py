@@ -21,20 +21,15 @@ reset) and :attr:`ReceiverApp.delay` slows every answer down.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
-import json
 import secrets
-import socket
-import struct
 import threading
 import time
 import typing as t
 from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
-from pathlib import Path
 
 from werkzeug.wrappers import Request, Response
 
@@ -43,14 +38,26 @@ from ..errors import ConfigurationError
 from . import body as parsing
 from . import drops, rules
 from .elixir import MalformedURI
+from .http import (
+    ASSETS,
+    asset_response,
+    json_response,
+    read_body,
+    remote_port,
+    reset_connection,
+    text_response,
+)
 from .records import (
     KEPT_BODY_BYTES,
     Attempt,
     Fault,
     Outcome,
     ReceivedEvent,
+    describe_timeout,
+    event_fields,
     kept_headers,
     record_size,
+    rejected_fields,
 )
 
 if t.TYPE_CHECKING:
@@ -64,20 +71,6 @@ FEED_LIMIT = 500
 MAX_BYTES = 64 * 1024 * 1024
 _SESSION_SECONDS = 30 * 60  # Plausible's session length
 _MAX_SESSIONS = 100_000
-
-_STATIC = Path(__file__).with_name("static")
-_ASSETS = {
-    "inspector.css": "text/css; charset=utf-8",
-    "inspector.js": "text/javascript; charset=utf-8",
-}
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; "
-        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
-    ),
-}
 
 
 class ReceiverApp:
@@ -222,7 +215,7 @@ class ReceiverApp:
             if self._changed.wait_for(lambda: self._accepted >= n, timeout):
                 return [r for r in self._records if r.outcome == "accepted"]
             records, attempts = list(self._records), list(self._attempts)
-        raise TimeoutError(_describe_timeout(n, timeout, records, attempts))
+        raise TimeoutError(describe_timeout(n, timeout, records, attempts))
 
     def wait_for_attempts(self, n: int, timeout: float = 5.0) -> list[Attempt]:
         """Wait until at least ``n`` ``POST /api/event`` requests arrived, faulted or not.
@@ -244,29 +237,31 @@ class ReceiverApp:
         if path == "/api/event" and method == "POST":
             response = self._post_event(request)
         elif method not in ("GET", "HEAD"):
-            response = _text(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
+            response = text_response(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
         elif path == "/api/health":
-            response = _json(200, {"clickhouse": "ok", "postgres": "ok", "sites_cache": "ok"})
+            response = json_response(
+                200, {"clickhouse": "ok", "postgres": "ok", "sites_cache": "ok"}
+            )
         elif path == "/":
-            response = _asset("inspector.html", "text/html; charset=utf-8")
-        elif path.startswith("/static/") and path[len("/static/") :] in _ASSETS:
+            response = asset_response("inspector.html", "text/html; charset=utf-8")
+        elif path.startswith("/static/") and path[len("/static/") :] in ASSETS:
             name = path[len("/static/") :]
-            response = _asset(name, _ASSETS[name])
+            response = asset_response(name, ASSETS[name])
         elif path == "/_inspector/events":
             response = self._feed(request.args.get("after", ""))
         else:
             # GET /api/event included: Plausible routes only POST there.
-            response = _text(404, "Not Found")
+            response = text_response(404, "Not Found")
         return response(environ, start_response)
 
     def _post_event(self, request: Request) -> Response:
         content_type = request.headers.get("Content-Type")
         try:
-            body, truncated = _read_body(request, parsing.body_limit(content_type))
+            body, truncated = read_body(request, parsing.body_limit(content_type))
         except (OSError, ValueError):
             # A malformed chunked body (werkzeug raises while de-chunking): the
             # request cannot be read, so it is a 400, never a 500 with a traceback.
-            return _text(400, "Bad Request", {"Connection": "close"})
+            return text_response(400, "Bad Request", {"Connection": "close"})
         with self._lock:
             self._request_count += 1
             fault = self._faults.popleft() if self._faults else None
@@ -278,15 +273,15 @@ class ReceiverApp:
                     fault=fault,
                     body=body[:KEPT_BODY_BYTES],
                     headers=kept_headers(request.headers.items()),
-                    remote_port=_remote_port(request.environ),
+                    remote_port=remote_port(request.environ),
                 ),
             )
             self._changed.notify_all()
         if fault is not None:
             self._pause(fault.delay)
             if fault.reset:
-                _reset_connection(request.environ)
-            return _text(fault.status, fault.body, fault.headers)
+                reset_connection(request.environ)
+            return text_response(fault.status, fault.body, fault.headers)
 
         self._pause(self.delay)
         return self._judge(request, content_type, body, truncated)
@@ -296,7 +291,7 @@ class ReceiverApp:
     ) -> Response:
         headers = {key.lower(): value for key, value in request.headers.items()}
         user_agent = headers.get("user-agent", "")
-        client_ip = rules.read_client_ip(headers, request.environ.get("REMOTE_ADDR", ""))
+        client_ip = drops.read_client_ip(headers, request.environ.get("REMOTE_ADDR", ""))
         agent = classify_user_agent(user_agent)
         common: dict[str, t.Any] = {
             "received_at": time.time(),
@@ -322,10 +317,10 @@ class ReceiverApp:
 
         if isinstance(verdict, rules.Rejection):
             text = raw[:KEPT_BODY_BYTES].decode("utf-8", "replace")
-            self._record([_rejected_fields(verdict, payload, text)], common)
+            self._record([rejected_fields(verdict, payload, text)], common)
             if verdict.status == 500:
-                return _text(500, "Internal Server Error")
-            return _json(verdict.status, verdict.body())
+                return text_response(500, "Internal Server Error")
+            return json_response(verdict.status, verdict.body())
 
         spam = bool(verdict) and verdict[0].referrer is not None
         spam = spam and drops.spam_referrer(
@@ -342,13 +337,13 @@ class ReceiverApp:
                     "status": 202,
                     "drop_reason": reason,
                     "errors": None,
-                    **_event_fields(event),
+                    **event_fields(event),
                     "visitor_id": visitor,
                 }
             )
         self._record(drafts, common)
         dropped = sum(1 for draft in drafts if draft["drop_reason"] is not None)
-        return _text(202, "ok", {"x-plausible-dropped": str(dropped)} if dropped else None)
+        return text_response(202, "ok", {"x-plausible-dropped": str(dropped)} if dropped else None)
 
     def _drop_reason(
         self,
@@ -465,49 +460,9 @@ class ReceiverApp:
                 "faulted": faulted,
             },
         }
-        response = _json(200, feed)
+        response = json_response(200, feed)
         response.headers["Cache-Control"] = "no-store"
         return response
-
-
-def _read_body(request: Request, limit: int) -> tuple[bytes, bool]:
-    """At most ``limit`` bytes of the body, and whether there was more."""
-    if limit == 0:
-        return b"", False  # no Content-Type: the server never reads the body
-    length = request.content_length
-    if length is not None and length > limit:
-        return b"", True
-    stream = request.stream
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
-            return b"".join(chunks), False
-        size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-
-
-def _reset_connection(environ: WSGIEnvironment) -> None:
-    sock = environ.get("werkzeug.socket")
-    if not isinstance(sock, socket.socket):
-        raise RuntimeError("Fault(reset=True) needs werkzeug's server (environ lacks a socket)")
-    # Linger 0 makes the final close send RST; shutting down now means the client gets
-    # no response at all, and werkzeug's attempt to write one fails as a dropped
-    # connection, which it handles quietly.
-    with contextlib.suppress(OSError):  # the client may be gone already
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _remote_port(environ: WSGIEnvironment) -> int | None:
-    # werkzeug gives an int, other servers a string or nothing.
-    try:
-        return int(environ["REMOTE_PORT"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _is_private(ip: str) -> bool:
@@ -518,76 +473,3 @@ def _is_private(ip: str) -> bool:
     return (
         address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
     )
-
-
-def _event_fields(event: rules.NormalisedEvent) -> dict[str, t.Any]:
-    return {
-        "name": event.name,
-        "url": event.url,
-        "pathname": event.pathname,
-        "hostname": event.hostname,
-        "domain": event.domain,
-        "referrer": event.referrer,
-        "referrer_ignored": event.referrer_ignored,
-        "props": event.props,
-        "revenue": event.revenue,
-        "interactive": event.interactive,
-        "query_params": event.query_params,
-    }
-
-
-def _rejected_fields(
-    rejection: rules.Rejection, payload: Mapping[str, t.Any], body: str
-) -> dict[str, t.Any]:
-    def loose(short: str, long: str) -> str:
-        value = payload.get(short, payload.get(long))
-        return str(value) if isinstance(value, (str, int)) else ""
-
-    return {
-        "outcome": "rejected",
-        "status": rejection.status,
-        "drop_reason": None,
-        "errors": rejection.errors,
-        "name": loose("n", "name")[:1000],
-        "url": loose("u", "url")[:4000],
-        "pathname": "",
-        "hostname": "",
-        "domain": loose("d", "domain")[:1000],
-        "referrer": None,
-        "referrer_ignored": True,
-        "props": {},
-        "revenue": None,
-        "interactive": True,
-        "query_params": {},
-        "visitor_id": "",
-        "body": body,
-    }
-
-
-def _describe_timeout(
-    n: int, timeout: float, records: list[ReceivedEvent], attempts: list[Attempt]
-) -> str:
-    lines = [f"expected {n} accepted events within {timeout}s; received:"]
-    for record in records:
-        detail = record.drop_reason or (json.dumps(record.errors) if record.errors else "")
-        lines.append(
-            f"  #{record.id} {record.outcome} {record.status} {record.name!r}"
-            f" {record.domain}{record.pathname} {detail}".rstrip()
-        )
-    faulted = sum(1 for attempt in attempts if attempt.fault is not None)
-    if not records:
-        lines.append("  nothing")
-    lines.append(f"({len(attempts)} requests to /api/event, {faulted} answered by faults)")
-    return "\n".join(lines)
-
-
-def _text(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(body, status=status, headers=dict(headers or {}), mimetype="text/plain")
-
-
-def _json(status: int, value: object) -> Response:
-    return Response(json.dumps(value), status=status, mimetype="application/json")
-
-
-def _asset(name: str, content_type: str) -> Response:
-    return Response((_STATIC / name).read_bytes(), content_type=content_type, headers=_PAGE_HEADERS)

@@ -1,16 +1,17 @@
-"""Which requests Plausible answers ``202`` but does not count, and which it refuses
-before ingestion (``406``): the checks that read headers rather than the body.
+"""What Plausible reads from the headers: the visitor IP, which requests it answers
+``202`` but does not count, and which it refuses before ingestion (``406``).
 
 Sources (plausible/analytics, stored versions read for docs/plausible-rules.md):
 ``lib/plausible/ingestion/event.ex`` (``spam_referrer?``, ``drop_verification_agent``,
 ``drop_datacenter_ip``, ``put_user_agent``, ``register_session``) and
-``lib/plausible/verification/installation_support.ex`` (the verification agent).
+``lib/plausible/verification/installation_support.ex`` (the verification agent),
+``lib/plausible_web/remote_ip.ex`` (the visitor IP).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from ..agents import AgentMatch
 
@@ -19,6 +20,7 @@ __all__ = [
     "VERIFICATION_AGENTS",
     "acceptable",
     "plausible_drops_agent",
+    "read_client_ip",
     "spam_referrer",
 ]
 
@@ -93,3 +95,43 @@ def acceptable(accept: str | None, query_format: str | None) -> bool:
         if media in ("*/*", "application/*", "application/json", "*"):
             return True
     return False
+
+
+def read_client_ip(headers: Mapping[str, str], remote_addr: str) -> str:
+    """The visitor IP, as ``PlausibleWeb.RemoteIP.get/1`` (remote_ip.ex:6-34) picks it.
+
+    ``headers`` maps lower-case header names to values. The first non-empty of
+    ``x-plausible-ip``, ``cf-connecting-ip`` (port and brackets cleaned),
+    ``b-forwarded-for``, ``x-forwarded-for`` (first element, cleaned), ``forwarded``
+    (the first ``for=``), else the socket address. Nothing is validated.
+    """
+    for header in ("x-plausible-ip", "cf-connecting-ip"):
+        if headers.get(header):
+            return _clean_ip(headers[header])
+    for header in ("b-forwarded-for", "x-forwarded-for"):
+        if headers.get(header):
+            return _clean_ip(headers[header].split(",", 1)[0].strip())
+    forwarded = headers.get("forwarded")
+    if forwarded:
+        start = forwarded.find("for=")
+        if start != -1:
+            value = forwarded[start + 4 :]
+            end = min(
+                (i for i in (value.find(";"), value.find(",")) if i != -1), default=len(value)
+            )
+            if end > 0:
+                return _clean_ip(value[:end].strip('"'))
+    return remote_addr
+
+
+def _clean_ip(ip_and_port: str) -> str:
+    # remote_ip.ex:40-51: a ":port" after an IPv4 address or "]" is cut, then the
+    # brackets of an IPv6 address.
+    head, colon, port = ip_and_port.rpartition(":")
+    if colon and port.isascii() and port.isdigit():
+        before = head[-1:]
+        if before == "]" or (
+            before.isdigit() and "." in head and head.rpartition(".")[2].isdigit()
+        ):
+            ip_and_port = head
+    return ip_and_port.lstrip("[").rstrip("]")

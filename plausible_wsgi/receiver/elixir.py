@@ -13,6 +13,8 @@ import re
 from decimal import Decimal
 from typing import NamedTuple, Optional
 
+from .._plausible import WHITESPACE
+
 __all__ = [
     "MalformedURI",
     "ParsedURI",
@@ -26,11 +28,6 @@ __all__ = [
     "uri_parse",
 ]
 
-# Unicode White_Space, what Elixir's String.trim/1 family strips.
-_WHITESPACE = (
-    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 
 # Elixir's URI.parse/1: the RFC 3986 appendix B expression (case-insensitive scheme);
 # it matches every string, so URI.parse never fails.
@@ -54,15 +51,15 @@ class ParsedURI(NamedTuple):
 
 
 def trim(text: str) -> str:
-    return text.strip(_WHITESPACE)
+    return text.strip(WHITESPACE)
 
 
 def trim_leading(text: str) -> str:
-    return text.lstrip(_WHITESPACE)
+    return text.lstrip(WHITESPACE)
 
 
 def trim_trailing(text: str) -> str:
-    return text.rstrip(_WHITESPACE)
+    return text.rstrip(WHITESPACE)
 
 
 def uri_parse(url: str) -> ParsedURI:

@@ -3,14 +3,26 @@ can be scripted with."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ConfigurationError
+from . import rules
 from .rules import NormalisedEvent
 
-__all__ = ["DROP_REASONS", "Attempt", "Fault", "Outcome", "ReceivedEvent", "record_size"]
+__all__ = [
+    "DROP_REASONS",
+    "Attempt",
+    "Fault",
+    "Outcome",
+    "ReceivedEvent",
+    "describe_timeout",
+    "event_fields",
+    "record_size",
+    "rejected_fields",
+]
 
 Outcome = t.Literal["accepted", "dropped", "rejected"]
 
@@ -154,3 +166,64 @@ def kept_headers(headers: t.Iterable[tuple[str, str]]) -> dict[str, str]:
             break
         kept[key] = value
     return kept
+
+
+def event_fields(event: rules.NormalisedEvent) -> dict[str, t.Any]:
+    return {
+        "name": event.name,
+        "url": event.url,
+        "pathname": event.pathname,
+        "hostname": event.hostname,
+        "domain": event.domain,
+        "referrer": event.referrer,
+        "referrer_ignored": event.referrer_ignored,
+        "props": event.props,
+        "revenue": event.revenue,
+        "interactive": event.interactive,
+        "query_params": event.query_params,
+    }
+
+
+def rejected_fields(
+    rejection: rules.Rejection, payload: Mapping[str, t.Any], body: str
+) -> dict[str, t.Any]:
+    def loose(short: str, long: str) -> str:
+        value = payload.get(short, payload.get(long))
+        return str(value) if isinstance(value, (str, int)) else ""
+
+    return {
+        "outcome": "rejected",
+        "status": rejection.status,
+        "drop_reason": None,
+        "errors": rejection.errors,
+        "name": loose("n", "name")[:1000],
+        "url": loose("u", "url")[:4000],
+        "pathname": "",
+        "hostname": "",
+        "domain": loose("d", "domain")[:1000],
+        "referrer": None,
+        "referrer_ignored": True,
+        "props": {},
+        "revenue": None,
+        "interactive": True,
+        "query_params": {},
+        "visitor_id": "",
+        "body": body,
+    }
+
+
+def describe_timeout(
+    n: int, timeout: float, records: list[ReceivedEvent], attempts: list[Attempt]
+) -> str:
+    lines = [f"expected {n} accepted events within {timeout}s; received:"]
+    for record in records:
+        detail = record.drop_reason or (json.dumps(record.errors) if record.errors else "")
+        lines.append(
+            f"  #{record.id} {record.outcome} {record.status} {record.name!r}"
+            f" {record.domain}{record.pathname} {detail}".rstrip()
+        )
+    faulted = sum(1 for attempt in attempts if attempt.fault is not None)
+    if not records:
+        lines.append("  nothing")
+    lines.append(f"({len(attempts)} requests to /api/event, {faulted} answered by faults)")
+    return "\n".join(lines)

@@ -10,9 +10,9 @@ Errors are keyed by the server's field names: ``event_name``, ``url``, ``domain`
 ``props``, ``hash_mode``, ``hostname``, ``pathname``, ``request``.
 
 The rules are deliberately written without :mod:`plausible_wsgi.events`: the client
-validates what it sends, the receiver independently checks what arrives. Drop
-decisions that need server state (unknown site, bot, session) live in
-:mod:`plausible_wsgi.receiver.app`.
+validates what it sends, the receiver independently checks what arrives. The visitor
+IP and the drops that read headers live in :mod:`plausible_wsgi.receiver.drops`, the
+ones that need state (unknown site, session) in :mod:`plausible_wsgi.receiver.app`.
 """
 
 from __future__ import annotations
@@ -62,7 +62,6 @@ __all__ = [
     "Rejection",
     "evaluate",
     "normalise",
-    "read_client_ip",
     "referrer_host",
     "root_domain",
 ]
@@ -195,33 +194,6 @@ def normalise(payload: Mapping[str, Any]) -> tuple[NormalisedEvent, ...] | Rejec
         )
         for domain in domains
     )
-
-
-def read_client_ip(headers: Mapping[str, str], remote_addr: str) -> str:
-    """The visitor IP, as ``PlausibleWeb.RemoteIP.get/1`` (remote_ip.ex:6-34) picks it.
-
-    ``headers`` maps lower-case header names to values. The first non-empty of
-    ``x-plausible-ip``, ``cf-connecting-ip`` (port and brackets cleaned),
-    ``b-forwarded-for``, ``x-forwarded-for`` (first element, cleaned), ``forwarded``
-    (the first ``for=``), else the socket address. Nothing is validated.
-    """
-    for header in ("x-plausible-ip", "cf-connecting-ip"):
-        if headers.get(header):
-            return _clean_ip(headers[header])
-    for header in ("b-forwarded-for", "x-forwarded-for"):
-        if headers.get(header):
-            return _clean_ip(headers[header].split(",", 1)[0].strip())
-    forwarded = headers.get("forwarded")
-    if forwarded:
-        start = forwarded.find("for=")
-        if start != -1:
-            value = forwarded[start + 4 :]
-            end = min(
-                (i for i in (value.find(";"), value.find(",")) if i != -1), default=len(value)
-            )
-            if end > 0:
-                return _clean_ip(value[:end].strip('"'))
-    return remote_addr
 
 
 def root_domain(hostname: str) -> str:
@@ -436,19 +408,6 @@ def _map_domains(value: Any, uri: ParsedURI | None, errors: dict[str, list[str]]
         errors["domain"] = [_BLANK]
         return []
     return [_sanitize_hostname(uri.host)]
-
-
-def _clean_ip(ip_and_port: str) -> str:
-    # remote_ip.ex:40-51: a ":port" after an IPv4 address or "]" is cut, then the
-    # brackets of an IPv6 address.
-    head, colon, port = ip_and_port.rpartition(":")
-    if colon and port.isascii() and port.isdigit():
-        before = head[-1:]
-        if before == "]" or (
-            before.isdigit() and "." in head and head.rpartition(".")[2].isdigit()
-        ):
-            ip_and_port = head
-    return ip_and_port.lstrip("[").rstrip("]")
 
 
 _LOCALHOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
