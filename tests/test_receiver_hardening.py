@@ -132,8 +132,24 @@ def test_malformed_chunked_body_is_a_400_without_a_traceback(
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
 
 
+def test_oversized_headers_are_a_431_and_never_reach_the_app() -> None:
+    with PlausibleReceiver() as receiver:
+        response = requests.post(
+            f"{receiver.url}/api/event",
+            data=BODY,
+            headers={
+                "Content-Type": "application/json",
+                "X-Pad": "h" * 65_000,
+                "X-Two": "h" * 1000,
+            },
+            timeout=30,
+        )
+        assert response.status_code == 431
+        assert receiver.request_count == 0
+
+
 def test_memory_is_bounded_in_bytes_not_only_records() -> None:
-    big_headers = {f"X-Pad-{i}": "h" * 8000 for i in range(8)}
+    big_headers = {f"X-Pad-{i}": "h" * 6000 for i in range(8)}
     with PlausibleReceiver(max_bytes=1_000_000) as receiver, requests.Session() as session:
         for _ in range(40):
             response = session.post(

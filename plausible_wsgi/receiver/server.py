@@ -38,6 +38,8 @@ _logger = logging.getLogger(__name__)
 #: Seconds :meth:`PlausibleReceiver.stop` waits for handler threads to finish.
 _STOP_TIMEOUT = 5.0
 _IDLE, _BUSY, _CUT = 0, 1, 2
+#: Request headers larger than this in all are answered ``431``.
+MAX_HEADER_BYTES = 64 * 1024
 #: Default bound on open connections (and so on handler threads).
 MAX_CONNECTIONS = 128
 #: Default seconds a connection may stay silent (between requests, or mid-request)
@@ -362,6 +364,18 @@ class _RequestHandler(WSGIRequestHandler):
             super().finish()
         finally:
             self.connections.discard(self.connection)
+
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        # Plausible's HTTP server refuses oversized headers with a 431 too; here it
+        # also keeps a 5 MB header block from ever reaching the app and its records.
+        size = sum(len(key) + len(value) for key, value in self.headers.items())
+        if size > MAX_HEADER_BYTES:
+            self.close_connection = True
+            self.send_error(431, "Request Header Fields Too Large")
+            return False
+        return True
 
     def run_wsgi(self) -> None:
         self.connections.busy(self.connection, True)
