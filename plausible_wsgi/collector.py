@@ -9,12 +9,13 @@ collector the ``track*`` methods (which pick up the current request's visitor da
 from __future__ import annotations
 
 import logging
-import math
-import re
 from typing import Optional, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 from ._log import RateLimitedLog
+from .checks import check_count as _check_count
+from .checks import check_domain as _check_domain
+from .checks import check_endpoint as _check_endpoint
+from .checks import check_seconds as _check_seconds
 from .config import CircuitBreakerConfig, RetryConfig
 from .context import current_request
 from .delivery import DeliveryEngine
@@ -175,59 +176,6 @@ class Tracker:
                 client_ip=client_ip,
             )
         )
-
-
-_DOMAIN_PART = re.compile(r"[\w.-]+(?::\d+)?(?:/[\w.~%/-]*)?")
-
-
-def _check_domain(domain: object) -> str:
-    if not isinstance(domain, str) or not domain.strip():
-        raise ConfigurationError(f"domain must be a non-empty string, got {domain!r}")
-    if "://" in domain:
-        raise ConfigurationError(
-            f"domain is the site as registered in Plausible (e.g. 'example.com'), "
-            f"not a URL: {domain!r}"
-        )
-    parts = [part.strip() for part in domain.split(",")]
-    for part in parts:
-        if not _DOMAIN_PART.fullmatch(part):
-            raise ConfigurationError(f"domain is not a valid site domain: {domain!r}")
-    return ",".join(parts)
-
-
-def _check_endpoint(endpoint: object) -> str:
-    if not isinstance(endpoint, str):
-        raise ConfigurationError(f"endpoint must be a string URL, got {endpoint!r}")
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"endpoint must be an http(s) URL such as 'https://plausible.io', got {endpoint!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"endpoint must not have a query or fragment: {endpoint!r}")
-    base = endpoint.rstrip("/")
-    if base.endswith("/api/event"):
-        raise ConfigurationError(
-            f"endpoint is the base URL of the instance, without '/api/event': {endpoint!r}"
-        )
-    return base
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 class PlausibleCollector(Tracker):
