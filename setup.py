@@ -26,6 +26,8 @@ setup(
     extras_require={
         "flask": ["flask>=2.3"],
         "django": ["django>=4.2"],
+        # stats() as Prometheus metrics (plausible_wsgi.prometheus).
+        "prometheus": ["prometheus-client>=0.17"],
         # Peers and tools for `python -m bench` (plus Debian's nginx and wrk).
         "bench": [
             "posthog>=7",
@@ -46,6 +48,7 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            "prometheus-client>=0.17",
         ],
     },
     entry_points={

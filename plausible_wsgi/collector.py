@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Optional, Protocol, runtime_checkable
 
+from . import notices
 from ._log import RateLimitedLog
 from .checks import check_count as _check_count
 from .checks import check_domain as _check_domain
@@ -61,7 +62,20 @@ class Collector(Protocol):
         """A snapshot of the collector's counters."""
 
 
+def _warn_no_visitor(owner: object) -> None:
+    # Once per collector, and nothing of the visitor in it (the message may reach stderr).
+    notices.warn_once(
+        owner,
+        "no-visitor",
+        "an event was tracked outside a request without user_agent= and client_ip=: "
+        "Plausible counts it as a visitor of its own (no User-Agent, this server's "
+        "address), not the visitor of the page views; pass the visitor's User-Agent "
+        "and IP (warned once per collector)",
+    )
+
+
 def _visitor(
+    owner: object,
     url: Optional[str],
     referrer: Optional[str],
     user_agent: Optional[str],
@@ -70,6 +84,8 @@ def _visitor(
     """The explicit arguments, with the current request's values where they are None."""
     request = current_request()
     if request is None:
+        if user_agent is None or client_ip is None:
+            _warn_no_visitor(owner)
         return url, referrer, user_agent, client_ip
     return (
         request.url if url is None else url,
@@ -113,7 +129,7 @@ class Tracker:
             raise InvalidEventError(
                 "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
             )
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = _visitor(self, url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
                 CUSTOM,
@@ -138,7 +154,7 @@ class Tracker:
         client_ip: Optional[str] = None,
     ) -> bool:
         """Record a page view (Plausible event name ``pageview``)."""
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = _visitor(self, url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
                 PAGEVIEW,
@@ -163,7 +179,7 @@ class Tracker:
         """Record something the server did for the visitor (``interactive: false``)."""
         if name in _RESERVED_NAMES:
             raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
-        url, referrer, user_agent, client_ip = _visitor(url, None, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = _visitor(self, url, None, user_agent, client_ip)
         return self._accept(
             make_event(
                 ACTION,
