@@ -5,6 +5,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+#: Where the project lives; the README's links and the metadata's URLs point here.
+REPOSITORY = "https://github.com/plausible-wsgi/plausible-wsgi"
 
 setup(
     name="plausible-wsgi",
@@ -12,11 +14,23 @@ setup(
     description="Server-side Plausible Analytics for Python WSGI applications",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    # An SPDX expression (PEP 639) and the file it refers to.
     license="MIT",
+    license_files=["LICENSE"],
+    author="The plausible-wsgi maintainers",
+    url=REPOSITORY,
+    project_urls={
+        "Source": REPOSITORY,
+        "Issues": f"{REPOSITORY}/issues",
+        "Changelog": f"{REPOSITORY}/commits/main",
+        "Plausible Events API": "https://plausible.io/docs/events-api",
+    },
     python_requires=">=3.9",
     packages=find_packages(include=["plausible_wsgi", "plausible_wsgi.*"]),
-    package_data={"plausible_wsgi": ["py.typed", "receiver/static/*"]},
-    include_package_data=True,
+    package_data={"plausible_wsgi": ["py.typed"], "plausible_wsgi.receiver": ["static/*"]},
+    # Only package_data above: the static folder is data, not a package.
+    include_package_data=False,
+    exclude_package_data={"": ["__pycache__/*"]},
     install_requires=[
         "werkzeug>=2.2",
         "requests>=2.28",
@@ -59,7 +73,6 @@ setup(
         "Framework :: Flask",
         "Framework :: Django",
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",

@@ -53,7 +53,11 @@ class Collector(Protocol):
         """Accept one event; never raises for delivery problems. False when dropped."""
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is buffered; True when all of it settled in time."""
+        """Send what is buffered; True when all of it *settled* in time.
+
+        Settled means delivered, dropped or failed for good — not delivered: compare
+        ``stats().sent`` before and after to know what was.
+        """
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, flush, release resources. Idempotent."""
@@ -335,9 +339,12 @@ class PlausibleCollector(Tracker):
         return self._engine.put(event)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver everything buffered now; True when all of it settled within ``timeout``.
+        """Send everything buffered now; True when all of it settled within ``timeout``.
 
-        ``None`` waits up to ``shutdown_timeout``.
+        Settled, not delivered: an event that failed for good (a dead endpoint once the
+        retries are spent, a 400) or was dropped also settles. What was delivered is in
+        ``stats().sent`` (``failed`` and ``dropped`` say what was not). ``None`` waits
+        up to ``shutdown_timeout``.
         """
         return self._engine.flush(timeout)
 
