@@ -11,6 +11,7 @@ __all__ = [
     "EXIT_USAGE",
     "HELP",
     "UsageError",
+    "add_connection_arguments",
     "port",
     "positive_int",
     "positive_seconds",
@@ -62,3 +63,11 @@ def positive_seconds(text: str) -> float:
 
 
 HELP = argparse.RawDescriptionHelpFormatter
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--timeout`` and ``--ca-bundle``, for the commands that reach an endpoint."""
+    parser.add_argument(
+        "--timeout", type=positive_seconds, default=10.0, help="seconds (default: %(default)s)"
+    )
+    parser.add_argument("--ca-bundle", metavar="PATH", help="CA bundle for a private CA")

@@ -33,7 +33,7 @@ from ..checks import check_domain, check_endpoint
 from ..collector import Tracker
 from ..errors import ConfigurationError, InvalidEventError
 from ..events import Event, EventKind, encode_event, make_event
-from .args import EXIT_FAILED, EXIT_OK, HELP, positive_seconds
+from .args import EXIT_FAILED, EXIT_OK, HELP, add_connection_arguments
 from .send import BROWSER_USER_AGENT, CLOUD_ENDPOINT, drop_reasons
 from .terminal import Terminal
 
@@ -69,10 +69,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     doctor.add_argument("--ip", help="the visitor IP the app would send (X-Forwarded-For)")
     doctor.add_argument("--user-agent", metavar="UA", help="the User-Agent the app would send")
-    doctor.add_argument(
-        "--timeout", type=positive_seconds, default=10.0, help="seconds (default: %(default)s)"
-    )
-    doctor.add_argument("--ca-bundle", metavar="PATH", help="CA bundle for a private CA")
+    add_connection_arguments(doctor)
     doctor.set_defaults(handler=run)
 
 

@@ -19,7 +19,7 @@ from ..events import EventKind, Revenue, encode_event, make_event
 from ..middleware import DEFAULT_BOT_USER_AGENT
 from ..resilience import AttemptError
 from ..transport import HttpTransport, Outcome, Response
-from .args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, HELP, UsageError, positive_seconds
+from .args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, HELP, UsageError, add_connection_arguments
 from .terminal import Terminal
 
 __all__ = ["BROWSER_USER_AGENT", "CLOUD_ENDPOINT", "add_parser", "drop_reasons"]
@@ -77,10 +77,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="the visitor's User-Agent (default: a desktop Chrome; a bot's is dropped)",
     )
     send.add_argument("--ip", help="the visitor's IP, sent as X-Forwarded-For (default: none)")
-    send.add_argument(
-        "--timeout", type=positive_seconds, default=10.0, help="seconds (default: %(default)s)"
-    )
-    send.add_argument("--ca-bundle", metavar="PATH", help="CA bundle for a private CA")
+    add_connection_arguments(send)
     send.add_argument(
         "--no-validate",
         action="store_true",
