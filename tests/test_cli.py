@@ -657,3 +657,12 @@ def test_doctor_names_the_endpoint_meant(capsys: pytest.CaptureFixture[str]) -> 
     )
     assert code == 1
     assert "Did you mean 'https://plausible.io'?" in out
+
+
+def test_doctor_explains_a_private_ip_drop(capsys: pytest.CaptureFixture[str]) -> None:
+    with PlausibleReceiver(domains=["example.com"], drop_private_ips=True) as receiver:
+        code, out, _ = run_cli(
+            capsys, "doctor", "--endpoint", receiver.url, "--domain", "example.com"
+        )
+    assert code == 1
+    assert "the visitor IP is private or loopback: set trusted_proxies" in out
