@@ -5,8 +5,6 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-#: Where the project lives; the README's links and the metadata's URLs point here.
-REPOSITORY = "https://github.com/plausible-wsgi/plausible-wsgi"
 
 setup(
     name="plausible-wsgi",
@@ -18,13 +16,8 @@ setup(
     license="MIT",
     license_files=["LICENSE"],
     author="The plausible-wsgi maintainers",
-    url=REPOSITORY,
-    project_urls={
-        "Source": REPOSITORY,
-        "Issues": f"{REPOSITORY}/issues",
-        "Changelog": f"{REPOSITORY}/commits/main",
-        "Plausible Events API": "https://plausible.io/docs/events-api",
-    },
+    # No public repository address is known yet: a guessed one would be a broken link.
+    project_urls={"Plausible Events API": "https://plausible.io/docs/events-api"},
     python_requires=">=3.9",
     packages=find_packages(include=["plausible_wsgi", "plausible_wsgi.*"]),
     package_data={"plausible_wsgi": ["py.typed"], "plausible_wsgi.receiver": ["static/*"]},
