@@ -9,12 +9,13 @@ middleware talks to and the :class:`Tracker` base that gives any collector the
 from __future__ import annotations
 
 import logging
-import math
-import re
 from typing import Optional
-from urllib.parse import urlsplit
 
 from ._log import RateLimitedLog
+from .checks import check_count as _check_count
+from .checks import check_domain as _check_domain
+from .checks import check_endpoint as _check_endpoint
+from .checks import check_seconds as _check_seconds
 from .config import CircuitBreakerConfig, RetryConfig
 from .delivery import DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
@@ -32,57 +33,6 @@ __all__ = ["Collector", "PlausibleCollector", "Tracker"]
 
 _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
-_DOMAIN_PART = re.compile(r"[\w.-]+(?::\d+)?(?:/[\w.~%/-]*)?")
-
-
-def _check_domain(domain: object) -> str:
-    if not isinstance(domain, str) or not domain.strip():
-        raise ConfigurationError(f"domain must be a non-empty string, got {domain!r}")
-    if "://" in domain:
-        raise ConfigurationError(
-            f"domain is the site as registered in Plausible (e.g. 'example.com'), "
-            f"not a URL: {domain!r}"
-        )
-    parts = [part.strip() for part in domain.split(",")]
-    for part in parts:
-        if not _DOMAIN_PART.fullmatch(part):
-            raise ConfigurationError(f"domain is not a valid site domain: {domain!r}")
-    return ",".join(parts)
-
-
-def _check_endpoint(endpoint: object) -> str:
-    if not isinstance(endpoint, str):
-        raise ConfigurationError(f"endpoint must be a string URL, got {endpoint!r}")
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"endpoint must be an http(s) URL such as 'https://plausible.io', got {endpoint!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"endpoint must not have a query or fragment: {endpoint!r}")
-    base = endpoint.rstrip("/")
-    if base.endswith("/api/event"):
-        raise ConfigurationError(
-            f"endpoint is the base URL of the instance, without '/api/event': {endpoint!r}"
-        )
-    return base
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 class PlausibleCollector(Tracker):
@@ -226,9 +176,12 @@ class PlausibleCollector(Tracker):
         return self._engine.put(event)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver everything buffered now; True when all of it settled within ``timeout``.
+        """Send everything buffered now; True when all of it settled within ``timeout``.
 
-        ``None`` waits up to ``shutdown_timeout``.
+        Settled, not delivered: an event that failed for good (a dead endpoint once the
+        retries are spent, a 400) or was dropped also settles. What was delivered is in
+        ``stats().sent`` (``failed`` and ``dropped`` say what was not). ``None`` waits
+        up to ``shutdown_timeout``.
         """
         return self._engine.flush(timeout)
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Optional, Protocol, Union, runtime_checkable
 
+from . import notices
 from .context import current_request
 from .events import ACTION, CUSTOM, PAGEVIEW, Event, Revenue, make_event
 from .stats import CollectorStats
@@ -58,15 +59,33 @@ class Collector(Protocol):
         """A snapshot of the collector's counters."""
 
 
+def _warn_no_visitor(owner: object) -> None:
+    # Once per collector, and nothing of the visitor in it (the message may reach stderr).
+    notices.warn_once(
+        owner,
+        "no-visitor",
+        "an event was tracked outside a request without user_agent= and client_ip=: "
+        "Plausible counts it as a visitor of its own (no User-Agent, this server's "
+        "address), not the visitor of the page views; pass the visitor's User-Agent "
+        "and IP (warned once per collector)",
+    )
+
+
 def visitor_defaults(
+    owner: object,
     url: Optional[str],
     referrer: Optional[str],
     user_agent: Optional[str],
     client_ip: Optional[str],
 ) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
-    """The explicit arguments, with the current request's values where they are None."""
+    """The explicit arguments, with the current request's values where they are None.
+
+    Outside a request without a User-Agent or IP, warns once per ``owner``.
+    """
     request = current_request()
     if request is None:
+        if user_agent is None or client_ip is None:
+            _warn_no_visitor(owner)
         return url, referrer, user_agent, client_ip
     return (
         request.url if url is None else url,
@@ -130,7 +149,7 @@ class Tracker:
         """
         check_custom_name(name)
         url, referrer, user_agent, client_ip = visitor_defaults(
-            url, referrer, user_agent, client_ip
+            self, url, referrer, user_agent, client_ip
         )
         return self.accept(
             make_event(
@@ -157,7 +176,7 @@ class Tracker:
     ) -> bool:
         """Record a page view (Plausible event name ``pageview``)."""
         url, referrer, user_agent, client_ip = visitor_defaults(
-            url, referrer, user_agent, client_ip
+            self, url, referrer, user_agent, client_ip
         )
         return self.accept(
             make_event(
@@ -182,7 +201,9 @@ class Tracker:
     ) -> bool:
         """Record something the server did for the visitor (``interactive: false``)."""
         check_custom_name(name)
-        url, referrer, user_agent, client_ip = visitor_defaults(url, None, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = visitor_defaults(
+            self, url, None, user_agent, client_ip
+        )
         return self.accept(
             make_event(
                 ACTION,

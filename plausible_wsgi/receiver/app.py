@@ -41,6 +41,7 @@ from .elixir import MalformedURI
 from .http import (
     ASSETS,
     asset_response,
+    debug_answer,
     json_response,
     read_body,
     remote_port,
@@ -201,6 +202,14 @@ class ReceiverApp:
             return list(self._attempts)
 
     @property
+    def totals(self) -> dict[str, int]:
+        """Records made since start or :meth:`clear`, by outcome — every one, not only
+        the ``max_events`` kept."""
+        with self._lock:
+            totals = dict(self._totals)
+        return {outcome: totals.get(outcome, 0) for outcome in ("accepted", "dropped", "rejected")}
+
+    @property
     def request_count(self) -> int:
         """``POST /api/event`` requests since start or :meth:`clear`, faulted included."""
         with self._lock:
@@ -343,7 +352,10 @@ class ReceiverApp:
             )
         self._record(drafts, common)
         dropped = sum(1 for draft in drafts if draft["drop_reason"] is not None)
-        return text_response(202, "ok", {"x-plausible-dropped": str(dropped)} if dropped else None)
+        answer_headers = {"x-plausible-dropped": str(dropped)} if dropped else None
+        if headers.get("x-debug-request", "").lower() == "true":
+            return debug_answer(common, drafts, answer_headers)
+        return text_response(202, "ok", answer_headers)
 
     def _drop_reason(
         self,

@@ -18,6 +18,7 @@ if t.TYPE_CHECKING:
 __all__ = [
     "ASSETS",
     "asset_response",
+    "debug_answer",
     "json_response",
     "read_body",
     "remote_port",
@@ -90,3 +91,22 @@ def json_response(status: int, value: object) -> Response:
 
 def asset_response(name: str, content_type: str) -> Response:
     return Response((_STATIC / name).read_bytes(), content_type=content_type, headers=_PAGE_HEADERS)
+
+
+def debug_answer(
+    common: Mapping[str, t.Any], drafts: list[dict[str, t.Any]], headers: dict[str, str] | None
+) -> Response:
+    """``X-Debug-Request: true``: what the server saw, as Plausible's docs describe the
+    header (200 with the IP used), plus each event's outcome and drop reason, so
+    ``python -m plausible_wsgi doctor`` can explain a drop."""
+    seen = {
+        "ip": common["client_ip"],
+        "user_agent": common["user_agent"],
+        "events": [
+            {key: draft[key] for key in ("domain", "name", "outcome", "drop_reason")}
+            for draft in drafts
+        ],
+    }
+    response = json_response(200, seen)
+    response.headers.extend(headers or {})
+    return response
