@@ -286,6 +286,7 @@ def test_health(receiver: PlausibleReceiver) -> None:
 def test_other_methods_and_paths(receiver: PlausibleReceiver) -> None:
     # Plausible routes only POST to /api/event: anything else there is a 404.
     assert requests.get(f"{receiver.url}/api/event", timeout=5).status_code == 404
+    assert requests.put(f"{receiver.url}/api/event", timeout=5).status_code == 404
     assert requests.post(f"{receiver.url}/api/health", timeout=5).status_code == 405
     assert requests.get(f"{receiver.url}/nope", timeout=5).status_code == 404
     assert receiver.request_count == 0

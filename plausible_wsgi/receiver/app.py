@@ -243,8 +243,10 @@ class ReceiverApp:
         request = Request(environ)
         path, method = request.path, request.method
         response: Response
-        if path == "/api/event" and method == "POST":
-            response = self._post_event(request)
+        if path == "/api/event":
+            # Plausible routes only POST here: any other method is a 404.
+            is_post = method == "POST"
+            response = self._post_event(request) if is_post else text_response(404, "Not Found")
         elif method not in ("GET", "HEAD"):
             response = text_response(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
         elif path == "/api/health":
@@ -259,7 +261,6 @@ class ReceiverApp:
         elif path == "/_inspector/events":
             response = self._feed(request.args.get("after", ""))
         else:
-            # GET /api/event included: Plausible routes only POST there.
             response = text_response(404, "Not Found")
         return response(environ, start_response)
 
