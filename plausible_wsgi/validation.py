@@ -16,7 +16,7 @@ import functools
 import math
 from collections.abc import Mapping
 from typing import Optional, Union
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from . import graphemes
 from ._plausible import (
@@ -82,7 +82,7 @@ def validate_url(url: object) -> str:
 
     At most 2000 UTF-8 bytes in all; a host that is not blank once ``www.`` is
     stripped (else a ``400``); ``%`` escapes in the path that decode (else a ``500``
-    at Plausible) and a path that does not end in whitespace (Plausible trims it).
+    at Plausible).
     """
     if not isinstance(url, str):
         raise InvalidEventError(
@@ -127,9 +127,9 @@ def _url_problem(url: str) -> str:
     path = parts.path
     if "%" in path and not _escapes_decode(path):
         return "has a malformed %-escape in its path (Plausible fails with a 500)"
-    decoded = unquote(path) if "%" in path else path
-    if decoded != decoded.rstrip(WHITESPACE):
-        return "path ends in whitespace, which Plausible trims from the page path"
+    # Plausible trims whitespace from the end of the decoded path (and drops the
+    # fragment): documented normalisations, accepted here, so a page view of
+    # "/a%20" is never lost for it.
     return ""
 
 

@@ -67,7 +67,6 @@ def custom(**kwargs: Any) -> pw.Event:
         pytest.param({"name": "engagement"}, "name", "reserved", id="name-engagement"),
         pytest.param({"name": "pageleave"}, "name", "reserved", id="name-pageleave"),
         pytest.param({"url": "https://example.com/%zz"}, "url", "escape", id="url-bad-escape"),
-        pytest.param({"url": "https://example.com/a%20"}, "url", "whitespace", id="url-path-space"),
         pytest.param({"url": "https://www./"}, "url", "host", id="url-www-only-host"),
         pytest.param({"user_agent": b"ua"}, "user_agent", "string", id="user-agent-bytes"),
     ],
@@ -290,7 +289,8 @@ def test_track_agrees_with_plausible(inputs: dict[str, Any]) -> None:
     assert isinstance(verdict, tuple), verdict
     [stored] = rules.evaluate(encode_event(event, "example.com"))
     assert stored.name == event.name
-    assert stored.pathname == (unquote(urlsplit(event.url).path) or "/")
+    # Plausible trims whitespace from the end of the path: a documented normalisation.
+    assert stored.pathname == (unquote(urlsplit(event.url).path) or "/").rstrip()
     assert stored.referrer == event.referrer
     assert stored.props == dict(event.props or {})
     assert stored.revenue == (None if event.revenue is None else event.revenue.to_json())
