@@ -1,43 +1,38 @@
 """Collectors: where events go.
 
-:class:`Collector` is the protocol the middleware talks to; :class:`Tracker` gives any
-collector the ``track*`` methods (which pick up the current request's visitor data);
 :class:`PlausibleCollector` delivers to Plausible through the
-:class:`~plausible_wsgi.engine.DeliveryEngine`.
+:class:`~plausible_wsgi.engine.DeliveryEngine`. The :class:`Collector` protocol the
+middleware talks to and the :class:`Tracker` base that gives any collector the
+``track*`` methods live in :mod:`plausible_wsgi.tracking` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import re
-from typing import Optional, Protocol, runtime_checkable
-from urllib.parse import urlsplit
+from typing import Optional
 
 from ._log import RateLimitedLog
+from .checks import check_count as _check_count
+from .checks import check_domain as _check_domain
+from .checks import check_endpoint as _check_endpoint
+from .checks import check_seconds as _check_seconds
 from .config import CircuitBreakerConfig, RetryConfig
-from .context import current_request
 from .engine import DEFAULT_MAX_BUFFER_BYTES, DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
 from .events import (
-    ACTION,
-    CUSTOM,
-    PAGEVIEW,
     Event,
     ValidEvent,
     encode_event,
-    make_event,
     validate_event,
 )
 from .stats import CollectorStats, DropReason, Settlement
+from .tracking import Collector, Tracker
 from .transport import HttpTransport, Outcome
 
 __all__ = ["Collector", "PlausibleCollector", "Tracker"]
 
 _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
-# Names with a meaning of their own at Plausible: a custom event must not use them.
-_RESERVED_NAMES = frozenset({"pageview", "engagement"})
 #: Longer User-Agents are cut to this many characters before they are buffered: real
 #: ones are under 500, and a 10 MB one was accepted and sent. (events.py has no cap.)
 MAX_USER_AGENT_LENGTH = 1024
@@ -65,196 +60,6 @@ def _capped(event: Event) -> Event:
     if user_agent is not None and len(user_agent) > MAX_USER_AGENT_LENGTH:
         return event._replace(user_agent=user_agent[:MAX_USER_AGENT_LENGTH])
     return event
-
-
-@runtime_checkable
-class Collector(Protocol):
-    """What :class:`~plausible_wsgi.PlausibleMiddleware` needs from a collector."""
-
-    #: A short label for logs and ``stats()`` reports.
-    name: str
-
-    def collect(self, event: Event) -> bool:
-        """Accept one event; never raises for delivery problems. False when dropped."""
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is buffered; True when all of it settled in time."""
-
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Stop accepting, flush, release resources. Idempotent."""
-
-    def stats(self) -> CollectorStats:
-        """A snapshot of the collector's counters."""
-
-
-def _visitor(
-    url: Optional[str],
-    referrer: Optional[str],
-    user_agent: Optional[str],
-    client_ip: Optional[str],
-) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
-    """The explicit arguments, with the current request's values where they are None."""
-    request = current_request()
-    if request is None:
-        return url, referrer, user_agent, client_ip
-    return (
-        request.url if url is None else url,
-        request.referrer if referrer is None else referrer,
-        request.user_agent if user_agent is None else user_agent,
-        request.client_ip if client_ip is None else client_ip,
-    )
-
-
-class Tracker:
-    """The ``track*`` methods, on top of a collector's validated-event entry point.
-
-    Inside a request handled by :class:`~plausible_wsgi.PlausibleMiddleware`, ``url``,
-    ``referrer``, ``user_agent`` and ``client_ip`` default to the current request's.
-    """
-
-    def _accept(self, event: Event) -> bool:
-        raise NotImplementedError
-
-    def track(
-        self,
-        name: str,
-        *,
-        props: Optional[object] = None,
-        revenue: Optional[object] = None,
-        interactive: bool = True,
-        url: Optional[str] = None,
-        referrer: Optional[str] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record a custom event (a goal in Plausible).
-
-        :param props: custom properties; values str/int/float/bool, ``None`` omitted.
-        :param revenue: a :class:`~plausible_wsgi.Revenue` for revenue goals.
-        :param interactive: ``False`` keeps the event out of the bounce rate.
-        :returns: True when queued, False when dropped (closed).
-        :raises InvalidEventError: for input Plausible would reject or mangle.
-        """
-        if name in _RESERVED_NAMES:
-            raise InvalidEventError(
-                "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
-            )
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                CUSTOM,
-                name,
-                url=url,
-                referrer=referrer,
-                props=props,
-                revenue=revenue,
-                interactive=interactive,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-    def track_pageview(
-        self,
-        *,
-        url: Optional[str] = None,
-        referrer: Optional[str] = None,
-        props: Optional[object] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record a page view (Plausible event name ``pageview``)."""
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                PAGEVIEW,
-                "pageview",
-                url=url,
-                referrer=referrer,
-                props=props,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-    def track_action(
-        self,
-        name: str,
-        *,
-        props: Optional[object] = None,
-        url: Optional[str] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record something the server did for the visitor (``interactive: false``)."""
-        if name in _RESERVED_NAMES:
-            raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
-        url, referrer, user_agent, client_ip = _visitor(url, None, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                ACTION,
-                name,
-                url=url,
-                referrer=referrer,
-                props=props,
-                interactive=False,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-
-_DOMAIN_PART = re.compile(r"[\w.-]+(?::\d+)?(?:/[\w.~%/-]*)?")
-
-
-def _check_domain(domain: object) -> str:
-    if not isinstance(domain, str) or not domain.strip():
-        raise ConfigurationError(f"domain must be a non-empty string, got {domain!r}")
-    if "://" in domain:
-        raise ConfigurationError(
-            f"domain is the site as registered in Plausible (e.g. 'example.com'), "
-            f"not a URL: {domain!r}"
-        )
-    parts = [part.strip() for part in domain.split(",")]
-    for part in parts:
-        if not _DOMAIN_PART.fullmatch(part):
-            raise ConfigurationError(f"domain is not a valid site domain: {domain!r}")
-    return ",".join(parts)
-
-
-def _check_endpoint(endpoint: object) -> str:
-    if not isinstance(endpoint, str):
-        raise ConfigurationError(f"endpoint must be a string URL, got {endpoint!r}")
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"endpoint must be an http(s) URL such as 'https://plausible.io', got {endpoint!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"endpoint must not have a query or fragment: {endpoint!r}")
-    base = endpoint.rstrip("/")
-    if base.endswith("/api/event"):
-        raise ConfigurationError(
-            f"endpoint is the base URL of the instance, without '/api/event': {endpoint!r}"
-        )
-    return base
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 class PlausibleCollector(Tracker):
@@ -406,9 +211,12 @@ class PlausibleCollector(Tracker):
         return self._engine.put(_capped(event))
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver everything buffered now; True when all of it settled within ``timeout``.
+        """Send everything buffered now; True when all of it settled within ``timeout``.
 
-        ``None`` waits up to ``shutdown_timeout``.
+        Settled, not delivered: an event that failed for good (a dead endpoint once the
+        retries are spent, a 400) or was dropped also settles. What was delivered is in
+        ``stats().sent`` (``failed`` and ``dropped`` say what was not). ``None`` waits
+        up to ``shutdown_timeout``.
         """
         return self._engine.flush(timeout)
 
