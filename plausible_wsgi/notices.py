@@ -18,6 +18,7 @@ to silence us) gets the record through its own handlers and never a second copy.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import weakref
@@ -56,7 +57,16 @@ def warn(msg: str, *args: object) -> None:
 
 
 _warned: weakref.WeakKeyDictionary[object, set[str]] = weakref.WeakKeyDictionary()
-_warned_lock = threading.Lock()
+# Reentrant: a signal handler may track() while this thread is inside warn_once().
+_warned_lock = threading.RLock()
+
+
+def _renew_lock() -> None:
+    global _warned_lock
+    _warned_lock = threading.RLock()  # the parent's threads may have held it at fork
+
+
+os.register_at_fork(after_in_child=_renew_lock)
 
 
 def warn_once(owner: object, key: str, msg: str, *args: object) -> bool:

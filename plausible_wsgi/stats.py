@@ -105,9 +105,10 @@ class Ledger:
     def __init__(self) -> None:
         self.sent = 0
         self.failed = 0
-        # A plain dict: Counter's __missing__ is Python code, where a signal handler
-        # could run between the read and the write of "+=" and lose a count.
-        self.dropped: dict[DropReason, int] = {}
+        # Plain str keys and no call between the read and the write of a count: a
+        # signal handler runs only at a Python call (Counter.__missing__, an Enum's
+        # __hash__) or a loop, and one running there could lose a count.
+        self.dropped: dict[str, int] = {}
         #: Buffered items settled so far, however (``flush()`` waits on it).
         self.settled = 0
 
@@ -120,18 +121,22 @@ class Ledger:
         else:
             reason = settlement.drop_reason
             assert reason is not None
-            self.dropped[reason] = self.dropped.get(reason, 0) + n
+            self._add(reason.value, n)
         self.settled += n
 
     def drop_unbuffered(self, reason: DropReason, n: int = 1) -> None:
         """Count items accepted but never buffered (closed, invalid, inherited at fork)."""
-        self.dropped[reason] = self.dropped.get(reason, 0) + n
+        self._add(reason.value, n)
+
+    def _add(self, key: str, n: int) -> None:
+        dropped = self.dropped
+        dropped[key] = dropped[key] + n if key in dropped else n
 
     def snapshot(self, **live: object) -> CollectorStats:
         """A :class:`CollectorStats` of these counts plus the ``live`` fields."""
         return CollectorStats(
             sent=self.sent,
             failed=self.failed,
-            dropped={reason.value: n for reason, n in self.dropped.items()},
+            dropped=dict(self.dropped),
             **live,  # type: ignore[arg-type]
         )
