@@ -123,7 +123,10 @@ class WorkerPool(Generic[T]):
                     admission = self._one.admit()
                     if admission is not Admission.DENIED:
                         self._draining += 1
-                        return (*self._take(), admission)
+                        taken = self._take()
+                        if self._buffer and not self._idle and self._threads < self.max_workers:
+                            self._start_worker()  # a spare: joins in _RAMP if needed
+                        return (*taken, admission)
                     assert self._breaker is not None  # only a breaker denies
                     delay = max(0.005, self._breaker.seconds_until_probe())
                 if not self._buffer and not self._in_flight:
