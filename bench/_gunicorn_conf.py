@@ -15,7 +15,7 @@ import resource
 import sys
 import threading
 
-from plausible_wsgi import delivery
+from plausible_wsgi import lifecycle
 from plausible_wsgi.gunicorn import post_fork
 from plausible_wsgi.gunicorn import worker_exit as _flush_at_exit
 
@@ -31,7 +31,7 @@ def _process_cpu() -> float:
 
 
 def _delivery_threads_cpu() -> float:
-    """CPU seconds of this process's plausible_wsgi threads (dispatcher, workers)."""
+    """CPU seconds of this process's plausible_wsgi threads (delivery workers)."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0
     for thread in threading.enumerate():
@@ -60,7 +60,7 @@ def worker_exit(server: object, worker: object) -> None:
         return
     totals = {"accepted": 0, "sent": 0, "queued": 0}
     dropped: dict[str, int] = {}
-    for engine in list(delivery._engines):
+    for engine in lifecycle.engines():
         snapshot = engine.stats()
         totals["accepted"] += snapshot.accepted
         totals["sent"] += snapshot.sent

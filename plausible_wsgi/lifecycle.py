@@ -22,9 +22,19 @@ import os
 import threading
 import time
 import weakref
-from typing import Optional, Protocol
+from typing import TYPE_CHECKING, Optional, Protocol
 
-__all__ = ["check_fork", "close_all", "install_exit_hook", "register", "renew_after_fork"]
+if TYPE_CHECKING:
+    from .stats import CollectorStats
+
+__all__ = [
+    "check_fork",
+    "close_all",
+    "engines",
+    "install_exit_hook",
+    "register",
+    "renew_after_fork",
+]
 
 
 class Closable(Protocol):
@@ -40,6 +50,8 @@ class Closable(Protocol):
     def finish_close(self, deadline: float) -> None: ...
 
     def forked(self) -> bool: ...
+
+    def stats(self) -> CollectorStats: ...
 
 
 class Renewable(Protocol):
@@ -96,6 +108,11 @@ def renew_after_fork(obj: Renewable) -> None:
         _fork_hook_installed = True
     if install:
         os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def engines() -> list[Closable]:
+    """Every live engine of this process (for reports and benchmarks)."""
+    return list(_engines)
 
 
 def install_exit_hook() -> None:

@@ -30,13 +30,8 @@ URL = "https://example.com/"
 
 
 def run(code: str, *, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    argv = [sys.executable, "-c", textwrap.dedent(code)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 # -- item 5: an event whose answer is cut is not resent at every probe --------------------
