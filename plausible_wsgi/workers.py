@@ -9,9 +9,9 @@ future, closure, task or hand-off.
 - An idle worker wakes when ``batch_size`` events wait (``put()`` notifies it), at
   each ``flush_interval`` tick while events wait, or when ``flush()``/``close()`` ask.
 - One worker keeps up with a fast server; another joins only while events wait and
-  every running worker has waited on the server for over ``_RAMP`` (threads
-  contending for the GIL cost CPU for nothing). Against a slow server all
-  ``max_workers`` are busy within a few tens of milliseconds.
+  every running worker has waited on the server for over ``_RAMP``, or the last
+  answer took that long (threads contending for the GIL cost CPU for nothing).
+  Against a slow server all ``max_workers`` are busy within tens of milliseconds.
 - While the breaker is open nothing is taken; one worker takes the probe when due.
   An event put back because the breaker opened after it went out is resent at most
   ``_MAX_REQUEUES`` times: Plausible may have recorded it already.
@@ -77,6 +77,8 @@ class WorkerPool(Generic[T]):
         self._in_flight = self._threads = self._idle = self._draining = 0
         #: thread id -> when its current attempt started, for the ramp-up decision.
         self._busy: dict[int, float] = {}
+        #: Seconds the last attempt took: a slow server lets idle workers join at once.
+        self._last_took = 0.0
         self._next_tick = _monotonic() + self.flush_interval
         self._flush_waiters = 0
         self._notified = False
@@ -166,6 +168,8 @@ class WorkerPool(Generic[T]):
             busy = tuple(self._busy.values())  # one C call: no resize mid-iteration
             if len(busy) < self._draining:
                 return _RAMP  # a worker is between events: it is keeping up
+            if self._last_took >= _RAMP:
+                return None  # the server answers slowly: join now
             newest = now - max(busy)
             return None if newest >= _RAMP else _RAMP - newest
         if (
@@ -188,11 +192,12 @@ class WorkerPool(Generic[T]):
         busy = self._busy
         while True:
             resend = id(item) in self._requeued
-            busy[me] = _monotonic()
+            busy[me] = started = _monotonic()
             try:
                 result = self._one.deliver(item, admission, resend)
             finally:
                 del busy[me]
+            self._last_took = _monotonic() - started
             with self._lock:
                 final = self._settle(item, size, result)
                 evicted, self._evicted = self._evicted, []
