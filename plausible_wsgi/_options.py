@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import NamedTuple, Optional
 
 from .collector import Collector, PlausibleCollector
 from .config import CircuitBreakerConfig, RetryConfig
 from .errors import ConfigurationError
 from .middleware import PlausibleMiddleware
+from .middleware.options import check_collectors
 
 __all__ = [
     "EXTRA_OPTIONS",
@@ -54,7 +55,10 @@ def collector_options() -> tuple[str, ...]:
 def middleware_options() -> tuple[str, ...]:
     """The :class:`~plausible_wsgi.PlausibleMiddleware` keyword arguments."""
     return tuple(
-        name for name in _keyword_names(PlausibleMiddleware) if name not in ("app", "collectors")
+        name
+        for name in _keyword_names(PlausibleMiddleware)
+        # close_collectors follows from where the collectors come from (see wrap()).
+        if name not in ("app", "collectors", "close_collectors")
     )
 
 
@@ -86,23 +90,6 @@ def _policy(name: str, value: object, kind: type[object]) -> object:
     return value
 
 
-def _collectors(value: object) -> tuple[Collector, ...]:
-    items: Sequence[object]
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        items = value
-    else:
-        items = [value]
-    if not items:
-        raise ConfigurationError("collector: an empty list records nothing")
-    for item in items:
-        if not isinstance(item, Collector):
-            raise ConfigurationError(
-                f"collector must be a collector (collect/flush/close/stats) or a list of "
-                f"them, got {type(item).__name__}"
-            )
-    return tuple(items)  # type: ignore[arg-type]
-
-
 def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
     """Build the collectors and middleware arguments from ``options``.
 
@@ -125,7 +112,7 @@ def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
                     "give either a ready collector or the options to build one "
                     f"({', '.join(sorted(collector_kwargs))}), not both"
                 )
-            collectors, owned = _collectors(given), False
+            collectors, owned = check_collectors(given, "collector"), False
         else:
             domain = collector_kwargs.pop("domain", None)
             if domain is None:
@@ -145,13 +132,16 @@ def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
 def wrap(app: object, built: BuiltOptions, *, source: str) -> PlausibleMiddleware:
     """``PlausibleMiddleware(app, ...)`` from :func:`build`'s result.
 
-    A bad middleware option closes the collectors built for it (no threads or exit
-    hooks left behind) and is reported prefixed with ``source``.
+    The middleware owns (closes at exit) only collectors built here; a ready
+    collector from the settings stays its maker's. A bad middleware option closes
+    the collectors built for it (no threads or exit hooks left behind) and is
+    reported prefixed with ``source``.
     """
     try:
         return PlausibleMiddleware(
             app,  # type: ignore[arg-type]
             built.collectors,
+            close_collectors=built.owned,
             **built.middleware_kwargs,  # type: ignore[arg-type]
         )
     except ConfigurationError as exc:

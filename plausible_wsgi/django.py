@@ -66,6 +66,7 @@ from ._options import all_options, build, wrap
 from .collector import Collector, Tracker
 from .errors import ConfigurationError
 from .events import Event
+from .middleware import ROUTE_ENVIRON_KEY
 from .middleware import PlausibleMiddleware as WSGIPlausibleMiddleware
 
 if t.TYPE_CHECKING:
@@ -84,8 +85,6 @@ __all__ = [
 
 #: The name of the settings dict.
 SETTING = "PLAUSIBLE"
-#: The environ key the middleware reads the route from, for action names.
-ROUTE_ENVIRON_KEY = "plausible_wsgi.route"
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
@@ -165,8 +164,8 @@ def reset() -> None:
     global _state
     with _state_lock:
         state, _state = _state, None
-    if state is not None and state.owned:
-        state.middleware.close()
+    if state is not None:
+        state.middleware.close()  # closes only what it owns (see _options.wrap)
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:

@@ -42,7 +42,6 @@ __all__ = [
     "HostPolicy",
     "PathRules",
     "QueryPolicy",
-    "build_path",
     "client_ip",
     "decode_path",
     "escape_path",
@@ -102,15 +101,6 @@ def escape_path(path: str) -> str:
     if _PATH_UNSAFE.search(path) is not None:
         path = _PATH_UNSAFE.sub(_escape, path)
     return path
-
-
-def build_path(script_name: str, path_info: str) -> str:
-    """The request path as it appears in the URL.
-
-    >>> build_path("/app", "/caf\\xc3\\xa9/a b")
-    '/app/café/a%20b'
-    """
-    return escape_path(decode_path(script_name, path_info))
 
 
 def _escape_query(query: str) -> str:
@@ -317,10 +307,6 @@ class HostPolicy:
             return name in frozen or (bool(ends) and name.endswith(ends))
 
         self.check = check
-
-    def allowed(self, host: str) -> bool:
-        """Whether page views for ``host`` (as from :func:`request_host`) are tracked."""
-        return bool(host) and self.check(host)
 
 
 @functools.lru_cache(maxsize=2048)

@@ -1,0 +1,70 @@
+"""The middleware's counters and their snapshot, :class:`MiddlewareStats`."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Mapping
+from types import MappingProxyType
+
+__all__ = ["Counters", "MiddlewareStats"]
+
+
+@dataclasses.dataclass(frozen=True)
+class MiddlewareStats:
+    """A snapshot of a middleware's counters.
+
+    A request is counted when it is over: its response closed, or the application
+    raised. Then ``requests == sum(tracked.values()) + sum(skipped.values())`` plus
+    the requests whose bookkeeping failed (counted in ``errors`` too).
+    """
+
+    #: Requests finished.
+    requests: int = 0
+    #: Events recorded, by what they are: ``pageview``, ``404``, ``file_download``,
+    #: ``action``, ``bot``.
+    tracked: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    #: Requests not recorded, by reason: ``host``, ``excluded``, ``method``,
+    #: ``bot:<kind>``, ``status``, ``content_type``, ``partial`` (a range request that
+    #: does not start a download), ``should_track``, ``exception`` (the application
+    #: raised), ``no_status`` (no response was started).
+    skipped: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
+    #: The middleware's own failures (a raising collector or ``should_track``, ...).
+    errors: int = 0
+
+
+class Counters:
+    """Thread-safe counts behind :class:`MiddlewareStats` (one short lock per request;
+    never held across anything but the additions)."""
+
+    __slots__ = ("_errors", "_lock", "_requests", "_skipped", "_tracked")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._errors = 0
+        self._tracked: dict[str, int] = {}
+        self._skipped: dict[str, int] = {}
+
+    def finished(self, key: str, *, tracked: bool) -> None:
+        """Count a finished request under ``key``."""
+        counts = self._tracked if tracked else self._skipped
+        with self._lock:
+            self._requests += 1
+            counts[key] = counts.get(key, 0) + 1
+
+    def error(self, *, request: bool) -> None:
+        """Count one of the middleware's own failures (and the request, if it ended it)."""
+        with self._lock:
+            self._errors += 1
+            if request:
+                self._requests += 1
+
+    def snapshot(self) -> MiddlewareStats:
+        with self._lock:
+            return MiddlewareStats(
+                requests=self._requests,
+                tracked=MappingProxyType(dict(self._tracked)),
+                skipped=MappingProxyType(dict(self._skipped)),
+                errors=self._errors,
+            )
