@@ -125,8 +125,8 @@ def test_long_targets_and_user_agents_are_not_remembered() -> None:
 
 
 def test_counts_are_exact_while_stats_are_read_concurrently() -> None:
-    """Outcomes are noted without a lock and counted in batches (every 1024, and on
-    every stats() call): no count may be lost or double-counted either way."""
+    """Requests finish on many threads while stats() is read: no count may be lost
+    or double-counted, and the total never goes back."""
     collector = MemoryCollector()
     app = PlausibleMiddleware(html_app(), collector, exclude_paths=("/skip",))
     per_thread, threads_count = 700, 6
