@@ -179,8 +179,11 @@ setting_changed.connect(_on_setting_changed, weak=False)
 def _set_route(request: HttpRequest) -> None:
     match = request.resolver_match
     if match is not None and match.route is not None:
-        route = match.route
-        request.META[ROUTE_ENVIRON_KEY] = route if route.startswith("/") else "/" + route
+        route = match.route if match.route.startswith("/") else "/" + match.route
+        request.META[ROUTE_ENVIRON_KEY] = route
+        scope = getattr(request, "scope", None)  # under ASGI, for plausible_wsgi.asgi
+        if isinstance(scope, dict):
+            scope[ROUTE_ENVIRON_KEY] = route
 
 
 class PlausibleMiddleware:
