@@ -26,6 +26,8 @@ setup(
     extras_require={
         "flask": ["flask>=2.3"],
         "django": ["django>=4.2"],
+        # plausible_wsgi.asgi itself needs nothing: the ASGI server to run it with.
+        "asgi": ["uvicorn>=0.30"],
         # Peers and tools for `python -m bench` (plus Debian's nginx and wrk).
         "bench": [
             "posthog>=7",
@@ -46,6 +48,11 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            # ASGI: tests/test_asgi*.py and bench/asgi.py
+            "starlette>=0.40",
+            "fastapi>=0.110",
+            "uvicorn>=0.30",
+            "hypercorn>=0.17",
         ],
     },
     entry_points={
@@ -55,6 +62,7 @@ setup(
         "Development Status :: 4 - Beta",
         "Framework :: Flask",
         "Framework :: Django",
+        "Framework :: FastAPI",
         "Intended Audience :: Developers",
         "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",

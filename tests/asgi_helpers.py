@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+import http.client
+import threading
+import time
+from collections.abc import Awaitable, Iterator
 from typing import Any, Callable, Optional
 
 BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -101,3 +105,42 @@ def html_app(
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+@contextlib.contextmanager
+def uvicorn_thread(app: Any, *, lifespan: str = "on") -> Iterator[tuple[int, Any]]:
+    """``app`` served by uvicorn on a loopback port, in a thread; yields the port and
+    the server. Stopping runs the lifespan shutdown, as a real server exit does."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan=lifespan, ws="none", http="h11", log_level="error"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port: int = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield port, server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def fetch(
+    port: int, path: str, *, method: str = "GET", headers: Optional[dict[str, str]] = None
+) -> tuple[int, bytes]:
+    """One request over a real connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        conn.request(method, path, headers={"User-Agent": BROWSER_UA, **(headers or {})})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
