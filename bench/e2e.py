@@ -57,7 +57,7 @@ def missing() -> Optional[str]:
     return None
 
 
-def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
     while time.monotonic() < deadline:
@@ -73,7 +73,7 @@ def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
     raise RuntimeError("gunicorn did not answer in time")
 
 
-def _wrk(url: str, seconds: float) -> dict[str, Any]:
+def wrk_load(url: str, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         [
             "wrk",
@@ -153,9 +153,9 @@ def serve_and_load(
     with Path(stats_dir, "gunicorn.log").open("wb") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
         try:
-            _wait_http(port, proc)
-            warm_up = _wrk(f"http://127.0.0.1:{port}/", 1)
-            result = _wrk(f"http://127.0.0.1:{port}/", seconds)
+            wait_http(port, proc)
+            warm_up = wrk_load(f"http://127.0.0.1:{port}/", 1)
+            result = wrk_load(f"http://127.0.0.1:{port}/", seconds)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
