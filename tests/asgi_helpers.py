@@ -134,12 +134,17 @@ def uvicorn_thread(app: Any, *, lifespan: str = "on") -> Iterator[tuple[int, Any
 
 
 def fetch(
-    port: int, path: str, *, method: str = "GET", headers: Optional[dict[str, str]] = None
+    port: int,
+    path: str,
+    *,
+    method: str = "GET",
+    headers: Optional[dict[str, str]] = None,
+    body: Optional[bytes] = None,
 ) -> tuple[int, bytes]:
     """One request over a real connection."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
     try:
-        conn.request(method, path, headers={"User-Agent": BROWSER_UA, **(headers or {})})
+        conn.request(method, path, body=body, headers={"User-Agent": BROWSER_UA, **(headers or {})})
         response = conn.getresponse()
         return response.status, response.read()
     finally:
