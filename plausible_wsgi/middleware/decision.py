@@ -109,28 +109,32 @@ class Decision(NamedTuple):
         return key
 
 
+#: One Decision per skip reason, made once (most requests of a busy site are skips).
+_SKIPPED = {reason: Decision(skip=reason) for reason in Skip if reason is not Skip.BOT}
+
+
 def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptions) -> Decision:
     """What to record for a finished request (``should_track`` aside).
 
     The order matters: a request is counted under the first rule that refuses it.
     """
     if response.failed:
-        return Decision(skip=Skip.EXCEPTION)
+        return _SKIPPED[Skip.EXCEPTION]
     status = response.status
     if status is None:
-        return Decision(skip=Skip.NO_STATUS)
+        return _SKIPPED[Skip.NO_STATUS]
     info, page = request.info, request.page
     if info is None or not page.host_ok:
-        return Decision(skip=Skip.HOST)
+        return _SKIPPED[Skip.HOST]
     if page.excluded:
-        return Decision(skip=Skip.EXCLUDED)
+        return _SKIPPED[Skip.EXCLUDED]
     method = request.method
     if method in options.methods:
         action = False
     elif options.track_actions and method not in _SAFE_METHODS:
         action = True
     else:
-        return Decision(skip=Skip.METHOD)
+        return _SKIPPED[Skip.METHOD]
     agent = request.agent
     if agent is not None and options.bots != "pageview":
         if options.bots == "skip":
@@ -138,7 +142,7 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
         return Decision(tracked=Tracked.BOT, event=_bot_event(info, agent, page, status, options))
     if action:
         if not 200 <= status < 400:
-            return Decision(skip=Skip.STATUS)
+            return _SKIPPED[Skip.STATUS]
         name = f"{method} {request.route or page.url_path}"[:MAX_NAME_LENGTH]
         event = _event(info, ACTION, name, interactive=False)
         return Decision(tracked=Tracked.ACTION, event=event)
@@ -148,7 +152,7 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
         and (page.download or _is_attachment(response))
     ):
         if status == 206 and not (request.range or "").replace(" ", "").startswith("bytes=0-"):
-            return Decision(skip=Skip.PARTIAL)
+            return _SKIPPED[Skip.PARTIAL]
         event = _event(info, CUSTOM, "File Download", props={"url": info.url})
         return Decision(tracked=Tracked.FILE_DOWNLOAD, event=event)
     is_page = _media_type(response.content_type) in options.content_types
@@ -156,9 +160,9 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
         event = _event(info, CUSTOM, "404", props={"path": _fit_prop(page.url_path)})
         return Decision(tracked=Tracked.NOT_FOUND, event=event)
     if status not in options.statuses:
-        return Decision(skip=Skip.STATUS)
+        return _SKIPPED[Skip.STATUS]
     if not is_page:
-        return Decision(skip=Skip.CONTENT_TYPE)
+        return _SKIPPED[Skip.CONTENT_TYPE]
     # Every part of a page view was made safe when the request was read (URL built,
     # escaped and fitted; referrer cut; UA sendable; IP parsed) except whether the URL
     # splits, known from the Page: so the collectors need not validate it again.

@@ -99,7 +99,11 @@ class Recorder:
         try:
             decision = decide(request, response, self.options)
             event = decision.event
-            if event is not None and not self._wanted(view, response.status, headers):
+            if (
+                event is not None
+                and self.options.should_track is not None
+                and not self._wanted(view, response.status, headers)
+            ):
                 decision = Decision(skip=Skip.SHOULD_TRACK)
                 event = None
             self.counters.finished(decision.counter, tracked=event is not None)
@@ -125,8 +129,7 @@ class Recorder:
         headers: list[tuple[str, str]],
     ) -> bool:
         should_track = self.options.should_track
-        if should_track is None:
-            return True
+        assert should_track is not None
         try:
             return bool(should_track(view or {}, status or 0, headers))
         except Exception as exc:
