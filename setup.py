@@ -53,6 +53,7 @@ setup(
             "fastapi>=0.110",
             "uvicorn>=0.30",
             "hypercorn>=0.17",
+            "quart>=0.19",
         ],
     },
     entry_points={

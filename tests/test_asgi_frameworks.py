@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 import plausible_wsgi.django as pw_django
 from plausible_wsgi.asgi import PlausibleMiddleware
+from plausible_wsgi.middleware import ROUTE_ENVIRON_KEY
 from plausible_wsgi.testing import MemoryCollector
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "django_app"
@@ -153,3 +154,42 @@ def test_plain_text_is_not_a_page() -> None:
     with uvicorn_thread(app) as (port, _):
         fetch(port, "/t")
     assert collector.events == []
+
+
+# -- Quart ----------------------------------------------------------------------------------
+
+
+def test_quart_app() -> None:
+    import quart
+
+    collector = MemoryCollector()
+    app = quart.Quart(__name__)
+
+    @app.before_request
+    async def name_the_route() -> None:
+        # Quart has no route in the scope: a hook can put the URL rule there.
+        rule = quart.request.url_rule
+        if rule is not None:
+            quart.request.scope[ROUTE_ENVIRON_KEY] = rule.rule
+
+    @app.get("/")
+    async def home() -> str:
+        collector.track("Visit")
+        return "<p>home</p>"
+
+    @app.post("/orders/<int:number>")
+    async def order(number: int) -> tuple[str, int]:
+        await asyncio.to_thread(collector.track, "Order", props={"number": number})
+        return "ok", 201
+
+    wrapped = PlausibleMiddleware(app, collector, track_actions=True, trusted_proxies=1)
+    with uvicorn_thread(wrapped) as (port, _):
+        assert fetch(port, "/", headers=VISITOR)[0] == 200
+        assert fetch(port, "/orders/5", method="POST", headers=VISITOR)[0] == 201
+    assert [(e.name, e.client_ip) for e in collector.events] == [
+        ("Visit", "203.0.113.50"),
+        ("pageview", "203.0.113.50"),
+        ("Order", "203.0.113.50"),
+        ("POST /orders/<int:number>", "203.0.113.50"),
+    ]
+    assert collector.closed  # Quart answers the lifespan scope: shutdown closed it
