@@ -570,8 +570,8 @@ def test_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.mark.parametrize(
     ("collectors", "options", "message"),
     [
-        pytest.param([], {}, "at least one", id="no-collectors"),
-        pytest.param(object(), {}, "Collector", id="not-a-collector"),
+        pytest.param([], {}, "empty list", id="no-collectors"),
+        pytest.param(object(), {}, "must be a collector", id="not-a-collector"),
         pytest.param(None, {"trusted_proxies": -1}, "trusted_proxies", id="negative-proxies"),
         pytest.param(None, {"trusted_proxies": True}, "trusted_proxies", id="bool-proxies"),
         pytest.param(None, {"methods": "GET"}, "methods", id="methods-string"),

@@ -9,11 +9,10 @@ A mistake raises :class:`~plausible_wsgi.ConfigurationError` naming the option.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping
 from typing import Any, Callable, Literal, Optional
 
 from ..agents import AgentClassifier, AgentMatch, classify_user_agent
-from ..collector import Collector
 from ..errors import ConfigurationError
 from ..events import MAX_NAME_LENGTH
 from ..request import HostPolicy, PathPattern, PathRules, QueryPolicy
@@ -26,7 +25,6 @@ __all__ = [
     "BotMode",
     "MiddlewareOptions",
     "ShouldTrack",
-    "check_collectors",
     "collector_name",
 ]
 
@@ -180,24 +178,6 @@ class CheckedOptions:
     track_actions: bool
     file_downloads: bool
     download_extensions: frozenset[str]
-
-
-def check_collectors(collectors: object, name: str = "collectors") -> tuple[Collector, ...]:
-    """One collector or a non-empty sequence of them, as a tuple."""
-    items: Sequence[object] = (
-        (collectors,)
-        if isinstance(collectors, (Collector, str, bytes)) or not isinstance(collectors, Sequence)
-        else collectors
-    )
-    if not items:
-        raise ConfigurationError(f"{name} must name at least one collector")
-    for item in items:
-        if not isinstance(item, Collector):
-            raise ConfigurationError(
-                f"{name} must be a collector or a list of them (a Collector: collect, "
-                f"flush, close, stats, name), got {type(item).__name__}"
-            )
-    return tuple(items)  # type: ignore[arg-type]
 
 
 def collector_name(collector: object) -> str:

@@ -25,10 +25,11 @@ from typing import Any, Optional, Union
 
 from .._log import RateLimitedLog, logger
 from ..agents import AgentMatch
+from ..checks import check_collectors
 from ..collector import Collector
 from ..request import sendable_user_agent
 from .decision import Decision, RequestFacts, ResponseFacts, Skip, Tracked, decide
-from .options import CheckedOptions, check_collectors, collector_name
+from .options import CheckedOptions, collector_name
 from .pages import Pages
 from .stats import Counters, MiddlewareStats
 
@@ -49,7 +50,9 @@ class Recorder:
         close_collectors: bool = True,
     ) -> None:
         self.options = options
-        self.collectors = check_collectors(collectors)
+        self.collectors: tuple[Collector, ...] = check_collectors(
+            "collectors", collectors, Collector
+        )
         self.bot_collectors = self._collectors_for_bots()
         self.close_collectors = bool(close_collectors)
         self.pages = Pages(options)
