@@ -348,3 +348,18 @@ def test_lifespan_shutdown_flushes_in_a_thread_before_completing() -> None:
     run(server())
     assert order == ["lifespan.startup.complete", "lifespan.shutdown.complete closed"]
     assert collector.flushed_on != threading.main_thread().name
+
+
+def test_repeated_forwarded_headers_are_one_list_and_the_first_host_counts() -> None:
+    scope = http_scope(
+        "/a",
+        host=None,
+        headers=[
+            ("Host", "example.com"),
+            ("Host", "evil.example"),
+            ("X-Forwarded-For", "10.0.0.1, 198.51.100.1"),
+            ("X-Forwarded-For", "198.51.100.2"),
+        ],
+    )
+    events, _ = one(html_app(), scope, trusted_proxies=2)
+    assert [(e.url, e.client_ip) for e in events] == [("https://example.com/a", "198.51.100.1")]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, MutableMapping, Sequence
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 from ..collector import Collector
 from ..context import RequestInfo, bind_request, unbind_request
@@ -119,19 +119,8 @@ class PlausibleMiddleware:
 
     def _read(self, scope: Scope) -> RequestFacts:
         """What the request says, read from the scope when it starts."""
-        host = user_agent = referrer = forwarded = range_ = None
-        for name, value in scope.get("headers", ()):
-            if name == b"host":
-                host = host or value.decode("latin-1")
-            elif name == b"user-agent":
-                user_agent = value.decode("latin-1")
-            elif name == b"referer":
-                referrer = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                text = value.decode("latin-1")
-                forwarded = f"{forwarded},{text}" if forwarded else text
-            elif name == b"range":
-                range_ = value.decode("latin-1")
+        headers = _RequestHeaders.of(scope)
+        host = headers.host
         scheme = scope.get("scheme", "http")
         path = scope.get("path", "")
         query = scope.get("query_string", b"")
@@ -148,16 +137,16 @@ class PlausibleMiddleware:
             )
             if host is not None and isinstance(query, bytes):
                 pages.remember(key, page, len(host) + len(path) + len(query))
-        agent, match = self.recorder.visitor(user_agent)
+        agent, match = self.recorder.visitor(headers.user_agent)
         info: Optional[RequestInfo] = None
         if page.url is not None:
             client = scope.get("client")
             info = RequestInfo(
                 url=page.url,
-                referrer=referrer_origin(referrer),
+                referrer=referrer_origin(headers.referrer),
                 user_agent=agent,
                 client_ip=forwarded_ip(
-                    client[0] if client else None, forwarded, self.options.trusted_proxies
+                    client[0] if client else None, headers.forwarded, self.options.trusted_proxies
                 ),
             )
         return RequestFacts(
@@ -165,7 +154,7 @@ class PlausibleMiddleware:
             page=page,
             info=info,
             agent=match,
-            range=range_ if self.options.file_downloads else None,
+            range=headers.range if self.options.file_downloads else None,
         )
 
     def _lifespan_send(self, send: Send) -> Send:
@@ -261,6 +250,40 @@ class _Exchange:
             self.middleware.recorder.error("wrapping the response", exc, request=True)
             return
         self.middleware.recorder.finish(request, response, view, self.headers)
+
+
+class _RequestHeaders(NamedTuple):
+    """The request headers the middleware reads, as ``str`` (latin-1, as in WSGI)."""
+
+    host: Optional[str] = None
+    user_agent: Optional[str] = None
+    referrer: Optional[str] = None
+    #: Several ``X-Forwarded-For`` headers are joined with commas, as in WSGI.
+    forwarded: Optional[str] = None
+    range: Optional[str] = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _RequestHeaders:
+        found: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            field = _HEADER_FIELDS.get(name)
+            if field is None:
+                continue
+            text = value.decode("latin-1")
+            if field == "forwarded" and field in found:
+                found[field] = f"{found[field]},{text}"
+            elif field != "host" or field not in found:  # the first Host counts
+                found[field] = text
+        return cls(**found)
+
+
+_HEADER_FIELDS = {
+    b"host": "host",
+    b"user-agent": "user_agent",
+    b"referer": "referrer",
+    b"x-forwarded-for": "forwarded",
+    b"range": "range",
+}
 
 
 def _route(scope: Scope) -> Optional[str]:

@@ -118,32 +118,25 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
 
     The order matters: a request is counted under the first rule that refuses it.
     """
+    status, info, page = response.status, request.info, request.page
     if response.failed:
         return _SKIPPED[Skip.EXCEPTION]
-    status = response.status
     if status is None:
         return _SKIPPED[Skip.NO_STATUS]
-    info, page = request.info, request.page
-    if info is None or not page.host_ok:
+    if info is None:  # no usable scheme or Host
         return _SKIPPED[Skip.HOST]
-    if page.excluded:
-        return _SKIPPED[Skip.EXCLUDED]
-    method = request.method
-    if method in options.methods:
-        action = False
-    elif options.track_actions and method not in _SAFE_METHODS:
-        action = True
-    else:
-        return _SKIPPED[Skip.METHOD]
+    refused = _refused(request, options)
+    if refused is not None:
+        return refused
     agent = request.agent
     if agent is not None and options.bots != "pageview":
         if options.bots == "skip":
             return Decision(skip=Skip.BOT, bot_kind=agent.kind)
         return Decision(tracked=Tracked.BOT, event=_bot_event(info, agent, page, status, options))
-    if action:
+    if request.method not in options.methods:  # let through by _refused(): an action
         if not 200 <= status < 400:
             return _SKIPPED[Skip.STATUS]
-        name = f"{method} {request.route or page.url_path}"[:MAX_NAME_LENGTH]
+        name = f"{request.method} {request.route or page.url_path}"[:MAX_NAME_LENGTH]
         event = _event(info, ACTION, name, interactive=False)
         return Decision(tracked=Tracked.ACTION, event=event)
     if (
@@ -155,7 +148,32 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
             return _SKIPPED[Skip.PARTIAL]
         event = _event(info, CUSTOM, "File Download", props={"url": info.url})
         return Decision(tracked=Tracked.FILE_DOWNLOAD, event=event)
-    is_page = _media_type(response.content_type) in options.content_types
+    return _page_decision(info, page, status, response.content_type, options)
+
+
+def _refused(request: RequestFacts, options: CheckedOptions) -> Optional[Decision]:
+    """The rules about where the request went and its method."""
+    if not request.page.host_ok:
+        return _SKIPPED[Skip.HOST]
+    if request.page.excluded:
+        return _SKIPPED[Skip.EXCLUDED]
+    method = request.method
+    if method not in options.methods and not (
+        options.track_actions and method not in _SAFE_METHODS
+    ):
+        return _SKIPPED[Skip.METHOD]
+    return None
+
+
+def _page_decision(
+    info: RequestInfo,
+    page: Page,
+    status: int,
+    content_type: Optional[str],
+    options: CheckedOptions,
+) -> Decision:
+    """A page view, a 404 goal, or why not."""
+    is_page = _media_type(content_type) in options.content_types
     if status == 404 and options.track_404 and is_page:
         event = _event(info, CUSTOM, "404", props={"path": _fit_prop(page.url_path)})
         return Decision(tracked=Tracked.NOT_FOUND, event=event)

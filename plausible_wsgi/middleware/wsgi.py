@@ -58,55 +58,45 @@ class PlausibleMiddleware:
 
     :param app: the WSGI application to wrap.
     :param collectors: a collector, or a sequence of them (fan-out).
-    :param trusted_proxies: how many reverse proxies in front of the app append to
-        ``X-Forwarded-For``. ``0``: the client IP is ``REMOTE_ADDR``. ``N``: the N-th
-        entry from the right (werkzeug ``ProxyFix(x_for=N)`` semantics). With
-        ``ProxyFix`` already in front it is not applied twice. Trusting
-        ``X-Forwarded-For`` without a proxy that sets it lets clients pick their IP.
+    :param trusted_proxies: reverse proxies in front that append to
+        ``X-Forwarded-For``: the client IP is the N-th entry from the right (werkzeug
+        ``ProxyFix(x_for=N)`` semantics; not applied twice behind ``ProxyFix``). ``0``:
+        ``REMOTE_ADDR``. Trusting the header without such a proxy lets clients pick
+        their IP.
     :param methods: request methods that can be page views.
     :param statuses: response statuses that can be page views.
     :param content_types: response media types that are pages.
-    :param exclude_paths: paths never tracked, matched against the decoded
-        ``SCRIPT_NAME + PATH_INFO`` before masking: a ``str`` is a literal prefix, a
-        compiled pattern is searched.
+    :param exclude_paths: never tracked: a ``str`` is a prefix of the decoded path
+        (``SCRIPT_NAME + PATH_INFO``, before masking), a compiled pattern is searched.
     :param should_track: ``should_track(environ, status, headers) -> bool``, asked
-        last for every event the middleware would record, with a shallow copy of the
-        environ. A raising callable counts as an error; the request is not tracked.
-    :param keep_query_params: query parameters kept besides the ones Plausible
-        reads; ``("*",)`` keeps the whole query string.
-    :param url_masks: ``(regex, replacement)`` pairs applied to the path in order,
-        e.g. ``[(r"/users/\\d+", "/users/:id")]``.
-    :param allowed_hosts: only these hosts are tracked (``skipped["host"]``
-        otherwise): exact names, or ``".example.com"`` for it and its subdomains;
-        ports are ignored. ``None`` allows any valid host.
-    :param bots: for automated User-Agents (a missing one counts as a bot):
-        ``"skip"`` (counted as ``skipped["bot:<kind>"]``), ``"event"`` (a custom
-        event ``bot_event_name`` with props ``agent``, ``operator``, ``kind``,
-        ``path``, ``status``, whatever the status or content type) or ``"pageview"``
-        (treat bots like people).
+        last for every event, with a shallow copy of the environ; raising counts as
+        an error and the request is not tracked.
+    :param keep_query_params: query parameters kept besides those Plausible reads;
+        ``("*",)`` keeps the whole query string.
+    :param url_masks: ``(regex, replacement)`` pairs applied to the path in order.
+    :param allowed_hosts: only these hosts are tracked (``".example.com"``: and its
+        subdomains; ports ignored); ``None``: any valid host.
+    :param bots: automated User-Agents (a missing one counts): ``"skip"`` (counted
+        as ``skipped["bot:<kind>"]``), ``"event"`` (a ``bot_event_name`` event with
+        ``agent``, ``operator``, ``kind``, ``path``, ``status`` props, whatever the
+        status or content type) or ``"pageview"``.
     :param bot_event_name: the custom event name for ``bots="event"``.
-    :param bot_domain: record bot events on this Plausible site instead: collectors
-        with ``for_domain()`` get a sibling for it, owned by the middleware.
-    :param bot_user_agent: the User-Agent bot events are sent with: an ordinary
-        browser's, because Plausible drops events with a bot's (the real one is in
-        the props). The IP is the bot's real one; Plausible Cloud drops some
-        datacenter ranges (counted as ``dropped["server_dropped"]``).
-    :param classifier: an :class:`~plausible_wsgi.agents.AgentClassifier` with your
-        own rules.
-    :param track_404: record ``404`` HTML responses as a custom event ``404`` with a
-        ``path`` prop.
-    :param track_actions: record successful (``2xx``/``3xx``) requests with a method
-        that changes something (``POST``, ``PUT``, ...) as server actions
-        (``interactive: false``) named ``"<METHOD> <route>"``; the route is the
-        integration's template from ``environ["plausible_wsgi.route"]``, else the
+    :param bot_domain: another Plausible site for bot events (collectors with
+        ``for_domain()`` get a sibling for it, owned by the middleware).
+    :param bot_user_agent: sent with bot events: an ordinary browser's, since
+        Plausible drops a bot's (the real one is in the props; the IP is the bot's).
+    :param classifier: an :class:`~plausible_wsgi.agents.AgentClassifier`.
+    :param track_404: record ``404`` HTML responses as the ``404`` goal (``path``).
+    :param track_actions: record ``2xx``/``3xx`` answers to ``POST``, ``PUT``, ...
+        as actions (``interactive: false``) named ``"<METHOD> <route>"``: the route
+        from ``environ["plausible_wsgi.route"]`` (the integrations set it), else the
         masked path.
-    :param file_downloads: record ``2xx`` responses with ``Content-Disposition:
-        attachment`` or a path ending in one of ``download_extensions`` as
-        ``File Download`` (a ``url`` prop); a ``206`` only when it starts at byte 0.
+    :param file_downloads: record ``2xx`` with ``Content-Disposition: attachment``
+        or a path ending in ``download_extensions`` as ``File Download`` (``url``
+        prop); a ``206`` only when it starts at byte 0.
     :param download_extensions: extensions (without dot) that mark a download.
     :param close_collectors: ``False`` leaves the collectors open at :meth:`close`
-        and exit, for their owner to close (the integrations pass this for a
-        collector you made).
+        and exit, for their owner (the integrations pass it for a collector you made).
 
     Usage::
 
