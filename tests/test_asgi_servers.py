@@ -106,6 +106,20 @@ SERVERS = [
         ],
         id="gunicorn-uvicorn-worker",
     ),
+    pytest.param(
+        [
+            "gunicorn",
+            "--bind",
+            "127.0.0.1:{port}",
+            "--workers",
+            "2",
+            "--preload",  # the collector is made in the master, then forked
+            "--worker-class",
+            "uvicorn.workers.UvicornWorker",
+            "fastapi_app:app",
+        ],
+        id="gunicorn-uvicorn-worker-preload",
+    ),
 ]
 
 
