@@ -363,3 +363,19 @@ def test_repeated_forwarded_headers_are_one_list_and_the_first_host_counts() -> 
     )
     events, _ = one(html_app(), scope, trusted_proxies=2)
     assert [(e.url, e.client_ip) for e in events] == [("https://example.com/a", "198.51.100.1")]
+
+
+def test_malformed_response_headers_reach_the_server_unchanged() -> None:
+    """The middleware does not judge the app's messages; it only fails to read them."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [("content-type", "text/html")]})  # str, not bytes
+        await send({"type": "http.response.body", "body": b"x"})
+
+    collector = MemoryCollector()
+    middleware = PlausibleMiddleware(app, collector)
+    exchange = run(request(middleware, http_scope()))
+    assert exchange.sent[0]["headers"] == [("content-type", "text/html")]
+    assert middleware.stats().errors == 1
+    assert middleware.stats().skipped == {"content_type": 1}

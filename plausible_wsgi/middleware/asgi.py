@@ -208,26 +208,33 @@ class _Exchange:
     async def send(self, message: Message) -> None:
         kind = message.get("type")
         if kind == "http.response.start":
-            status = message.get("status")
-            self.status = status if isinstance(status, int) else None
-            self.headers = [
-                (name.decode("latin-1"), value.decode("latin-1"))
-                for name, value in message.get("headers", ())
-            ]
-            self.trailers = bool(message.get("trailers", False))
+            self._started(message)
             await self.server_send(message)
             return
         if kind == "http.response.body":
             complete = not message.get("more_body", False) and not self.trailers
         elif kind == "http.response.trailers":
             complete = not message.get("more_trailers", False)
-        else:  # pathsend and other extensions end the response; unknown ones too
+        else:  # the pathsend extension ends the response; other messages pass by
             complete = kind == "http.response.pathsend"
         try:
             await self.server_send(message)
         finally:
             if complete:
                 self.finish()
+
+    def _started(self, message: Message) -> None:
+        """Note the status and headers; a malformed message is the server's to refuse."""
+        status = message.get("status")
+        self.status = status if isinstance(status, int) else None
+        self.trailers = bool(message.get("trailers", False))
+        try:
+            self.headers = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in message.get("headers", ())
+            ]
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.middleware.recorder.error("reading the response headers", exc)
 
     def finish(self, *, failed: bool = False) -> None:
         """Record the request, the first time only. Never raises."""
