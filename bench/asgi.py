@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -124,7 +123,7 @@ def measure(calls: int, repeat: int) -> dict[str, tuple[float, float]]:
 
 def _uvicorn_round(sink: Sink, mode: str, seconds: float) -> dict[str, Any]:
     """One uvicorn run of ``mode`` (``bench.e2e.MODES``: bare, on, buffered) under wrk."""
-    from bench.e2e import MODES, wait_http, wrk_load
+    from bench.e2e import MODES, load_then_stop
 
     port = free_port()
     settings = MODES[mode]
@@ -140,19 +139,7 @@ def _uvicorn_round(sink: Sink, mode: str, seconds: float) -> dict[str, Any]:
         "--port", str(port), "--log-level", "warning", "--no-access-log",
     ]  # fmt: skip
     before = sink.count_events()
-    proc = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        wait_http(port, proc)
-        warm_up = wrk_load(f"http://127.0.0.1:{port}/", 1)
-        result = wrk_load(f"http://127.0.0.1:{port}/", seconds)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    result["pages"] = warm_up["requests"] + result["requests"]
+    result = load_then_stop(subprocess.Popen(command, cwd=ROOT, env=env), port, seconds)
     result["sink"] = sink.count_events() - before
     return result
 

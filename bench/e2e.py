@@ -57,7 +57,7 @@ def missing() -> Optional[str]:
     return None
 
 
-def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
     while time.monotonic() < deadline:
@@ -73,7 +73,7 @@ def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
     raise RuntimeError("gunicorn did not answer in time")
 
 
-def wrk_load(url: str, seconds: float) -> dict[str, Any]:
+def _wrk(url: str, seconds: float) -> dict[str, Any]:
     out = subprocess.run(
         [
             "wrk",
@@ -105,6 +105,26 @@ def wrk_load(url: str, seconds: float) -> dict[str, Any]:
         "non2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": sum(int(n) for n in errors.groups()) if errors else 0,
     }
+
+
+def load_then_stop(proc: subprocess.Popen[bytes], port: int, seconds: float) -> dict[str, Any]:
+    """wrk on the server ``proc`` (a warm-up, then ``seconds``), then ``SIGTERM``.
+
+    ``pages`` counts the requests of both: every request is a page view.
+    """
+    try:
+        _wait_http(port, proc)
+        warm_up = _wrk(f"http://127.0.0.1:{port}/", 1)
+        result = _wrk(f"http://127.0.0.1:{port}/", seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    result["pages"] = warm_up["requests"] + result["requests"]
+    return result
 
 
 #: ``PLAUSIBLE_*`` settings of each mode; ``None``: the middleware unwrapped.
@@ -152,19 +172,7 @@ def serve_and_load(
     before = sink.count_events()
     with Path(stats_dir, "gunicorn.log").open("wb") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            wait_http(port, proc)
-            warm_up = wrk_load(f"http://127.0.0.1:{port}/", 1)
-            result = wrk_load(f"http://127.0.0.1:{port}/", seconds)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    # Every request was a page view: the warm-up's too.
-    result["pages"] = warm_up["requests"] + result["requests"]
+        result = load_then_stop(proc, port, seconds)
     time.sleep(0.2)
     result["sink"] = sink.count_events() - before
     workers = [json.loads(p.read_text()) for p in Path(stats_dir).glob("worker-*.json")]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import http.client
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gunicorn_proc import EXAMPLES, STARTUP_TIMEOUT, free_port, visitor, wait_until_serving
+from gunicorn_proc import (
+    EXAMPLES,
+    STARTUP_TIMEOUT,
+    example_env,
+    free_port,
+    visitor,
+    wait_until_serving,
+)
 
 from plausible_wsgi.receiver import PlausibleReceiver
 
@@ -38,15 +44,7 @@ class Server:
 
     def __init__(self, receiver: PlausibleReceiver, tmp_path: Path, command: list[str]) -> None:
         self.port = free_port()
-        env = {
-            **os.environ,
-            "PLAUSIBLE_DOMAIN": "example.com",
-            "PLAUSIBLE_ENDPOINT": receiver.url,
-            "PLAUSIBLE_TRUSTED_PROXIES": "1",
-            "PLAUSIBLE_FLUSH_INTERVAL": "60",
-            "PLAUSIBLE_BATCH_SIZE": "10000",
-            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), *sys.path]),
-        }
+        env = example_env(receiver)
         argv = [sys.executable, "-m", *(a.replace("{port}", str(self.port)) for a in command)]
         self.log = tmp_path / "server.log"
         with self.log.open("wb") as log_file:
