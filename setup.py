@@ -32,6 +32,10 @@ setup(
     ],
     extras_require={
         "flask": ["flask>=2.3"],
+        # Exact Unicode grapheme clusters (regex's \X) for the 120-character name and
+        # 2000-character referrer limits Plausible counts that way; without it a close
+        # approximation from unicodedata is used.
+        "unicode": ["regex>=2022.1.18"],
         "django": ["django>=4.2"],
         # plausible_wsgi.asgi itself needs nothing: the ASGI server to run it with.
         "asgi": ["uvicorn>=0.30"],
@@ -64,6 +68,7 @@ setup(
             "hypercorn>=0.17",
             "quart>=0.19",
             "prometheus-client>=0.17",
+            "regex>=2022.1.18",
         ],
     },
     entry_points={

@@ -26,8 +26,8 @@ from typing import Any, Optional, Union
 from .._log import RateLimitedLog, logger
 from ..agents import AgentMatch
 from ..checks import check_collectors
-from ..collector import Collector
 from ..request import sendable_user_agent
+from ..tracking import Collector
 from .decision import Decision, RequestFacts, ResponseFacts, Skip, Tracked, decide
 from .options import CheckedOptions, collector_name
 from .pages import Pages

@@ -12,9 +12,9 @@ from collections.abc import Container, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ..agents import AgentClassifier
-from ..collector import Collector
 from ..context import RequestInfo, bind_request, unbind_request
 from ..request import PathPattern, client_ip, decode_path, referrer_origin, request_host
+from ..tracking import Collector
 from .decision import RequestFacts, ResponseFacts
 from .options import (
     DEFAULT_BOT_USER_AGENT,
