@@ -21,6 +21,7 @@ from gunicorn_proc import (
     STARTUP_TIMEOUT,
     example_env,
     free_port,
+    stop_server,
     visitor,
     wait_until_serving,
 )
@@ -73,17 +74,22 @@ class Server:
         return response.status
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=60)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        output = self.log.read_text(errors="replace")
-        assert "Traceback" not in output, output
-        return output
+        return stop_server(self.proc, self.log)
+
+
+def gunicorn(*options: str) -> list[str]:
+    """gunicorn with 2 uvicorn workers serving the FastAPI example."""
+    return [
+        "gunicorn",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--workers",
+        "2",
+        "--worker-class",
+        "uvicorn.workers.UvicornWorker",
+        *options,
+        "fastapi_app:app",
+    ]
 
 
 SERVERS = [
@@ -91,33 +97,9 @@ SERVERS = [
         ["uvicorn", "--port", "{port}", "--workers", "2", "fastapi_app:app"], id="uvicorn-2-workers"
     ),
     pytest.param(["hypercorn", "--bind", "127.0.0.1:{port}", "fastapi_app:app"], id="hypercorn"),
-    pytest.param(
-        [
-            "gunicorn",
-            "--bind",
-            "127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--worker-class",
-            "uvicorn.workers.UvicornWorker",
-            "fastapi_app:app",
-        ],
-        id="gunicorn-uvicorn-worker",
-    ),
-    pytest.param(
-        [
-            "gunicorn",
-            "--bind",
-            "127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--preload",  # the collector is made in the master, then forked
-            "--worker-class",
-            "uvicorn.workers.UvicornWorker",
-            "fastapi_app:app",
-        ],
-        id="gunicorn-uvicorn-worker-preload",
-    ),
+    pytest.param(gunicorn(), id="gunicorn-uvicorn-worker"),
+    # --preload: the collector is made in the master, then forked
+    pytest.param(gunicorn("--preload"), id="gunicorn-uvicorn-worker-preload"),
 ]
 
 
