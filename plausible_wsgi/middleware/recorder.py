@@ -109,7 +109,7 @@ class Recorder:
             ):
                 decision = Decision(skip=Skip.SHOULD_TRACK)
                 event = None
-            self.counters.finished(decision.counter, tracked=event is not None)
+            self.counters.finished(decision)
         except Exception as exc:
             self.error("deciding", exc, request=True)
             return

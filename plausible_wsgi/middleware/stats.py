@@ -6,6 +6,12 @@ import dataclasses
 import threading
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Optional, Union
+
+from .decision import Decision, Skip, Tracked
+
+# What a request is counted under: what was tracked, or why not (and the bot's kind).
+_Key = Union[Tracked, "tuple[Optional[Skip], Optional[str]]"]
 
 __all__ = ["Counters", "MiddlewareStats"]
 
@@ -34,21 +40,26 @@ class MiddlewareStats:
 
 
 class Counters:
-    """Thread-safe counts behind :class:`MiddlewareStats` (one short lock per request;
-    never held across anything but the additions)."""
+    """Thread-safe counts behind :class:`MiddlewareStats` (one short lock per request,
+    never held across anything but the additions).
 
-    __slots__ = ("_errors", "_lock", "_requests", "_skipped", "_tracked")
+    Counted by the decision's enum members; turned into the ``MiddlewareStats``
+    strings only for a snapshot (an enum's ``.value`` costs more than the count).
+    """
+
+    __slots__ = ("_counts", "_errors", "_lock", "_requests")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._requests = 0
         self._errors = 0
-        self._tracked: dict[str, int] = {}
-        self._skipped: dict[str, int] = {}
+        self._counts: dict[_Key, int] = {}
 
-    def finished(self, key: str, *, tracked: bool) -> None:
-        """Count a finished request under ``key``."""
-        counts = self._tracked if tracked else self._skipped
+    def finished(self, decision: Decision) -> None:
+        """Count a finished request under what was decided."""
+        tracked = decision.tracked
+        key: _Key = tracked if tracked is not None else (decision.skip, decision.bot_kind)
+        counts = self._counts
         with self._lock:
             self._requests += 1
             counts[key] = counts.get(key, 0) + 1
@@ -62,9 +73,18 @@ class Counters:
 
     def snapshot(self) -> MiddlewareStats:
         with self._lock:
-            return MiddlewareStats(
-                requests=self._requests,
-                tracked=MappingProxyType(dict(self._tracked)),
-                skipped=MappingProxyType(dict(self._skipped)),
-                errors=self._errors,
-            )
+            counts = list(self._counts.items())
+            requests, errors = self._requests, self._errors
+        tracked: dict[str, int] = {}
+        skipped: dict[str, int] = {}
+        for key, count in counts:
+            if isinstance(key, Tracked):
+                tracked[key.value] = count
+            else:
+                skipped[Decision(skip=key[0], bot_kind=key[1]).counter] = count
+        return MiddlewareStats(
+            requests=requests,
+            tracked=MappingProxyType(tracked),
+            skipped=MappingProxyType(skipped),
+            errors=errors,
+        )
