@@ -337,12 +337,12 @@ class _Body:
         self.closed = False
         self._iterator: Optional[Iterator[bytes]] = None
 
-    def _step(self, action: Callable[[], Any]) -> Any:
-        """Run ``action`` with the request bound; note if the application raised."""
+    def _step(self, function: Callable[[Any], Any], argument: Any) -> Any:
+        """``function(argument)`` with the request bound; notes if the app raised."""
         info = self.request.info
         token = bind_request(info) if info is not None else None
         try:
-            return action()
+            return function(argument)
         except StopIteration:
             raise
         except BaseException:
@@ -359,7 +359,7 @@ class _Body:
                 # No application code runs while a list is iterated: skip the wrapper.
                 self._iterator = iter(iterable)
                 return self._iterator
-            self._iterator = self._step(lambda: iter(iterable))
+            self._iterator = self._step(iter, iterable)
         return self
 
     def __next__(self) -> bytes:
@@ -367,7 +367,7 @@ class _Body:
             iter(self)
         iterator = self._iterator
         assert iterator is not None
-        chunk: bytes = self._step(lambda: next(iterator))
+        chunk: bytes = self._step(next, iterator)
         return chunk
 
     def close(self) -> None:
