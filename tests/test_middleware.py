@@ -576,7 +576,7 @@ def test_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
         pytest.param(None, {"trusted_proxies": True}, "trusted_proxies", id="bool-proxies"),
         pytest.param(None, {"methods": "GET"}, "methods", id="methods-string"),
         pytest.param(None, {"bots": "drop"}, "bots", id="bots-mode"),
-        pytest.param(None, {"bot_event_name": "pageview"}, "reserves", id="bot-name-reserved"),
+        pytest.param(None, {"bot_event_name": "pageview"}, "reserved", id="bot-name-reserved"),
         pytest.param(None, {"bot_event_name": "x" * 121}, "bot_event_name", id="bot-name-long"),
         pytest.param(None, {"url_masks": [("(", "x")]}, "url_masks", id="bad-mask-regex"),
         pytest.param(None, {"url_masks": ["/x"]}, "url_masks", id="mask-not-a-pair"),

@@ -13,14 +13,13 @@ from collections.abc import Container, Iterable, Mapping
 from typing import Any, Callable, Literal, Optional
 
 from ..agents import AgentClassifier, AgentMatch, classify_user_agent
-from ..errors import ConfigurationError
-from ..events import MAX_NAME_LENGTH
+from ..errors import ConfigurationError, InvalidEventError
 from ..request import HostPolicy, PathPattern, PathRules, QueryPolicy
+from ..validation import check_custom_name, validate_name
 
 __all__ = [
     "DEFAULT_BOT_USER_AGENT",
     "DEFAULT_DOWNLOAD_EXTENSIONS",
-    "RESERVED_EVENT_NAMES",
     "ROUTE_ENVIRON_KEY",
     "BotMode",
     "MiddlewareOptions",
@@ -56,9 +55,6 @@ DEFAULT_DOWNLOAD_EXTENSIONS = frozenset(
 #: Where integrations put the route template (``/users/<int:id>``) for the middleware:
 #: a WSGI environ key (Flask, Django under WSGI), or an ASGI scope key.
 ROUTE_ENVIRON_KEY = "plausible_wsgi.route"
-
-#: Event names Plausible keeps for itself: a custom event may not use them.
-RESERVED_EVENT_NAMES = frozenset({"pageview", "engagement"})
 
 BotMode = Literal["skip", "event", "pageview"]
 _BOT_MODES = ("skip", "event", "pageview")
@@ -198,11 +194,10 @@ def _strings(name: str, values: Iterable[str], normalize: Callable[[str], str]) 
 
 
 def _event_name(name: str, value: object) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME_LENGTH:
-        raise ConfigurationError(
-            f"{name} must be a non-blank string of at most {MAX_NAME_LENGTH} characters, "
-            f"got {value!r}"
-        )
-    if value in RESERVED_EVENT_NAMES:
-        raise ConfigurationError(f"{name} must not be {value!r}: Plausible reserves it")
-    return value
+    """A custom event name Plausible accepts and does not reserve."""
+    try:
+        checked = validate_name(value)
+        check_custom_name(checked)
+    except InvalidEventError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
+    return checked
