@@ -201,7 +201,7 @@ def test_no_response_at_all() -> None:
     assert stats.skipped == {"no_status": 1}
 
 
-def test_trailers_and_pathsend_complete_the_response() -> None:
+def test_trailers_pathsend_and_zerocopysend_complete_the_response() -> None:
     async def trailers(scope: Any, receive: Any, send: Any) -> None:
         start = {"type": "http.response.start", "status": 200, "trailers": True}
         await send({**start, "headers": [(b"content-type", b"text/html")]})
@@ -216,10 +216,18 @@ def test_trailers_and_pathsend_complete_the_response() -> None:
         await send({"type": "http.response.pathsend", "path": "/tmp/x.html"})
         assert len(collector.events) == 2
 
+    async def zerocopysend(scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": 200}
+        await send({**start, "headers": [(b"content-type", b"text/html")]})
+        await send({"type": "http.response.zerocopysend", "file": 0, "more_body": True})
+        assert len(collector.events) == 2
+        await send({"type": "http.response.zerocopysend", "file": 0, "more_body": False})
+        assert len(collector.events) == 3
+
     collector = MemoryCollector()
-    for app in (trailers, pathsend):
+    for app in (trailers, pathsend, zerocopysend):
         run(request(PlausibleMiddleware(app, collector), http_scope()))
-    assert len(collector.events) == 2
+    assert len(collector.events) == 3
 
 
 def test_websocket_and_unknown_scopes_pass_through_untouched() -> None:

@@ -211,7 +211,7 @@ class _Exchange:
             self._started(message)
             await self.server_send(message)
             return
-        if kind == "http.response.body":
+        if kind in ("http.response.body", "http.response.zerocopysend"):
             complete = not message.get("more_body", False) and not self.trailers
         elif kind == "http.response.trailers":
             complete = not message.get("more_trailers", False)
