@@ -1,0 +1,483 @@
+"""A durable event store: one SQLite file shared by the processes of a host.
+
+Each row is what one ``POST /api/event`` needs — the encoded JSON body, the visitor's
+User-Agent and IP — plus when it was made and who is delivering it. The store knows
+nothing of HTTP; :class:`~plausible_wsgi.relay.SpoolFeeder` moves rows into a delivery
+engine.
+
+Durability (``journal_mode=WAL``, ``synchronous=NORMAL``): ``append()`` returns after
+its transaction is committed to the write-ahead log, without an ``fsync``. A process
+crash, ``SIGKILL`` or OOM kill right after loses nothing (the log is in the kernel's page
+cache, and the next connection replays it). A power loss or kernel panic may lose the
+transactions of the last moments (those not yet checkpointed or written back by the
+kernel — typically under a second, at most the last checkpoint interval); the file is
+never corrupted. ``synchronous=FULL`` would close that gap at the cost of an ``fsync``
+per event, which for analytics is not worth it.
+
+Ownership: a row is free, or claimed by one process (pid, a tag naming that process
+incarnation, and a lease deadline). A process that is gone (its pid no longer exists,
+or now belongs to another process) or whose lease ran out loses its rows to the next
+:meth:`Spool.claim` of a living one. Owners renew their leases while they hold rows.
+
+In doubt: ``mark_attempt()`` records that a POST is about to go out. A row with an
+attempt that comes back free (its owner died mid-POST, or closed with the POST cut
+off) may already be counted by Plausible. ``claim(resend_in_doubt=...)`` resends it or
+drops it — the same decision as :attr:`RetryConfig.retry_connection_cuts` for a
+connection cut before the answer — and counts it either way.
+
+Processes and threads: sqlite3 connections must not cross threads or ``fork()``. Each
+thread of each process opens its own connection on first use (found by pid, so a
+uWSGI worker forked without Python's at-fork hooks reopens too). The connection a child
+inherits through ``fork()`` is never used, and never closed by us (SQLite's rule: a
+connection must not cross a fork): the child keeps a reference to it, one file
+descriptor. SQLite's process-wide mutexes are guarded against a fork mid-call by a lock
+that every call here and every ``fork()`` take.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, Optional
+
+__all__ = ["Claim", "Spool", "SpoolError", "SpoolRecord"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    created REAL NOT NULL,
+    body BLOB NOT NULL,
+    user_agent TEXT,
+    client_ip TEXT,
+    owner_pid INTEGER,
+    owner_tag TEXT,
+    lease_until REAL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+-- Only free rows are indexed: a row written by a delivering process is claimed at
+-- once and costs no index update (about a third of an append).
+CREATE INDEX IF NOT EXISTS events_free ON events (id) WHERE owner_pid IS NULL;
+"""
+_INSERT = (
+    "INSERT INTO events (created, body, user_agent, client_ip, owner_pid, owner_tag, "
+    "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_COLUMNS = "id, body, user_agent, client_ip, created, attempts"
+#: Seconds a writer waits for another process's write transaction before giving up.
+_BUSY_TIMEOUT = 2.0
+#: The size bound is checked once per this many appends of a process.
+_BOUND_CHECK_EVERY = 256
+
+# SQLite keeps process-wide mutexes (the unix VFS's among them). A fork() while another
+# thread is inside SQLite would leave the child one of them locked forever: every SQLite
+# call of every Spool takes this lock, and so does fork() (see the at-fork hooks below).
+_sqlite_lock = threading.RLock()
+#: Connections inherited through fork(): kept referenced so they are never closed.
+_inherited: list[sqlite3.Connection] = []
+
+
+class SpoolError(Exception):
+    """The spool file cannot be opened or written (full disk, permissions, corruption)."""
+
+
+class SpoolRecord(NamedTuple):
+    """One stored event, as a delivery engine gets it."""
+
+    id: int
+    body: bytes
+    user_agent: Optional[str]
+    client_ip: Optional[str]
+    #: ``time.time()`` when the event was appended.
+    created: float
+    #: POSTs started for it so far (by any process).
+    attempts: int = 0
+
+
+class Claim(NamedTuple):
+    """What one :meth:`Spool.claim` did."""
+
+    records: list[SpoolRecord]
+    #: Rows older than ``max_age``, deleted unsent.
+    expired: int
+    #: Rows reclaimed whose POST had gone out without an answer (resent or dropped).
+    in_doubt: int
+    #: Of those, the rows deleted unsent (``resend_in_doubt=False``).
+    in_doubt_dropped: int
+
+
+def _process_tag(pid: int) -> Optional[str]:
+    """Names one incarnation of ``pid`` on this host: the pid namespace and start time.
+
+    ``None`` when the process does not exist. Without ``/proc`` (not Linux) the start
+    time is unknown and a recycled pid looks alive until its lease runs out.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return f"{namespace}:{fields[19].decode()}"  # field 22: start time in ticks
+    except FileNotFoundError:
+        return None
+    except (OSError, IndexError):
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:
+        pass
+    return f"{namespace}:?"
+
+
+def _alive(pid: int, tag: Optional[str], my_namespace: str) -> bool:
+    """Whether the owner ``pid``/``tag`` may still be running.
+
+    A tag from another pid namespace (another container sharing the file) cannot be
+    checked here: it counts as alive, and only its lease can expire.
+    """
+    namespace, _, start = (tag or "").rpartition(":")
+    if namespace != my_namespace:
+        return True
+    current = _process_tag(pid)
+    if current is None:
+        return False
+    return start == "?" or current == tag
+
+
+class Spool:
+    """A bounded, durable, multi-process event store in one SQLite file.
+
+    :param path: the database file; created with its directory's permissions.
+    :param max_age: seconds after which a row is not sent any more (counted expired).
+    :param max_rows: bound on the rows in the file; the oldest free rows make room.
+    :param max_bytes: bound on the file's used pages, likewise.
+    :raises SpoolError: when the file cannot be opened or initialised.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        max_age: float = 1800.0,
+        max_rows: int = 100_000,
+        max_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.max_age = max_age
+        self.max_rows = max_rows
+        self.max_bytes = max_bytes
+        self._fresh_state()
+        self._conn()  # fail now, in the constructor, for a bad path
+        _spools_register(self)
+
+    def __repr__(self) -> str:
+        return f"Spool({self.path!r})"
+
+    def _fresh_state(self) -> None:
+        self._pid = os.getpid()
+        self._tag = _process_tag(self._pid) or f":{self._pid}"
+        self._namespace = self._tag.rpartition(":")[0]
+        self._local = threading.local()
+        self._appends = 0
+        #: Rows this process deleted to keep the bound (oldest first).
+        self.evicted = 0
+
+    def _after_fork_in_child(self) -> None:
+        local = self._local
+        if getattr(local, "conn", None) is not None:
+            _inherited.append(local.conn)
+        self._fresh_state()
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # forked without the at-fork hooks (uWSGI)
+            self._after_fork_in_child()
+        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            with _sqlite_lock:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=_BUSY_TIMEOUT,
+                    isolation_level=None,  # autocommit; transactions are explicit
+                    check_same_thread=True,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
+        self._local.conn = conn
+        return conn
+
+    # -- writing ---------------------------------------------------------------------
+
+    def append(
+        self,
+        body: bytes,
+        user_agent: Optional[str],
+        client_ip: Optional[str],
+        *,
+        lease_seconds: Optional[float] = None,
+    ) -> SpoolRecord:
+        """Store one event, committed when this returns.
+
+        :param lease_seconds: claim the row for this process at once (it will deliver
+            it itself); ``None`` leaves it free for any deliverer (a relay).
+        :raises SpoolError: the row could not be committed.
+        """
+        now = time.time()
+        owned = lease_seconds is not None
+        try:
+            conn = self._conn()
+            with _sqlite_lock:
+                cursor = conn.execute(
+                    _INSERT,
+                    (
+                        now,
+                        body,
+                        user_agent,
+                        client_ip,
+                        self._pid if owned else None,
+                        self._tag if owned else None,
+                        now + lease_seconds if lease_seconds is not None else None,
+                    ),
+                )
+            self._appends += 1
+            if self._appends % _BOUND_CHECK_EVERY == 0:
+                self.enforce_bounds()
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot write to the spool {self.path!r}: {exc}") from None
+        row_id = cursor.lastrowid
+        assert row_id is not None
+        return SpoolRecord(row_id, body, user_agent, client_ip, now)
+
+    def mark_attempt(self, row_id: int) -> None:
+        """Record that a POST of this row is about to go out."""
+        self._write("UPDATE events SET attempts = attempts + 1 WHERE id = ?", ((row_id,),))
+
+    def delete(self, ids: Iterable[int]) -> None:
+        """Forget rows whose POST settled (Plausible answered, or they failed for good)."""
+        self._write("DELETE FROM events WHERE id = ?", [(i,) for i in ids])
+
+    def release(self, ids: Iterable[int]) -> None:
+        """Give rows back, unsent, for any deliverer to claim later."""
+        self._write(
+            "UPDATE events SET owner_pid = NULL, owner_tag = NULL, lease_until = NULL WHERE id = ?",
+            [(i,) for i in ids],
+        )
+
+    def renew(self, lease_seconds: float) -> None:
+        """Extend the lease of every row this process holds."""
+        self._write(
+            "UPDATE events SET lease_until = ? WHERE owner_pid = ? AND owner_tag = ?",
+            ((time.time() + lease_seconds, self._pid, self._tag),),
+        )
+
+    def release_mine(self) -> None:
+        """Give back every row this process holds (at close)."""
+        self._write(
+            "UPDATE events SET owner_pid = NULL, owner_tag = NULL, lease_until = NULL "
+            "WHERE owner_pid = ? AND owner_tag = ?",
+            ((self._pid, self._tag),),
+        )
+
+    def _write(self, sql: str, params: Sequence[tuple[object, ...]]) -> None:
+        if not params:
+            return
+        try:
+            conn = self._conn()
+            with _sqlite_lock:
+                if len(params) == 1:
+                    conn.execute(sql, params[0])
+                else:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        conn.executemany(sql, params)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot write to the spool {self.path!r}: {exc}") from None
+
+    # -- claiming --------------------------------------------------------------------
+
+    def claim(
+        self,
+        limit: int,
+        lease_seconds: float,
+        *,
+        resend_in_doubt: bool = True,
+        sweep: bool = True,
+    ) -> Claim:
+        """Lease up to ``limit`` of the oldest deliverable rows to this process.
+
+        Deletes (and counts) rows older than ``max_age`` on the way, and resends or
+        drops in-doubt rows. ``sweep`` first frees the rows of owners that are gone or
+        whose lease ran out: a scan of the claimed rows, so not needed on every call.
+
+        :raises SpoolError: the file cannot be read or written.
+        """
+        now = time.time()
+        try:
+            conn = self._conn()
+            with _sqlite_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if sweep:
+                        self._sweep(conn, now)
+                    claim = self._claim_free(conn, limit, now, lease_seconds, resend_in_doubt)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot claim from the spool {self.path!r}: {exc}") from None
+        return claim
+
+    def _sweep(self, conn: sqlite3.Connection, now: float) -> None:
+        """Free the rows of owners that are gone, and of leases that ran out."""
+        free = "UPDATE events SET owner_pid = NULL, owner_tag = NULL, lease_until = NULL "
+        owners = conn.execute(
+            "SELECT DISTINCT owner_pid, owner_tag FROM events WHERE owner_pid IS NOT NULL"
+        ).fetchall()
+        for pid, tag in owners:
+            if (pid, tag) != (self._pid, self._tag) and not _alive(pid, tag, self._namespace):
+                conn.execute(free + "WHERE owner_pid = ? AND owner_tag IS ?", (pid, tag))
+        conn.execute(
+            free + "WHERE lease_until < ? AND NOT (owner_pid = ? AND owner_tag = ?)",
+            (now, self._pid, self._tag),
+        )
+
+    def _claim_free(
+        self,
+        conn: sqlite3.Connection,
+        limit: int,
+        now: float,
+        lease_seconds: float,
+        resend_in_doubt: bool,
+    ) -> Claim:
+        oldest_allowed = now - self.max_age
+        records: list[SpoolRecord] = []
+        gone: list[tuple[int]] = []
+        expired = in_doubt = 0
+        after = 0
+        # Oldest first, through the index of free rows; expired rows come first and are
+        # deleted on the way, so one more round may be needed to fill ``limit``.
+        while len(records) < limit:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM events WHERE owner_pid IS NULL AND id > ? "
+                "ORDER BY id LIMIT ?",
+                (after, limit - len(records)),
+            ).fetchall()
+            if not rows:
+                break
+            for row in rows:
+                record = SpoolRecord(*row)
+                after = record.id
+                if record.created < oldest_allowed:
+                    expired += 1
+                    gone.append((record.id,))
+                    continue
+                if record.attempts:
+                    in_doubt += 1
+                    if not resend_in_doubt:
+                        gone.append((record.id,))
+                        continue
+                records.append(record)
+        conn.executemany("DELETE FROM events WHERE id = ?", gone)
+        conn.executemany(
+            "UPDATE events SET owner_pid = ?, owner_tag = ?, lease_until = ? WHERE id = ?",
+            [(self._pid, self._tag, now + lease_seconds, r.id) for r in records],
+        )
+        dropped = 0 if resend_in_doubt else in_doubt
+        return Claim(records, expired, in_doubt, dropped)
+
+    # -- the bound -------------------------------------------------------------------
+
+    def enforce_bounds(self) -> int:
+        """Delete the oldest free rows beyond ``max_rows``/``max_bytes``; how many."""
+        conn = self._conn()
+        with _sqlite_lock:
+            rows = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+            excess = rows - self.max_rows
+            used = self._used_bytes(conn)
+            if used > self.max_bytes and rows:
+                # Rows are of similar size: drop the share of them that is too much.
+                excess = max(excess, int(rows * (used - self.max_bytes) / used) + 1)
+            if excess <= 0:
+                return 0
+            deleted: int = conn.execute(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events "
+                "WHERE owner_pid IS NULL ORDER BY id LIMIT ?)",
+                (excess,),
+            ).rowcount
+        self.evicted += deleted
+        return deleted
+
+    @staticmethod
+    def _used_bytes(conn: sqlite3.Connection) -> int:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        unused = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        size = conn.execute("PRAGMA page_size").fetchone()[0]
+        return int((pages - unused) * size)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        """Rows in the file (every process's, claimed or not)."""
+        try:
+            conn = self._conn()
+            with _sqlite_lock:
+                count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot read the spool {self.path!r}: {exc}") from None
+        return count
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread ends)."""
+        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
+        if conn is not None and self._pid == os.getpid():
+            self._local.conn = None
+            with _sqlite_lock:
+                conn.close()
+
+
+# -- fork ----------------------------------------------------------------------------
+
+_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
+
+
+def _spools_register(spool: Spool) -> None:
+    with _sqlite_lock:
+        _spools.add(spool)
+
+
+def _before_fork() -> None:
+    _sqlite_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _sqlite_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _sqlite_lock
+    _sqlite_lock = threading.RLock()
+    for spool in list(_spools):
+        spool._after_fork_in_child()
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
