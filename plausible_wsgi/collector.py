@@ -428,9 +428,9 @@ class PlausibleCollector(Tracker):
         if self._feeder is not None:
             self._feeder.begin_close()
         self._engine.close(timeout)
+        self._transport.close()
         if self._feeder is not None:
             self._feeder.close()  # rows not sent stay in the spool for the next deliverer
-        self._transport.close()
 
     @property
     def closed(self) -> bool:
