@@ -58,6 +58,7 @@ from .errors import ConfigurationError, InvalidEventError
 from .events import EventKind, Revenue, encode_event, make_event
 from .middleware import DEFAULT_BOT_USER_AGENT, PlausibleMiddleware
 from .receiver import PlausibleReceiver, ReceivedEvent
+from .relay import add_relay_command
 from .resilience import AttemptError
 from .transport import Outcome, classify
 
@@ -359,6 +360,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "(to see what the server says about them)",
     )
     send.set_defaults(handler=_cmd_send)
+    add_relay_command(commands)  # the relay's own module holds its options and logic
     return parser
 
 
