@@ -23,13 +23,14 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Callable, Optional, Union
 
 from ._log import RateLimitedLog, logger
 from .spool import Spool, SpoolError, SpoolRecord
 from .stats import CollectorStats, DropReason
 
-__all__ = ["SpoolFeeder"]
+__all__ = ["SpoolFeeder", "feeders"]
 
 #: Settlements after which a row is deleted: the POST was answered or gave up for good.
 _FINAL = frozenset({"sent", "server_dropped", "failed"})
@@ -42,6 +43,14 @@ POLL_INTERVAL = 0.5
 SWEEP_TICKS = 20
 #: Seconds before a broken spool file is tried again.
 _RETRY_BROKEN = 30.0
+
+
+_feeders: weakref.WeakSet[SpoolFeeder] = weakref.WeakSet()
+
+
+def feeders() -> list[SpoolFeeder]:
+    """The feeders (collectors with a spool) open in this process."""
+    return [feeder for feeder in list(_feeders) if not feeder.closed]
 
 
 class SpoolFeeder:
@@ -76,6 +85,7 @@ class SpoolFeeder:
         self._warnings = RateLimitedLog()
         self._closed = False
         self._fresh_state()
+        _feeders.add(self)
 
     def _fresh_state(self) -> None:
         self._pid = os.getpid()
@@ -269,6 +279,10 @@ class SpoolFeeder:
         return len(claim.records)
 
     # -- close and stats -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def begin_close(self) -> None:
         """Stop taking events (they go to the engine, which counts them closed)."""
