@@ -46,6 +46,10 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            # Real-server tests: uWSGI stops under load (built from source: needs gcc and
+            # the Python headers, which .ci/run installs) and gunicorn's gevent workers.
+            "uwsgi>=2.0.22",
+            "gevent>=23.9",
         ],
     },
     entry_points={
