@@ -1,4 +1,4 @@
-"""A real uWSGI (and gunicorn) under load for the stop tests: the app, the load, the tally.
+"""Real uWSGI and gunicorn under load for the stop tests: the app, the load, the tally.
 
 The server listens on a Unix socket in the test's directory (no port to pick). The
 load is a few threads of HTTP/1.0 GETs, each for a unique page; a page counts as
@@ -35,6 +35,7 @@ APP = textwrap.dedent(
         max_workers=2,
         flush_interval=0.2,
         shutdown_timeout=2.0,
+        ca_bundle=os.environ.get("PW_CA") or None,
     )
 
     def page(environ, start_response):
@@ -125,38 +126,26 @@ class Load:
         return list(self.served)
 
 
-class Uwsgi:
-    """``uwsgi`` serving the app above on a Unix socket."""
+class Server:
+    """A server process running the app above on a Unix socket."""
 
-    def __init__(self, tmp: Path, endpoint: str, spool: Optional[Path], *flags: str) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        endpoint: str,
+        spool: Optional[Path],
+        command: list[str],
+        ca_bundle: Optional[Path] = None,
+    ) -> None:
         self.tmp = tmp
-        self.sock_path = str(tmp / "uwsgi.sock")
-        self.log_path = tmp / "uwsgi.log"
+        self.log_path = tmp / "server.log"
         (tmp / "pw_app.py").write_text(APP)
         env = dict(os.environ, PW_ENDPOINT=endpoint, PW_SPOOL=str(spool) if spool else "")
+        env["PW_CA"] = str(ca_bundle) if ca_bundle else ""
         env["PYTHONPATH"] = os.pathsep.join([str(tmp), *sys.path])
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in wait())
         self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("uwsgi")),
-                "--http-socket",
-                self.sock_path,
-                "--module",
-                "pw_app",
-                "--processes",
-                "2",
-                "--master",
-                "--need-app",
-                "--reload-mercy",
-                "5",
-                "--worker-reload-mercy",
-                "5",
-                *flags,
-            ],
-            cwd=tmp,
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            command, cwd=tmp, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -188,6 +177,37 @@ class Uwsgi:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class Uwsgi(Server):
+    """``uwsgi`` with two workers and a master, plus ``flags``."""
+
+    def __init__(self, tmp: Path, endpoint: str, spool: Optional[Path], *flags: str) -> None:
+        self.sock_path = str(tmp / "uwsgi.sock")
+        uwsgi = str(Path(sys.executable).with_name("uwsgi"))
+        command = [uwsgi, "--http-socket", self.sock_path, "--module", "pw_app"]
+        command += ["--processes", "2", "--master", "--need-app", *flags]
+        super().__init__(tmp, endpoint, spool, command)
+
+
+class Gunicorn(Server):
+    """gunicorn with two workers of ``worker_class`` and the library's hooks."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        endpoint: str,
+        spool: Optional[Path],
+        worker_class: str,
+        ca_bundle: Optional[Path] = None,
+    ) -> None:
+        self.sock_path = str(tmp / "gunicorn.sock")
+        conf = tmp / "gunicorn.conf.py"
+        conf.write_text("from plausible_wsgi.gunicorn import post_fork, worker_exit\n")
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        command = [gunicorn, "-c", str(conf), "-k", worker_class, "-w", "2"]
+        command += ["-b", f"unix:{self.sock_path}", "--graceful-timeout", "20", "pw_app"]
+        super().__init__(tmp, endpoint, spool, command, ca_bundle)
 
 
 def stored(path: Path) -> int:
