@@ -122,6 +122,8 @@ def _process_tag(pid: int) -> Optional[str]:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):
+            return None  # a zombie: dead, waiting for a parent (or init) to reap it
         return f"{namespace}:{fields[19].decode()}"  # field 22: start time in ticks
     except FileNotFoundError:
         return None

@@ -252,3 +252,32 @@ def test_several_processes_append_to_one_file(path: Path) -> None:
     with sqlite3.connect(path) as conn:
         counts = dict(conn.execute("SELECT user_agent, count(*) FROM events GROUP BY 1"))
     assert counts == {f"w{i}": 300 for i in range(4)}
+
+
+def test_rows_of_a_zombie_are_reclaimed(path: Path) -> None:
+    """A killed process nobody reaped yet (a container without an init) is dead."""
+    writer = """
+        import sys, time
+        from plausible_wsgi.spool import Spool
+        Spool(sys.argv[1]).append(b"{}", "UA", None, lease_seconds=600)
+        print("written", flush=True)
+        time.sleep(60)
+    """
+    with subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(writer), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "written"
+        os.kill(proc.pid, 9)
+        stat = Path(f"/proc/{proc.pid}/stat")
+        deadline = time.monotonic() + 10
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":  # not reaped yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        spool = Spool(str(path))
+        assert len(spool.claim(10, 60.0).records) == 1
+        spool.close()
+        proc.communicate()

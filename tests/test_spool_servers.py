@@ -1,0 +1,78 @@
+"""SIGKILL under load, gunicorn (sync, gthread) and uWSGI: a worker, then the master.
+
+With a spool, every page whose response the client received fully is delivered once
+the processes are gone and a relay ran; the tolerance is one event per killed worker.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from uwsgi_proc import Gunicorn, Load, Server, Uwsgi, stored, tally
+
+import plausible_wsgi as pw
+from plausible_wsgi.testing import PlausibleReceiver
+
+pytestmark = pytest.mark.slow
+
+SERVERS: dict[str, Callable[[Path, str, Path], Server]] = {
+    "gunicorn-sync": lambda tmp, url, spool: Gunicorn(tmp, url, spool, "sync"),
+    "gunicorn-gthread": lambda tmp, url, spool: Gunicorn(tmp, url, spool, "gthread"),
+    "uwsgi": lambda tmp, url, spool: Uwsgi(tmp, url, spool, "--py-call-uwsgi-fork-hooks"),
+}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+
+
+@pytest.mark.parametrize("kind", SERVERS)
+def test_sigkill_of_a_worker_and_then_the_master(tmp_path: Path, kind: str) -> None:
+    spool = tmp_path / "spool.sqlite3"
+    with PlausibleReceiver() as receiver:
+        server = SERVERS[kind](tmp_path, receiver.url, spool)
+        try:
+            server.wait_ready()
+            load = Load(server.sock_path).start()
+            load.wait_served(40)
+            os.kill(server.workers()[0], signal.SIGKILL)
+            load.wait_served(len(load.served) + 40)  # a new worker serves
+            workers = server.workers()
+            server.proc.kill()  # the master, mid-load
+            server.wait()
+            served = load.stop()
+            # Orphaned workers go when they notice, or are killed too (as a container
+            # stop would): either way their rows are in the spool.
+            deadline = time.monotonic() + 1
+            while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for pid in workers:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            if "load" in locals():
+                load.stop()
+            server.kill()
+        relay = pw.PlausibleCollector(
+            "spool-relay", endpoint=receiver.url, spool=str(spool), flush_interval=0.2
+        )
+        relay.start()
+        deadline = time.monotonic() + 30
+        while stored(spool):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        relay.close()
+        delivered = [e.url for e in receiver.events if "/p/" in e.url]
+    figures = tally(served, delivered)
+    print(f"\n{kind} kill worker + master: {figures}, in doubt {relay.stats().in_doubt}")
+    killed = 1 + len(workers)
+    assert figures["lost"] + figures["duplicated"] <= killed, figures
