@@ -253,6 +253,7 @@ class SpoolFeeder:
             room = self.capacity - outstanding
         sweep = self._ticks % SWEEP_TICKS == 0
         self._ticks += 1
+        spool.checkpoint()  # here, not in a request's commit (see Spool)
         if sweep and outstanding:
             spool.renew(LEASE_SECONDS)
         if room < max(1, self.capacity // 2):
