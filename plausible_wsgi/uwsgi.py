@@ -2,9 +2,9 @@
 
 uWSGI differs from other WSGI servers in ways that matter to a background sender:
 
-- Python threads: uWSGI before 2.0.26 left them off unless ``enable-threads`` (or
-  ``threads``) was set, and the delivery threads would never run. Current releases
-  (2.0.31 tested) turn them on always and say so ("python threads support enabled");
+- Python threads: older uWSGI releases left them off unless ``enable-threads`` (or
+  ``threads``) was set, and the delivery threads would never run. 2.0.31 (tested)
+  turns them on without any flag and says so ("python threads support enabled");
   the ``uwsgi.has_threads`` flag tells which, and only a real "off" is warned about.
 - Workers are forked from C. Unless ``py-call-uwsgi-fork-hooks`` (or
   ``py-call-osafterfork``) is set, ``os.register_at_fork`` hooks do not run in the
@@ -28,7 +28,8 @@ Call :func:`install` once, where the app is created::
     plausible_wsgi.uwsgi.install()
 
 and run uWSGI with either ``--lazy-apps`` or ``--py-call-uwsgi-fork-hooks`` (and
-``--enable-threads`` on uWSGI before 2.0.26). Outside uWSGI :func:`install` does nothing.
+``--enable-threads`` where :func:`install` says threads are off). Outside uWSGI
+:func:`install` does nothing.
 """
 
 from __future__ import annotations
