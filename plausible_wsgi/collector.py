@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from typing import Optional, Protocol, Union, runtime_checkable
 from urllib.parse import urlsplit
@@ -286,7 +287,7 @@ class PlausibleCollector(Tracker):
         circuit_breaker: Optional[CircuitBreakerConfig] = _DEFAULT_BREAKER,
         shutdown_timeout: float = 5.0,
         ca_bundle: Optional[str] = None,
-        spool: Union[str, Spool, None] = None,
+        spool: Union[str, os.PathLike[str], Spool, None] = None,
         spool_max_age: float = 1800.0,
         deliver: bool = True,
     ) -> None:
@@ -340,6 +341,8 @@ class PlausibleCollector(Tracker):
             on_settle=None if spool is None else self._settled,
         )
         self._feeder: Optional[SpoolFeeder] = None
+        if isinstance(spool, os.PathLike):
+            spool = os.fspath(spool)
         if spool is not None:
             if not isinstance(spool, (str, Spool)):
                 raise ConfigurationError(f"spool must be a file path or a Spool, got {spool!r}")

@@ -7,15 +7,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import pytest
 from faults import TlsSink, make_self_signed_cert
-from uwsgi_proc import Gunicorn, Load, stored, tally
+from real_servers import Gunicorn, Load, drain, stored, tally
 
-import plausible_wsgi as pw
 from plausible_wsgi.testing import PlausibleReceiver
 
 pytest.importorskip("gevent", reason="gevent is in the dev extra")
@@ -52,18 +50,6 @@ def run_gevent(
         served = load.stop() if "load" in locals() else []
         server.kill()
     return served, server.log()
-
-
-def drain(spool: Path, endpoint: str) -> None:
-    relay = pw.PlausibleCollector(
-        "spool-relay", endpoint=endpoint, spool=str(spool), flush_interval=0.2
-    )
-    relay.start()
-    deadline = time.monotonic() + 30
-    while stored(spool):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    relay.close()
 
 
 @pytest.mark.parametrize("spooled", [False, True], ids=["memory", "spool"])

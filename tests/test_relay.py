@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from real_servers import stored
 from sink import Sink, dead_endpoint
 
 import plausible_wsgi as pw
@@ -25,12 +26,6 @@ from plausible_wsgi.relay import render_status, run_relay
 
 ROOT = Path(__file__).resolve().parent.parent
 Make = Callable[..., pw.PlausibleCollector]
-
-
-def stored(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
-        count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    return count
 
 
 def write(collector: pw.PlausibleCollector, first: int, count: int) -> None:

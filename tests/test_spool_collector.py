@@ -9,7 +9,6 @@ import collections
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from real_servers import stored
 from sink import Answer, Sink, dead_endpoint
 
 import plausible_wsgi as pw
@@ -26,12 +26,6 @@ from plausible_wsgi import spool_feeder
 
 ROOT = Path(__file__).resolve().parent.parent
 Make = Callable[..., pw.PlausibleCollector]
-
-
-def stored(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
-        count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    return count
 
 
 def track(collector: pw.PlausibleCollector, i: int) -> bool:
@@ -226,3 +220,13 @@ def test_sigkill_mid_delivery_loses_nothing(
         assert sum(got.values()) == len(got)  # nothing twice
         # An in-doubt event may have reached the sink before the kill: dropped, yet there.
         assert total - len(got) <= stats.dropped.get("in_doubt", 0) <= in_flight_at_kill
+
+
+def test_spool_takes_a_path_object_and_refuses_anything_else(
+    make_collector: Make, tmp_path: Path
+) -> None:
+    collector = make_collector(dead_endpoint(), spool=tmp_path / "spool.sqlite3", deliver=False)
+    assert track(collector, 0)
+    assert stored(tmp_path / "spool.sqlite3") == 1
+    with pytest.raises(pw.ConfigurationError, match="spool"):
+        make_collector(dead_endpoint(), spool=42)

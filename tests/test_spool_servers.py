@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from uwsgi_proc import Gunicorn, Load, Server, Uwsgi, stored, tally
+from real_servers import Gunicorn, Load, Server, Uwsgi, drain, tally
 
-import plausible_wsgi as pw
 from plausible_wsgi.testing import PlausibleReceiver
 
 pytestmark = pytest.mark.slow
@@ -62,17 +61,9 @@ def test_sigkill_of_a_worker_and_then_the_master(tmp_path: Path, kind: str) -> N
             if "load" in locals():
                 load.stop()
             server.kill()
-        relay = pw.PlausibleCollector(
-            "spool-relay", endpoint=receiver.url, spool=str(spool), flush_interval=0.2
-        )
-        relay.start()
-        deadline = time.monotonic() + 30
-        while stored(spool):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        relay.close()
+        relay_stats = drain(spool, receiver.url)
         delivered = [e.url for e in receiver.events if "/p/" in e.url]
     figures = tally(served, delivered)
-    print(f"\n{kind} kill worker + master: {figures}, in doubt {relay.stats().in_doubt}")
+    print(f"\n{kind} kill worker + master: {figures}, in doubt {relay_stats.in_doubt}")
     killed = 1 + len(workers)
     assert figures["lost"] + figures["duplicated"] <= killed, figures

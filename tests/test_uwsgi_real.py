@@ -13,14 +13,12 @@ import os
 import shutil
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
 import pytest
-from uwsgi_proc import Load, Uwsgi, stored, tally
+from real_servers import Load, Uwsgi, drain, tally
 
-import plausible_wsgi as pw
 from plausible_wsgi.testing import PlausibleReceiver
 
 pytestmark = [
@@ -32,20 +30,6 @@ pytestmark = [
 ]
 
 WORKERS = 2
-
-
-def drain(spool: Path, endpoint: str) -> pw.CollectorStats:
-    """What a relay does after the server is gone: send every row left, then stop."""
-    relay = pw.PlausibleCollector(
-        "spool-relay", endpoint=endpoint, spool=str(spool), flush_interval=0.2
-    )
-    relay.start()
-    deadline = time.monotonic() + 30
-    while stored(spool):
-        assert time.monotonic() < deadline, f"{stored(spool)} rows never drained"
-        time.sleep(0.02)
-    relay.close()
-    return relay.stats()
 
 
 def stop_brutally(server: Uwsgi, load: Load) -> int:

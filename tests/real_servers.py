@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from plausible_wsgi.stats import CollectorStats
+
 APP = textwrap.dedent(
     """
     import logging, os, time
@@ -227,3 +229,20 @@ def tally(served: list[str], delivered: list[str]) -> dict[str, int]:
         "lost": sum(counts[url] == 0 for url in served),
         "duplicated": sum(max(0, n - 1) for n in counts.values()),
     }
+
+
+def drain(spool: Path, endpoint: str) -> CollectorStats:
+    """What a relay does once the servers are gone: send every row left, then stop."""
+    import plausible_wsgi as pw
+
+    relay = pw.PlausibleCollector(
+        "spool-relay", endpoint=endpoint, spool=str(spool), flush_interval=0.2
+    )
+    relay.start()
+    deadline = time.monotonic() + 30
+    while stored(spool):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{stored(spool)} rows never drained")
+        time.sleep(0.02)
+    relay.close()
+    return relay.stats()
