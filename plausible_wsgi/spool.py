@@ -463,7 +463,9 @@ class Spool:
         with _sqlite_lock:
             # The id span is an upper bound on the rows, read off the rowid tree at once;
             # only when it is over the bound is the table counted.
-            low, high = conn.execute("SELECT min(id), max(id) FROM events").fetchone()
+            low, high = conn.execute(  # one aggregate per SELECT: each reads one leaf
+                "SELECT (SELECT min(id) FROM events), (SELECT max(id) FROM events)"
+            ).fetchone()
             rows = 0 if low is None else high - low + 1
             if rows > self.max_rows:
                 rows = conn.execute("SELECT count(*) FROM events").fetchone()[0]
