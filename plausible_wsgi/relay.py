@@ -29,7 +29,7 @@ from .collector import PlausibleCollector
 from .spool import Spool, SpoolError
 from .stats import CollectorStats
 
-__all__ = ["add_relay_command", "render_status", "run_relay"]
+__all__ = ["add_parser", "render_status", "run_relay"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -141,7 +141,7 @@ def _status_loop(
         out.flush()
 
 
-def add_relay_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``relay`` on the command line's subcommands."""
     relay = commands.add_parser(
         "relay",
