@@ -23,6 +23,9 @@ from typing import Optional
 
 from plausible_wsgi.stats import CollectorStats
 
+#: Concurrent POSTs per server process: at a kill, each may be in doubt.
+POSTS = 2
+
 APP = textwrap.dedent(
     """
     import logging, os, time
@@ -34,7 +37,7 @@ APP = textwrap.dedent(
         "example.com",
         endpoint=os.environ["PW_ENDPOINT"],
         spool=os.environ.get("PW_SPOOL") or None,
-        max_workers=2,
+        max_workers={POSTS},
         flush_interval=0.2,
         shutdown_timeout=2.0,
         ca_bundle=os.environ.get("PW_CA") or None,
@@ -51,7 +54,7 @@ APP = textwrap.dedent(
     application = pw.PlausibleMiddleware(page, collector)
     plausible_wsgi.uwsgi.install()
     """
-)
+).replace("{POSTS}", str(POSTS))
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
@@ -218,6 +221,15 @@ def stored(path: Path) -> int:
     with sqlite3.connect(path) as conn:
         count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
     return count
+
+
+def check_tally(figures: dict[str, int], killed: int) -> None:
+    """The promise, per killed process: at most one page lost (served, then killed
+    before its commit) and at most one duplicate per POST it had in flight (in doubt:
+    answered, then killed before the row was deleted; resent, as
+    ``retry_connection_cuts`` says)."""
+    assert figures["lost"] <= killed, figures
+    assert figures["duplicated"] <= killed * POSTS, figures
 
 
 def tally(served: list[str], delivered: list[str]) -> dict[str, int]:

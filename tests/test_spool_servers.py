@@ -1,7 +1,8 @@
 """SIGKILL under load, gunicorn (sync, gthread) and uWSGI: a worker, then the master.
 
 With a spool, every page whose response the client received fully is delivered once
-the processes are gone and a relay ran; the tolerance is one event per killed worker.
+the processes are gone and a relay ran; the tolerance per killed worker is one page lost
+and one duplicate per POST in flight (see real_servers.check_tally).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from real_servers import Gunicorn, Load, Server, Uwsgi, drain, tally
+from real_servers import Gunicorn, Load, Server, Uwsgi, check_tally, drain, tally
 
 from plausible_wsgi.testing import PlausibleReceiver
 
@@ -66,4 +67,4 @@ def test_sigkill_of_a_worker_and_then_the_master(tmp_path: Path, kind: str) -> N
     figures = tally(served, delivered)
     print(f"\n{kind} kill worker + master: {figures}, in doubt {relay_stats.in_doubt}")
     killed = 1 + len(workers)
-    assert figures["lost"] + figures["duplicated"] <= killed, figures
+    check_tally(figures, killed)

@@ -4,7 +4,8 @@ With a spool, every page whose response the client received fully is delivered
 exactly once after the server stopped and a relay ran — whatever the stop: busy
 workers at a brutal shutdown, ``--die-on-term``, ``--lazy-apps``, a graceful reload,
 ``--py-call-uwsgi-fork-hooks`` or not, a worker SIGKILLed mid-load. The tolerance is
-one event per worker killed (the instant between the last byte sent and the commit).
+one page lost per worker killed (the instant between the last byte sent and the
+commit) and one duplicate per POST it had in flight (in doubt: resent).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from real_servers import Load, Uwsgi, drain, tally
+from real_servers import Load, Uwsgi, check_tally, drain, tally
 
 from plausible_wsgi.testing import PlausibleReceiver
 
@@ -88,7 +89,7 @@ def test_with_a_spool_no_served_page_view_is_lost(tmp_path: Path, scenario: str)
     figures = tally(served, delivered)
     print(f"\n{scenario}: {figures}, relay {relay_stats}")
     assert figures["served"] >= 60
-    assert figures["lost"] + figures["duplicated"] <= killed, figures
+    check_tally(figures, killed)
     assert "Python threads are disabled" not in server.log()  # no false alarm
 
 
