@@ -25,24 +25,20 @@ off) may already be counted by Plausible. ``claim(resend_in_doubt=...)`` resends
 drops it — the same decision as :attr:`RetryConfig.retry_connection_cuts` for a
 connection cut before the answer — and counts it either way.
 
-Processes and threads: sqlite3 connections must not cross threads or ``fork()``. Each
-thread of each process opens its own connection on first use (found by pid, so a
-uWSGI worker forked without Python's at-fork hooks reopens too). The connection a child
-inherits through ``fork()`` is never used, and never closed by us (SQLite's rule: a
-connection must not cross a fork): the child keeps a reference to it, one file
-descriptor. SQLite's process-wide mutexes are guarded against a fork mid-call by a lock
-that every call here and every ``fork()`` take.
+Processes and threads: one connection per thread and per process, safe across
+``fork()`` (see :mod:`plausible_wsgi.spool_conn`).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
 import time
-import weakref
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Optional
+
+from .spool_conn import GATE, ThreadConnections, execute
+from .spool_owner import alive, process_tag
 
 __all__ = ["Claim", "Spool", "SpoolError", "SpoolRecord"]
 
@@ -66,80 +62,10 @@ _INSERT = (
     "lease_until) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _COLUMNS = "id, body, user_agent, client_ip, created, attempts"
-#: Seconds a writer waits for another process's write transaction before giving up.
-_BUSY_TIMEOUT = 2.0
-#: First and longest pause, in seconds, between tries while another writer holds the
-#: lock. SQLite's own busy handler sleeps 1 ms at first, then longer: with 4 processes
-#: writing one file that cut the appends per second to a quarter of one process's.
-_BUSY_FIRST_PAUSE = 0.00005
-_BUSY_MAX_PAUSE = 0.002
 #: WAL pages after which a commit checkpoints by itself (SQLite's default is 1,000).
 _WRITER_CHECKPOINT_PAGES = 16_000
 #: The size bound is checked once per this many appends of a process.
 _BOUND_CHECK_EVERY = 256
-
-
-class _ForkGate:
-    """Threads call into SQLite concurrently; ``fork()`` waits until none is inside.
-
-    SQLite keeps process-wide mutexes (the unix VFS's among them). A fork() while
-    another thread is inside SQLite would leave the child one of them locked forever.
-    Not a plain lock: a checkpoint's fsync in the pump thread must not hold up the
-    request threads' appends.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._inside = 0
-        self._forking = False
-
-    def __enter__(self) -> None:
-        with self._cond:
-            while self._forking:
-                self._cond.wait()
-            self._inside += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._cond:
-            self._inside -= 1
-            if not self._inside:
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        """Before fork(): wait until no thread is inside, and let none in."""
-        with self._cond:
-            self._forking = True
-            while self._inside:
-                self._cond.wait()
-
-    def open(self) -> None:
-        """After fork(), in the parent: let threads in again."""
-        with self._cond:
-            self._forking = False
-            self._cond.notify_all()
-
-
-_sqlite_lock = _ForkGate()
-#: Connections inherited through fork(): kept referenced so they are never closed.
-_inherited: list[sqlite3.Connection] = []
-
-
-def _execute(conn: sqlite3.Connection, sql: str, params: Sequence[object] = ()) -> sqlite3.Cursor:
-    """``conn.execute``, tried again with short pauses while the file is locked."""
-    pause, deadline = _BUSY_FIRST_PAUSE, 0.0
-    while True:
-        try:
-            return conn.execute(sql, params)
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-            now = time.monotonic()
-            if not deadline:
-                deadline = now + _BUSY_TIMEOUT
-            elif now > deadline:
-                raise
-        time.sleep(pause)
-        pause = min(pause * 2, _BUSY_MAX_PAUSE)
 
 
 class SpoolError(Exception):
@@ -171,50 +97,6 @@ class Claim(NamedTuple):
     in_doubt_dropped: int
 
 
-def _process_tag(pid: int) -> Optional[str]:
-    """Names one incarnation of ``pid`` on this host: the pid namespace and start time.
-
-    ``None`` when the process does not exist. Without ``/proc`` (not Linux) the start
-    time is unknown and a recycled pid looks alive until its lease runs out.
-    """
-    try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        namespace = ""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        if fields[0] in (b"Z", b"X"):
-            return None  # a zombie: dead, waiting for a parent (or init) to reap it
-        return f"{namespace}:{fields[19].decode()}"  # field 22: start time in ticks
-    except FileNotFoundError:
-        return None
-    except (OSError, IndexError):
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except OSError:
-        pass
-    return f"{namespace}:?"
-
-
-def _alive(pid: int, tag: Optional[str], my_namespace: str) -> bool:
-    """Whether the owner ``pid``/``tag`` may still be running.
-
-    A tag from another pid namespace (another container sharing the file) cannot be
-    checked here: it counts as alive, and only its lease can expire.
-    """
-    namespace, _, start = (tag or "").rpartition(":")
-    if namespace != my_namespace:
-        return True
-    current = _process_tag(pid)
-    if current is None:
-        return False
-    return start == "?" or current == tag
-
-
 class Spool:
     """A bounded, durable, multi-process event store in one SQLite file.
 
@@ -237,55 +119,41 @@ class Spool:
         self.max_age = max_age
         self.max_rows = max_rows
         self.max_bytes = max_bytes
-        self._fresh_state()
+        self._appends = 0
+        #: Rows this process deleted to keep the bound (oldest first).
+        self.evicted = 0
+        self._owner()
+        self._connections = ThreadConnections(self.path, self._setup)
         self._conn()  # fail now, in the constructor, for a bad path
-        _spools_register(self)
 
     def __repr__(self) -> str:
         return f"Spool({self.path!r})"
 
-    def _fresh_state(self) -> None:
+    def _owner(self) -> None:
+        """Who this process is, as a row owner (anew in a forked child)."""
         self._pid = os.getpid()
-        self._tag = _process_tag(self._pid) or f":{self._pid}"
+        self._tag = process_tag(self._pid) or f":{self._pid}"
         self._namespace = self._tag.rpartition(":")[0]
-        self._local = threading.local()
-        self._appends = 0
-        #: Rows this process deleted to keep the bound (oldest first).
-        self.evicted = 0
-
-    def _after_fork_in_child(self) -> None:
-        local = self._local
-        if getattr(local, "conn", None) is not None:
-            _inherited.append(local.conn)
-        self._fresh_state()
 
     def _conn(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # forked without the at-fork hooks (uWSGI)
-            self._after_fork_in_child()
-        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+        if self._pid != os.getpid():
+            self._owner()
         try:
-            with _sqlite_lock:
-                conn = sqlite3.connect(
-                    self.path,
-                    timeout=0,  # busy: _execute() tries again, sooner than SQLite would
-                    isolation_level=None,  # autocommit; transactions are explicit
-                    check_same_thread=True,
-                )
-                _execute(conn, "PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA synchronous=NORMAL")
-                # A checkpoint fsyncs: in a commit on the request path it cost up to
-                # 250 ms here. Delivering processes checkpoint from their pump thread
-                # (checkpoint()); this threshold only bounds the log when none runs.
-                conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        _execute(conn, statement)
+            return self._connections.get()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
-        self._local.conn = conn
-        return conn
+
+    @staticmethod
+    def _setup(conn: sqlite3.Connection) -> None:
+        execute(conn, "PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        # A checkpoint fsyncs: in a commit on the request path it cost up to 250 ms
+        # here. Delivering processes checkpoint from their pump thread (checkpoint());
+        # this threshold only bounds the log when none runs.
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WRITER_CHECKPOINT_PAGES}")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                execute(conn, statement)
 
     # -- writing ---------------------------------------------------------------------
 
@@ -307,8 +175,8 @@ class Spool:
         owned = lease_seconds is not None
         try:
             conn = self._conn()
-            with _sqlite_lock:
-                cursor = _execute(
+            with GATE:
+                cursor = execute(
                     conn,
                     _INSERT,
                     (
@@ -365,11 +233,11 @@ class Spool:
             return
         try:
             conn = self._conn()
-            with _sqlite_lock:
+            with GATE:
                 if len(params) == 1:
-                    _execute(conn, sql, params[0])
+                    execute(conn, sql, params[0])
                 else:
-                    _execute(conn, "BEGIN IMMEDIATE")
+                    execute(conn, "BEGIN IMMEDIATE")
                     try:
                         conn.executemany(sql, params)
                     except BaseException:
@@ -400,8 +268,8 @@ class Spool:
         now = time.time()
         try:
             conn = self._conn()
-            with _sqlite_lock:
-                _execute(conn, "BEGIN IMMEDIATE")
+            with GATE:
+                execute(conn, "BEGIN IMMEDIATE")
                 try:
                     if sweep:
                         self._sweep(conn, now)
@@ -421,7 +289,7 @@ class Spool:
             "SELECT DISTINCT owner_pid, owner_tag FROM events WHERE owner_pid IS NOT NULL"
         ).fetchall()
         for pid, tag in owners:
-            if (pid, tag) != (self._pid, self._tag) and not _alive(pid, tag, self._namespace):
+            if (pid, tag) != (self._pid, self._tag) and not alive(pid, tag, self._namespace):
                 conn.execute(free + "WHERE owner_pid = ? AND owner_tag IS ?", (pid, tag))
         conn.execute(
             free + "WHERE lease_until < ? AND NOT (owner_pid = ? AND owner_tag = ?)",
@@ -478,7 +346,7 @@ class Spool:
         """Copy the write-ahead log into the file, without blocking anyone (PASSIVE)."""
         try:
             conn = self._conn()
-            with _sqlite_lock:
+            with GATE:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot checkpoint the spool {self.path!r}: {exc}") from None
@@ -486,7 +354,7 @@ class Spool:
     def enforce_bounds(self) -> int:
         """Delete the oldest free rows beyond ``max_rows``/``max_bytes``; how many."""
         conn = self._conn()
-        with _sqlite_lock:
+        with GATE:
             # The id span is an upper bound on the rows, read off the rowid tree at once;
             # only when it is over the bound is the table counted.
             low, high = conn.execute(  # one aggregate per SELECT: each reads one leaf
@@ -502,7 +370,7 @@ class Spool:
                 excess = max(excess, int(rows * (used - self.max_bytes) / used) + 1)
             if excess <= 0:
                 return 0
-            deleted: int = _execute(
+            deleted: int = execute(
                 conn,
                 "DELETE FROM events WHERE id IN (SELECT id FROM events "
                 "WHERE owner_pid IS NULL ORDER BY id LIMIT ?)",
@@ -524,7 +392,7 @@ class Spool:
         """Rows in the file (every process's, claimed or not)."""
         try:
             conn = self._conn()
-            with _sqlite_lock:
+            with GATE:
                 count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot read the spool {self.path!r}: {exc}") from None
@@ -532,39 +400,4 @@ class Spool:
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
-        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
-        if conn is not None and self._pid == os.getpid():
-            self._local.conn = None
-            with _sqlite_lock:
-                conn.close()
-
-
-# -- fork ----------------------------------------------------------------------------
-
-_spools: weakref.WeakSet[Spool] = weakref.WeakSet()
-
-
-def _spools_register(spool: Spool) -> None:
-    _spools.add(spool)
-
-
-def _before_fork() -> None:
-    _sqlite_lock.close()
-
-
-def _after_fork_in_parent() -> None:
-    _sqlite_lock.open()
-
-
-def _after_fork_in_child() -> None:
-    global _sqlite_lock
-    _sqlite_lock = _ForkGate()
-    for spool in list(_spools):
-        spool._after_fork_in_child()
-
-
-os.register_at_fork(
-    before=_before_fork,
-    after_in_parent=_after_fork_in_parent,
-    after_in_child=_after_fork_in_child,
-)
+        self._connections.close()
