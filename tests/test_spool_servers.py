@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -35,7 +36,15 @@ def alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
 
 
-@pytest.mark.parametrize("kind", SERVERS)
+NO_UWSGI = pytest.mark.skipif(
+    not Path(sys.executable).with_name("uwsgi").exists(),
+    reason="uwsgi is in the dev extra: pip install -e '.[dev]'",
+)
+
+
+@pytest.mark.parametrize(
+    "kind", [pytest.param(k, marks=NO_UWSGI) if k == "uwsgi" else k for k in SERVERS]
+)
 def test_sigkill_of_a_worker_and_then_the_master(tmp_path: Path, kind: str) -> None:
     spool = tmp_path / "spool.sqlite3"
     with PlausibleReceiver() as receiver:
