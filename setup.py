@@ -69,6 +69,10 @@ setup(
             "quart>=0.19",
             "prometheus-client>=0.17",
             "regex>=2022.1.18",
+            # Real-server tests: uWSGI stops under load (built from source: needs gcc and
+            # the Python headers, which .ci/run installs) and gunicorn's gevent workers.
+            "uwsgi>=2.0.22",
+            "gevent>=23.9",
         ],
     },
     entry_points={

@@ -22,6 +22,7 @@ import base64
 import contextlib
 import enum
 import http.client
+import importlib
 import socket
 import ssl
 import threading
@@ -29,8 +30,6 @@ import weakref
 from typing import Any, Optional, Union
 from urllib.parse import SplitResult, unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
-
-import requests.utils
 
 from .resilience import AttemptError, parse_retry_after
 
@@ -77,6 +76,17 @@ def classify(status: int, headers: Any, body: bytes, max_retry_after: float) -> 
     if retry_after is not None:
         retry_after = min(retry_after, max_retry_after)
     raise AttemptError("status", f"HTTP {status}", status=status, retry_after=retry_after)
+
+
+def _default_ca_bundle() -> str:
+    """requests' CA bundle (certifi's), looked up on the first TLS connection only.
+
+    Importing requests imports urllib3, which keeps direct references to ``ssl``
+    classes: imported before gevent monkey-patches (a gunicorn.conf.py importing
+    ``plausible_wsgi.gunicorn``), gevent warns in every worker.
+    """
+    path: str = importlib.import_module("requests.utils").DEFAULT_CA_BUNDLE_PATH
+    return path
 
 
 def _proxy_for(scheme: str, host: str) -> Optional[SplitResult]:
@@ -132,7 +142,7 @@ class HttpTransport:
             if not self._https:
                 self._target = self.url
         self._timeout = timeout
-        self._ca_bundle = ca_bundle or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        self._ca_bundle = ca_bundle
         self._ssl_context: Optional[ssl.SSLContext] = None
         self._max_retry_after = max_retry_after
         self.reset()
@@ -151,7 +161,8 @@ class HttpTransport:
             host, port = proxy.hostname or "", proxy.port or 80
         if self._https:
             if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context(cafile=self._ca_bundle)
+                cafile = self._ca_bundle or _default_ca_bundle()
+                self._ssl_context = ssl.create_default_context(cafile=cafile)
             conn = http.client.HTTPSConnection(
                 host, port, timeout=self._timeout, context=self._ssl_context
             )
