@@ -46,6 +46,7 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            "trustme>=1.1",  # a CA made at test time for the TLS transport tests
         ],
     },
     entry_points={
