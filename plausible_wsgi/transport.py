@@ -123,13 +123,14 @@ class _Connection:
     """One socket (plain, or TLS once the handshake started) with its answer buffer and
     the deadline of the attempt using it."""
 
-    __slots__ = ("__weakref__", "deadline", "reader", "sock", "timeout_set")
+    __slots__ = ("__weakref__", "deadline", "poller", "reader", "sock", "timeout_set")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.deadline = 0.0
         self.timeout_set = -1.0
         self.reader = AnswerReader()
+        self.poller: Optional[_Poller] = None
 
     def __del__(self) -> None:
         # A worker thread that ended drops its connection with its thread-local.
@@ -158,7 +159,9 @@ class _Connection:
 
     def closed_while_idle(self) -> bool:
         """Whether the server closed (or wrote to) this idle connection."""
-        if not _readable(self.sock):
+        if self.poller is None:
+            self.poller = _Poller(self.sock)
+        if not self.poller.readable():
             return False
         if isinstance(self.sock, ssl.SSLSocket):
             # TLS 1.3 session tickets arrive after the handshake: readable, yet usable.
@@ -173,12 +176,22 @@ class _Connection:
         return True
 
 
-def _readable(sock: socket.socket) -> bool:
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover (Windows)
+class _Poller:
+    """Is a socket readable right now? (kept per connection: asked once per event)"""
+
+    __slots__ = ("_poll", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._poll: Any = None
+        if hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(sock, select.POLLIN)
+
+    def readable(self) -> bool:
+        if self._poll is not None:
+            return bool(self._poll.poll(0))
+        return bool(select.select([self._sock], [], [], 0)[0])  # pragma: no cover (Windows)
 
 
 def _writable(sock: socket.socket, timeout: float) -> bool:
