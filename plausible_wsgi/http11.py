@@ -80,9 +80,14 @@ def header_value(value: str) -> bytes:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:
         raise UnsafeHeader("not latin-1") from None
-    if b"\r" in raw or b"\n" in raw or b"\0" in raw:
-        raise UnsafeHeader("CR, LF or NUL in a header value")
-    return raw
+    # isprintable() is the fast yes (no control character at all); a tab or a C1
+    # control is still allowed, only CR, LF and NUL break a request.
+    if value.isprintable() or _UNSAFE.search(raw) is None:
+        return raw
+    raise UnsafeHeader("CR, LF or NUL in a header value")
+
+
+_UNSAFE = re.compile(b"[\r\n\0]")
 
 
 class RequestTemplate:

@@ -78,6 +78,8 @@ def test_unsafe_header_values_are_refused(bad: str) -> None:
 def test_latin1_user_agent_is_sent_as_latin1() -> None:
     request = RequestTemplate("/e", "h").render(b"", "Caf\u00e9/1.0", None)
     assert b"User-Agent: Caf\xe9/1.0\r\n" in request
+    # Not printable, yet harmless in a header: only CR, LF and NUL are refused.
+    assert b"User-Agent: a\tb\x85\r\n" in RequestTemplate("/e", "h").render(b"", "a\tb\x85", None)
 
 
 # -- answers Plausible, nginx and proxies send ---------------------------------------------
