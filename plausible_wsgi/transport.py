@@ -11,6 +11,8 @@ pool is exactly as large as the worker pool.
 - **Cuttable at once**: a socket is registered before ``connect()``, and connecting
   polls in short slices, so :meth:`HttpTransport.abort` from another thread ends a
   worker stuck on a SYN-dropping endpoint or a TLS handshake that never answers.
+  (Name resolution is the exception: ``getaddrinfo`` cannot be interrupted; the
+  resolver's own timeouts bound it.)
 - **No silent resend**: only when a reused connection is seen dead *before* writing,
   or the very first write fails with nothing accepted, is the request sent again on a
   fresh connection; anything later is an :class:`~plausible_wsgi.attempt.AttemptError`
