@@ -12,11 +12,18 @@ setup(
     description="Server-side Plausible Analytics for Python WSGI applications",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
+    # An SPDX expression (PEP 639) and the file it refers to.
     license="MIT",
+    license_files=["LICENSE"],
+    author="The plausible-wsgi maintainers",
+    # No public repository address is known yet: a guessed one would be a broken link.
+    project_urls={"Plausible Events API": "https://plausible.io/docs/events-api"},
     python_requires=">=3.9",
     packages=find_packages(include=["plausible_wsgi", "plausible_wsgi.*"]),
-    package_data={"plausible_wsgi": ["py.typed", "receiver/static/*"]},
-    include_package_data=True,
+    package_data={"plausible_wsgi": ["py.typed"], "plausible_wsgi.receiver": ["static/*"]},
+    # Only package_data above: the static folder is data, not a package.
+    include_package_data=False,
+    exclude_package_data={"": ["__pycache__/*"]},
     install_requires=[
         "werkzeug>=2.2",
         "requests>=2.28",
@@ -26,6 +33,8 @@ setup(
     extras_require={
         "flask": ["flask>=2.3"],
         "django": ["django>=4.2"],
+        # stats() as Prometheus metrics (plausible_wsgi.prometheus).
+        "prometheus": ["prometheus-client>=0.17"],
         # Peers and tools for `python -m bench` (plus Debian's nginx and wrk).
         "bench": [
             "posthog>=7",
@@ -46,6 +55,7 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            "prometheus-client>=0.17",
             "trustme>=1.1",  # a CA made at test time for the TLS transport tests
         ],
     },
@@ -57,7 +67,6 @@ setup(
         "Framework :: Flask",
         "Framework :: Django",
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: MIT License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Topic :: Internet :: WWW/HTTP :: WSGI :: Middleware",

@@ -10,11 +10,13 @@ two signatures, so a new argument is configurable everywhere without a change he
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple, Optional
+from collections.abc import Iterable, Mapping
+from typing import Callable, NamedTuple, Optional
 
+from .checks import check_collectors
 from .collector import Collector, PlausibleCollector
 from .config import CircuitBreakerConfig, RetryConfig
 from .errors import ConfigurationError
@@ -27,6 +29,7 @@ __all__ = [
     "build",
     "collector_options",
     "middleware_options",
+    "read_options",
 ]
 
 #: Options of the integrations themselves, not of a constructor.
@@ -86,21 +89,30 @@ def _policy(name: str, value: object, kind: type[object]) -> object:
     return value
 
 
-def _collectors(value: object) -> tuple[Collector, ...]:
-    items: Sequence[object]
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        items = value
-    else:
-        items = [value]
-    if not items:
-        raise ConfigurationError("collector: an empty list records nothing")
-    for item in items:
-        if not isinstance(item, Collector):
-            raise ConfigurationError(
-                f"collector must be a collector (collect/flush/close/stats) or a list of "
-                f"them, got {type(item).__name__}"
+def read_options(
+    items: Iterable[tuple[str, object]], known: Mapping[str, str], *, spell: Callable[[str], str]
+) -> dict[str, object]:
+    """Settings (key, value) → option name → value, refusing unknown keys.
+
+    A misspelt key would otherwise silently keep a default (``TRUSTED_PROXY = 1``
+    and every visitor gets the proxy's IP), so it raises, naming the closest key.
+
+    :param known: settings key → option name.
+    :param spell: how the user writes a key, for the message (``app.config['X']``).
+    """
+    options: dict[str, object] = {}
+    for key, value in items:
+        name = known.get(key)
+        if name is None:
+            close = difflib.get_close_matches(key, list(known), n=1)
+            hint = (
+                f"did you mean {spell(close[0])}?"
+                if close
+                else f"known keys: {', '.join(sorted(known))}"
             )
-    return tuple(items)  # type: ignore[arg-type]
+            raise ConfigurationError(f"{spell(key)} is not a plausible_wsgi setting; {hint}")
+        options[name] = value
+    return options
 
 
 def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
@@ -125,7 +137,7 @@ def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
                     "give either a ready collector or the options to build one "
                     f"({', '.join(sorted(collector_kwargs))}), not both"
                 )
-            collectors, owned = _collectors(given), False
+            collectors, owned = check_collectors("collector", given, Collector), False
         else:
             domain = collector_kwargs.pop("domain", None)
             if domain is None:

@@ -9,12 +9,14 @@ collector the ``track*`` methods (which pick up the current request's visitor da
 from __future__ import annotations
 
 import logging
-import math
-import re
 from typing import Optional, Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
+from . import notices
 from ._log import RateLimitedLog
+from .checks import check_count as _check_count
+from .checks import check_domain as _check_domain
+from .checks import check_endpoint as _check_endpoint
+from .checks import check_seconds as _check_seconds
 from .config import CircuitBreakerConfig, RetryConfig
 from .context import current_request
 from .delivery import DeliveryEngine
@@ -51,7 +53,11 @@ class Collector(Protocol):
         """Accept one event; never raises for delivery problems. False when dropped."""
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is buffered; True when all of it settled in time."""
+        """Send what is buffered; True when all of it *settled* in time.
+
+        Settled means delivered, dropped or failed for good — not delivered: compare
+        ``stats().sent`` before and after to know what was.
+        """
 
     def close(self, timeout: Optional[float] = None) -> None:
         """Stop accepting, flush, release resources. Idempotent."""
@@ -60,7 +66,20 @@ class Collector(Protocol):
         """A snapshot of the collector's counters."""
 
 
+def _warn_no_visitor(owner: object) -> None:
+    # Once per collector, and nothing of the visitor in it (the message may reach stderr).
+    notices.warn_once(
+        owner,
+        "no-visitor",
+        "an event was tracked outside a request without user_agent= and client_ip=: "
+        "Plausible counts it as a visitor of its own (no User-Agent, this server's "
+        "address), not the visitor of the page views; pass the visitor's User-Agent "
+        "and IP (warned once per collector)",
+    )
+
+
 def _visitor(
+    owner: object,
     url: Optional[str],
     referrer: Optional[str],
     user_agent: Optional[str],
@@ -69,6 +88,8 @@ def _visitor(
     """The explicit arguments, with the current request's values where they are None."""
     request = current_request()
     if request is None:
+        if user_agent is None or client_ip is None:
+            _warn_no_visitor(owner)
         return url, referrer, user_agent, client_ip
     return (
         request.url if url is None else url,
@@ -112,7 +133,7 @@ class Tracker:
             raise InvalidEventError(
                 "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
             )
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = _visitor(self, url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
                 CUSTOM,
@@ -137,7 +158,7 @@ class Tracker:
         client_ip: Optional[str] = None,
     ) -> bool:
         """Record a page view (Plausible event name ``pageview``)."""
-        url, referrer, user_agent, client_ip = _visitor(url, referrer, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = _visitor(self, url, referrer, user_agent, client_ip)
         return self._accept(
             make_event(
                 PAGEVIEW,
@@ -162,7 +183,7 @@ class Tracker:
         """Record something the server did for the visitor (``interactive: false``)."""
         if name in _RESERVED_NAMES:
             raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
-        url, referrer, user_agent, client_ip = _visitor(url, None, user_agent, client_ip)
+        url, referrer, user_agent, client_ip = _visitor(self, url, None, user_agent, client_ip)
         return self._accept(
             make_event(
                 ACTION,
@@ -175,59 +196,6 @@ class Tracker:
                 client_ip=client_ip,
             )
         )
-
-
-_DOMAIN_PART = re.compile(r"[\w.-]+(?::\d+)?(?:/[\w.~%/-]*)?")
-
-
-def _check_domain(domain: object) -> str:
-    if not isinstance(domain, str) or not domain.strip():
-        raise ConfigurationError(f"domain must be a non-empty string, got {domain!r}")
-    if "://" in domain:
-        raise ConfigurationError(
-            f"domain is the site as registered in Plausible (e.g. 'example.com'), "
-            f"not a URL: {domain!r}"
-        )
-    parts = [part.strip() for part in domain.split(",")]
-    for part in parts:
-        if not _DOMAIN_PART.fullmatch(part):
-            raise ConfigurationError(f"domain is not a valid site domain: {domain!r}")
-    return ",".join(parts)
-
-
-def _check_endpoint(endpoint: object) -> str:
-    if not isinstance(endpoint, str):
-        raise ConfigurationError(f"endpoint must be a string URL, got {endpoint!r}")
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"endpoint must be an http(s) URL such as 'https://plausible.io', got {endpoint!r}"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(f"endpoint must not have a query or fragment: {endpoint!r}")
-    base = endpoint.rstrip("/")
-    if base.endswith("/api/event"):
-        raise ConfigurationError(
-            f"endpoint is the base URL of the instance, without '/api/event': {endpoint!r}"
-        )
-    return base
-
-
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an int >= 1, got {value!r}")
-    return value
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ConfigurationError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
 
 
 class PlausibleCollector(Tracker):
@@ -371,9 +339,12 @@ class PlausibleCollector(Tracker):
         return self._engine.put(event)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver everything buffered now; True when all of it settled within ``timeout``.
+        """Send everything buffered now; True when all of it settled within ``timeout``.
 
-        ``None`` waits up to ``shutdown_timeout``.
+        Settled, not delivered: an event that failed for good (a dead endpoint once the
+        retries are spent, a 400) or was dropped also settles. What was delivered is in
+        ``stats().sent`` (``failed`` and ``dropped`` say what was not). ``None`` waits
+        up to ``shutdown_timeout``.
         """
         return self._engine.flush(timeout)
 

@@ -8,19 +8,15 @@ key, so the event may already be counted), and every wait is bounded.
 from __future__ import annotations
 
 import dataclasses
-import math
 
+from .checks import check_number
 from .errors import ConfigurationError
 
 __all__ = ["CircuitBreakerConfig", "RetryConfig"]
 
 
 def _check_positive(owner: str, name: str, value: float, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigurationError(f"{owner}: {name} must be a number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(f"{owner}: {name} must be finite and {bound}, got {value!r}")
+    check_number(f"{owner}: {name}", value, allow_zero=allow_zero)
 
 
 @dataclasses.dataclass(frozen=True)

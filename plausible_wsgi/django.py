@@ -20,7 +20,10 @@ Two ways to set it up:
    ``EXCLUDE_PATHS``, ``BOTS``, ...; ``RETRY`` and ``CIRCUIT_BREAKER`` also take a
    dict of their arguments), plus ``COLLECTOR``: a ready collector or list of them
    instead of ``DOMAIN``/``ENDPOINT``/... (e.g. a ``MemoryCollector`` in tests).
-   An unknown key raises :class:`~django.core.exceptions.ImproperlyConfigured`.
+   An unknown key raises :class:`PlausibleSettingsError` (both Django's
+   ``ImproperlyConfigured`` and :class:`~plausible_wsgi.ConfigurationError`) naming the
+   closest valid key. Add ``"plausible_wsgi.django.PlausibleConfig"`` to
+   ``INSTALLED_APPS`` and ``manage.py check`` reports a bad ``PLAUSIBLE`` too.
 
    Put it near the top of ``MIDDLEWARE``: responses made by middleware above it are
    not seen. Server actions are named after the URL pattern
@@ -54,15 +57,18 @@ import contextvars
 import threading
 import typing as t
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 # Django ships no type information (django-stubs is a separate, optional package).
+from django.apps import AppConfig  # type: ignore[import-untyped]
 from django.conf import settings  # type: ignore[import-untyped]
+from django.core import checks  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.core.signals import setting_changed  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponseBase  # type: ignore[import-untyped]
 
-from ._options import all_options, build, wrap
+from ._options import all_options, build, read_options, wrap
 from .collector import Collector, Tracker
 from .errors import ConfigurationError
 from .events import Event
@@ -73,7 +79,9 @@ if t.TYPE_CHECKING:
 
 __all__ = [
     "SETTING",
+    "PlausibleConfig",
     "PlausibleMiddleware",
+    "PlausibleSettingsError",
     "RouteMiddleware",
     "collector",
     "reset",
@@ -117,26 +125,27 @@ def _run_django(environ: WSGIEnvironment, start_response: StartResponse) -> Iter
     return ()
 
 
+class PlausibleSettingsError(ImproperlyConfigured, ConfigurationError):  # type: ignore[misc]
+    """A bad ``settings.PLAUSIBLE``: Django's ``ImproperlyConfigured`` and the package's
+    :class:`~plausible_wsgi.ConfigurationError` at once, so code catching either sees it
+    (Flask raises ``ConfigurationError`` for the same mistakes)."""
+
+
 def _read_settings() -> dict[str, object]:
     raw = getattr(settings, SETTING, None)
     if raw is None:
-        raise ImproperlyConfigured(
+        raise PlausibleSettingsError(
             f"settings.{SETTING} is missing: add {SETTING} = "
             '{"DOMAIN": "example.com"} to use plausible_wsgi.django'
         )
     if not isinstance(raw, Mapping):
-        raise ImproperlyConfigured(f"settings.{SETTING} must be a dict, got {type(raw).__name__}")
+        raise PlausibleSettingsError(f"settings.{SETTING} must be a dict, got {type(raw).__name__}")
     known = {name.upper(): name for name in all_options()}
-    options: dict[str, object] = {}
-    for key, value in raw.items():
-        name = known.get(str(key).upper())
-        if name is None:
-            raise ImproperlyConfigured(
-                f"settings.{SETTING}[{key!r}] is not a plausible_wsgi setting; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        options[name] = value
-    return options
+    items = [(str(key).upper(), value) for key, value in raw.items()]
+    try:
+        return read_options(items, known, spell=lambda key: f"settings.{SETTING}[{key!r}]")
+    except ConfigurationError as exc:
+        raise PlausibleSettingsError(str(exc)) from None
 
 
 def _get_state() -> _State:
@@ -150,10 +159,47 @@ def _get_state() -> _State:
             try:
                 built = build(_read_settings(), source=source)
                 middleware = wrap(_run_django, built, source=source)
+            except PlausibleSettingsError:
+                raise
             except ConfigurationError as exc:
-                raise ImproperlyConfigured(str(exc)) from exc
+                raise PlausibleSettingsError(str(exc)) from exc
             _state = _State(middleware, built.collectors, built.owned)
         return _state
+
+
+def check_settings(app_configs: object = None, **kwargs: object) -> list[checks.CheckMessage]:
+    """``manage.py check``: ``settings.PLAUSIBLE`` builds (keys, domain, endpoint, values).
+
+    Registered when this module is imported: add ``"plausible_wsgi.django.PlausibleConfig"``
+    to ``INSTALLED_APPS`` so that ``manage.py check`` imports it (the middleware alone
+    is loaded only when a request handler is made).
+    """
+    if getattr(settings, SETTING, None) is None and _state is None:
+        return [
+            checks.Warning(
+                f"settings.{SETTING} is missing: nothing is recorded",
+                hint=f'add {SETTING} = {{"DOMAIN": "example.com"}}',
+                id="plausible_wsgi.W001",
+            )
+        ]
+    try:
+        _get_state()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), id="plausible_wsgi.E001")]
+    return []
+
+
+checks.register(check_settings)
+
+
+class PlausibleConfig(AppConfig):  # type: ignore[misc]
+    """Add ``"plausible_wsgi.django.PlausibleConfig"`` to ``INSTALLED_APPS`` for the
+    ``manage.py check`` system checks of ``settings.PLAUSIBLE``."""
+
+    name = "plausible_wsgi.django"
+    label = "plausible_wsgi"
+    verbose_name = "Plausible Analytics (plausible_wsgi)"
+    path = str(Path(__file__).resolve().parent)
 
 
 def reset() -> None:

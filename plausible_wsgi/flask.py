@@ -27,8 +27,10 @@ defaults:
                               tests)
 ============================  ==============================================
 
-An unknown ``PLAUSIBLE_*`` key is logged as a warning (with the closest known key),
-since a typo would otherwise silently keep a default.
+An unknown ``PLAUSIBLE_*`` key raises :class:`~plausible_wsgi.ConfigurationError`
+naming the closest known key, since a typo would otherwise silently keep a default
+(``PLAUSIBLE_TRUSTED_PROXY = 1``: every visitor recorded with the proxy's IP). Django's
+``PLAUSIBLE`` dict is checked the same way.
 
 In tests, set ``PLAUSIBLE_COLLECTOR`` to a
 :class:`~plausible_wsgi.testing.MemoryCollector`. The middleware records a page view
@@ -54,7 +56,6 @@ Usage::
 
 from __future__ import annotations
 
-import difflib
 import threading
 import weakref
 from collections.abc import Mapping
@@ -62,8 +63,7 @@ from typing import NamedTuple, Optional
 
 import flask
 
-from ._log import logger
-from ._options import all_options, build, wrap
+from ._options import all_options, build, read_options, wrap
 from .collector import Collector, Tracker
 from .events import Event
 from .middleware import PlausibleMiddleware
@@ -89,17 +89,12 @@ class _AppState(NamedTuple):
 
 
 def _read_config(config: Mapping[str, object]) -> dict[str, object]:
-    known = config_keys()
-    options = {name: config[key] for key, name in known.items() if key in config}
-    for key in config:
-        if isinstance(key, str) and key.startswith(CONFIG_PREFIX) and key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            logger.warning(
-                "app.config[%r] is not a plausible_wsgi setting and is ignored%s",
-                key,
-                f"; did you mean {close[0]!r}?" if close else "",
-            )
-    return options
+    items = [
+        (key, config[key])
+        for key in config
+        if isinstance(key, str) and key.startswith(CONFIG_PREFIX)
+    ]
+    return read_options(items, config_keys(), spell=lambda key: f"app.config[{key!r}]")
 
 
 def _remember_route(sender: flask.Flask, **extra: object) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from plausible_wsgi import cli
+from plausible_wsgi.cli import demo_app, demo_traffic
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -235,9 +236,9 @@ def test_send_dropped_bot(capsys: pytest.CaptureFixture[str], receiver: Plausibl
     assert code == 1
     assert "x-plausible-dropped: 1" in out
     assert "accepted but DROPPED" in out
-    reasons = out.split("Likely reasons:")[1]
+    reasons = out.split("Likely reasons, the best supported first:")[1]
     # The detected cause comes first.
-    assert reasons.strip().startswith("- the User-Agent is a bot's (GPTBot, ai_training)")
+    assert reasons.strip().startswith("- [certain] the User-Agent is a bot's (GPTBot, ai_training)")
     assert [r.drop_reason for r in receiver.dropped] == ["bot"]
 
 
@@ -286,14 +287,22 @@ def test_send_temporary_failure(
     assert "retry-after: 7" in out
 
 
-def test_send_connection_refused(
-    capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ("send", "cannot connect to {url}/api/event: Connection refused"),
+        ("doctor", "health: cannot reach {url}: Connection refused"),
+    ],
+)
+def test_connection_refused(
+    capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver, command: str, message: str
 ) -> None:
     url = receiver.url
     receiver.down()
-    code, out, _ = run_cli(capsys, "send", "--endpoint", url, "--domain", "example.com")
+    code, out, _ = run_cli(capsys, command, "--endpoint", url, "--domain", "example.com")
     assert code == 1
-    assert f"cannot connect to {url}/api/event: Connection refused" in out
+    assert message.format(url=url) in out
+    assert "Traceback" not in out
 
 
 @pytest.mark.parametrize(
@@ -486,17 +495,17 @@ def test_demo_reports_missing_events(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When the receiver does not get what the traffic should produce: exit 1."""
-    original = cli._script
+    original = demo_traffic.script
 
-    def script() -> list[cli._Step]:
+    def script() -> list[demo_traffic.Step]:
         steps = original()
         # A JSON request expected to be a page view: it records nothing.
-        steps.append(cli._Step(cli._CAROL, "GET", "/api/items", 200, "pageview"))
+        steps.append(demo_traffic.Step(demo_traffic.CAROL, "GET", "/api/items", 200, "pageview"))
         # An unexpected status is reported too.
-        steps.append(cli._Step(cli._CAROL, "GET", "/items/99", 200, None))
+        steps.append(demo_traffic.Step(demo_traffic.CAROL, "GET", "/items/99", 200, None))
         return steps
 
-    monkeypatch.setattr(cli, "_script", script)
+    monkeypatch.setattr(demo_traffic, "script", script)
     code, out, _ = run_cli(capsys, "demo", "--app", "builtin")
     assert code == 1
     assert re.search(r"✗ page views\s+7\s+6", out)
@@ -508,10 +517,10 @@ def test_demo_reports_missing_events(
 def test_demo_flask_unavailable(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unavailable(collector: object) -> cli._DemoApp:
-        raise cli._Unavailable("Flask is not installed")
+    def unavailable(collector: object) -> demo_app.DemoApp:
+        raise demo_app.Unavailable("Flask is not installed")
 
-    monkeypatch.setattr(cli, "_flask_example", unavailable)
+    monkeypatch.setattr(demo_app, "flask_example", unavailable)
     code, _, err = run_cli(capsys, "demo", "--app", "flask")
     assert code == 1
     assert "Flask is not installed" in err
@@ -519,3 +528,141 @@ def test_demo_flask_unavailable(
     code, out, _ = run_cli(capsys, "demo")  # auto: falls back to the built-in shop
     assert code == 0, out
     assert "(not the Flask example: Flask is not installed)" in out
+
+
+# -- counts and reasons that are true (issue 17) ---------------------------------------
+
+
+@posix_only
+@pytest.mark.slow
+def test_serve_counts_every_event_not_the_records_kept(processes: list[Process]) -> None:
+    """The receiver keeps the last N records; the exit line counts all it judged."""
+    process = Process("serve", "--port", "0", "--domain", "example.com", "--max-events", "2")
+    processes.append(process)
+    url = process.expect(r"endpoint\s+(http://127\.0\.0\.1:\d+)").group(1)
+    process.expect("Ctrl-C to stop")
+    page = {"name": "pageview", "url": "https://example.com/", "domain": "example.com"}
+    for _ in range(5):
+        assert post_event(url, page, BROWSER, "203.0.113.9") == 202
+    assert post_event(url, {**page, "domain": "other.example"}, BROWSER, "203.0.113.9") == 202
+    process.proc.send_signal(signal.SIGINT)
+    assert process.finish() == 0, process.output
+    assert "Stopped: 5 accepted, 1 dropped, 0 rejected." in process.output
+
+
+def test_send_reasons_are_ordered_by_evidence(
+    capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
+) -> None:
+    """An unknown site with a private IP: the site is the likely reason, the private IP
+    (which Plausible does not drop) the least likely."""
+    code, out, _ = run_cli(
+        capsys,
+        "send",
+        "--endpoint",
+        receiver.url,
+        "--domain",
+        "unknown.example",
+        "--ip",
+        "10.0.0.7",
+    )
+    assert code == 1
+    reasons = [
+        line.strip()
+        for line in out.split("the best supported first:")[1].splitlines()
+        if line.strip().startswith("- [")
+    ]
+    assert reasons[0].startswith("- [likely] the site 'unknown.example' is not registered")
+    assert reasons[-1].startswith("- [unlikely] the IP 10.0.0.7 is private")
+    assert "doctor --domain unknown.example" in out
+
+
+# -- doctor ----------------------------------------------------------------------------
+
+PUBLIC_IP = "81.2.69.160"
+
+
+def test_doctor_passes_for_a_good_setup(
+    capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
+) -> None:
+    code, out, _ = run_cli(
+        capsys,
+        "doctor",
+        "--domain",
+        "EXAMPLE.COM",
+        "--endpoint",
+        receiver.url,
+        "--ip",
+        PUBLIC_IP,
+        "--goal",
+        "Signup",
+        "--prop",
+        "plan",
+    )
+    assert code == 0, out
+    assert f"health: {receiver.url}/api/health answers 200" in out
+    assert "the server echoed what it saw" in out
+    assert "site: 'example.com' exists" in out
+    assert f"the IP the server used ({PUBLIC_IP}) is a public address" in out
+    assert "goal 'Signup': shows in Plausible only once a goal" in out
+    [event] = receiver.wait_for(1)
+    assert (event.name, event.client_ip) == ("plausible-wsgi doctor", PUBLIC_IP)
+    assert receiver.attempts[0].headers["X-Debug-Request"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param(
+            ["--domain", "exmaple.com", "--ip", PUBLIC_IP],
+            "the site 'exmaple.com' does not exist on this instance",
+            id="unknown-site",
+        ),
+        pytest.param(
+            ["--domain", "example.com", "--ip", PUBLIC_IP, "--user-agent", GPTBOT],
+            "the User-Agent is a bot's: Plausible drops bot traffic",
+            id="bot",
+        ),
+        pytest.param(
+            ["--domain", "example.com"],
+            "the IP the server used (127.0.0.1) is private, loopback or reserved",
+            id="loopback-ip",
+        ),
+        pytest.param(
+            ["--domain", "example.com", "--ip", PUBLIC_IP, "--goal", "pageview"],
+            "goal 'pageview'",
+            id="reserved-goal",
+        ),
+    ],
+)
+def test_doctor_explains_each_problem(
+    capsys: pytest.CaptureFixture[str],
+    receiver: PlausibleReceiver,
+    args: list[str],
+    expected: str,
+) -> None:
+    code, out, _ = run_cli(capsys, "doctor", "--endpoint", receiver.url, *args)
+    assert code == 1, out
+    assert expected in out
+    assert "check(s) failed" in out
+
+
+def test_doctor_names_the_endpoint_meant(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        capsys,
+        "doctor",
+        "--domain",
+        "example.com",
+        "--endpoint",
+        "https://plausible.io/js/script.js",
+    )
+    assert code == 1
+    assert "Did you mean 'https://plausible.io'?" in out
+
+
+def test_doctor_explains_a_private_ip_drop(capsys: pytest.CaptureFixture[str]) -> None:
+    with PlausibleReceiver(domains=["example.com"], drop_private_ips=True) as receiver:
+        code, out, _ = run_cli(
+            capsys, "doctor", "--endpoint", receiver.url, "--domain", "example.com"
+        )
+    assert code == 1
+    assert "the visitor IP is private or loopback: set trusted_proxies" in out

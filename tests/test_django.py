@@ -146,6 +146,52 @@ def test_bad_settings_are_improperly_configured(value: object, message: str) -> 
         pw_django.PlausibleMiddleware(lambda request: HttpResponse())
 
 
+def test_misspelt_setting_is_a_configuration_error_naming_the_key() -> None:
+    """The same mistake raises the same error as in Flask (and Django's own)."""
+    settings = {"DOMAIN": "example.com", "TRUSTED_PROXY": 1}
+    with override_settings(PLAUSIBLE=settings), pytest.raises(pw.ConfigurationError) as raised:
+        pw_django.PlausibleMiddleware(lambda request: HttpResponse())
+    assert isinstance(raised.value, ImproperlyConfigured)
+    assert "did you mean settings.PLAUSIBLE['TRUSTED_PROXIES']?" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "text"),
+    [
+        pytest.param({"DOMAIN": "example.com", "TRUSTED_PROXY": 1}, "E001", "TRUSTED_PROXIES"),
+        pytest.param({"DOMAIN": "https://example.com/"}, "E001", "'example.com'"),
+        pytest.param(
+            {"DOMAIN": "example.com", "ENDPOINT": "https://plausible.io/js/script.js"},
+            "E001",
+            "'https://plausible.io'",
+        ),
+        pytest.param(None, "W001", "PLAUSIBLE is missing"),
+    ],
+)
+def test_manage_py_check_reports_bad_settings(value: object, check_id: str, text: str) -> None:
+    from django.core import checks
+
+    pw_django.reset()
+    with override_settings(PLAUSIBLE=value):
+        messages = [m for m in checks.run_checks() if m.id.startswith("plausible_wsgi.")]
+    assert [m.id for m in messages] == [f"plausible_wsgi.{check_id}"]
+    assert text in messages[0].msg
+
+
+def test_manage_py_check_passes_good_settings(memory: MemoryCollector) -> None:
+    from django.core import checks
+
+    assert [m for m in checks.run_checks() if m.id.startswith("plausible_wsgi.")] == []
+
+
+def test_app_config_loads() -> None:
+    from django.apps import apps
+
+    config = pw_django.PlausibleConfig.create("plausible_wsgi.django.PlausibleConfig")
+    assert config.label == "plausible_wsgi"
+    assert apps.ready
+
+
 def test_wrapped_wsgi_application(monkeypatch: pytest.MonkeyPatch, memory: MemoryCollector) -> None:
     """The other setup: get_wsgi_application() wrapped in PlausibleMiddleware."""
     monkeypatch.setenv("SHOP_WRAPPED_WSGI", "1")

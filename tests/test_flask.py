@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,16 +178,22 @@ def test_invalid_config_names_the_setting(config: dict[str, object], message: st
     assert "plausible" not in app.extensions
 
 
-def test_unknown_key_is_logged_with_a_suggestion(
-    memory: MemoryCollector, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("key", "meant"),
+    [
+        ("PLAUSIBLE_TRUSTED_PROXY", "PLAUSIBLE_TRUSTED_PROXIES"),
+        ("PLAUSIBLE_TRACK_ACTOINS", "PLAUSIBLE_TRACK_ACTIONS"),
+    ],
+)
+def test_unknown_key_raises_naming_the_closest_key(
+    memory: MemoryCollector, key: str, meant: str
 ) -> None:
+    """A typo would silently keep a default (every visitor gets the proxy's IP)."""
     app = flask.Flask(__name__)
-    app.config.update(PLAUSIBLE_COLLECTOR=memory, PLAUSIBLE_TRACK_ACTOINS=True)
-    with caplog.at_level(logging.WARNING, logger="plausible_wsgi"):
+    app.config.update({"PLAUSIBLE_COLLECTOR": memory, key: 1})
+    with pytest.raises(pw.ConfigurationError, match=rf"did you mean app.config\['{meant}'\]"):
         Plausible(app)
-    [record] = [r for r in caplog.records if r.name == "plausible_wsgi"]
-    assert "PLAUSIBLE_TRACK_ACTOINS" in record.getMessage()
-    assert "PLAUSIBLE_TRACK_ACTIONS" in record.getMessage()
+    assert "plausible" not in app.extensions
 
 
 def test_init_app_twice_is_an_error(memory: MemoryCollector) -> None:

@@ -294,6 +294,14 @@ class ReceiverApp:
             return list(self._attempts)
 
     @property
+    def totals(self) -> dict[str, int]:
+        """Records made since start or :meth:`clear`, by outcome — every one, not only
+        the ``max_events`` kept."""
+        with self._lock:
+            totals = dict(self._totals)
+        return {outcome: totals.get(outcome, 0) for outcome in ("accepted", "dropped", "rejected")}
+
+    @property
     def request_count(self) -> int:
         """``POST /api/event`` requests since start or :meth:`clear`, faulted included."""
         with self._lock:
@@ -421,7 +429,10 @@ class ReceiverApp:
             )
         self._record(drafts, common)
         dropped = sum(1 for draft in drafts if draft["drop_reason"] is not None)
-        return _text(202, "ok", {"x-plausible-dropped": str(dropped)} if dropped else None)
+        headers = {"x-plausible-dropped": str(dropped)} if dropped else None
+        if environ.get("HTTP_X_DEBUG_REQUEST", "").lower() == "true":
+            return _debug_answer(common, drafts, headers)
+        return _text(202, "ok", headers)
 
     def _drop_reason(self, domain: str, is_bot: bool, client_ip: str) -> str | None:
         if self.domains is not None and domain not in self.domains:
@@ -495,6 +506,25 @@ class ReceiverApp:
         response = _json(200, feed)
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _debug_answer(
+    common: Mapping[str, t.Any], drafts: list[dict[str, t.Any]], headers: dict[str, str] | None
+) -> Response:
+    """``X-Debug-Request: true``: what the server saw, as Plausible's docs describe the
+    header (200 with the IP used), plus each event's outcome and drop reason, so
+    ``python -m plausible_wsgi doctor`` can explain a drop."""
+    seen = {
+        "ip": common["client_ip"],
+        "user_agent": common["user_agent"],
+        "events": [
+            {key: draft[key] for key in ("domain", "name", "outcome", "drop_reason")}
+            for draft in drafts
+        ],
+    }
+    response = _json(200, seen)
+    response.headers.extend(headers or {})
+    return response
 
 
 def _read_body(request: Request) -> bytes | None:
