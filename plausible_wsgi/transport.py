@@ -318,8 +318,9 @@ class HttpTransport:
             if exc.sent == 0 and not fresh:
                 raise _NothingSent from None
             raise AttemptError(
-                FailureKind.CONNECT, f"connection broke before the request went out: {exc}"
-            ) from None
+                FailureKind.CONNECT,
+                f"connection broke before the request went out: {_reason(exc.error)}",
+            ) from exc.error
         try:
             answer = conn.reader.read(conn.recv_into)
         except BrokenAnswer as exc:
@@ -336,8 +337,8 @@ class HttpTransport:
         except OSError as exc:
             self._discard(conn)
             raise AttemptError(
-                FailureKind.CUT, f"connection cut before the answer: {type(exc).__name__}"
-            ) from None
+                FailureKind.CUT, f"connection cut before the answer: {_reason(exc)}"
+            ) from exc
         if not answer.keep_alive:
             self._discard(conn)
         return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
@@ -351,7 +352,7 @@ class HttpTransport:
         try:
             addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError as exc:
-            raise AttemptError(FailureKind.CONNECT, f"cannot resolve {host}: {exc}") from None
+            raise AttemptError(FailureKind.CONNECT, f"cannot resolve {host}: {exc}") from exc
         error: OSError = ConnectionError("no address")
         for family, kind, proto, _, address in addresses:
             conn = self._register(socket.socket(family, kind, proto))
@@ -363,9 +364,7 @@ class HttpTransport:
                 self._discard(conn)
                 error = exc
         else:
-            raise AttemptError(
-                FailureKind.CONNECT, f"cannot connect: {type(error).__name__}"
-            ) from None
+            raise AttemptError(FailureKind.CONNECT, f"cannot connect: {_reason(error)}") from error
         try:
             if self._tunnel is not None:
                 self._open_tunnel(conn, self._tunnel)
@@ -448,17 +447,17 @@ class HttpTransport:
         except ssl.SSLCertVerificationError as exc:
             raise AttemptError(
                 FailureKind.TLS, f"TLS certificate not accepted: {exc.verify_message}"
-            ) from None
+            ) from exc
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
             raise AttemptError(
                 FailureKind.CONNECT, f"connection closed in the TLS handshake: {exc}"
-            ) from None
+            ) from exc
         except ssl.SSLError as exc:
-            raise AttemptError(FailureKind.TLS, f"TLS handshake failed: {exc.reason}") from None
+            raise AttemptError(FailureKind.TLS, f"TLS handshake failed: {exc.reason}") from exc
         except OSError as exc:
             raise AttemptError(
-                FailureKind.CONNECT, f"TLS handshake not completed: {type(exc).__name__}"
-            ) from None
+                FailureKind.CONNECT, f"TLS handshake not completed: {_reason(exc)}"
+            ) from exc
 
     def _discard(self, conn: _Connection) -> None:
         with self._lock:
@@ -489,6 +488,13 @@ class HttpTransport:
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.sock.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """``Connection refused`` rather than a class name, when the error tells."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _deadline_left(deadline: float) -> float:
