@@ -191,7 +191,7 @@ class _Connection:
         if isinstance(self.sock, ssl.SSLSocket):
             # TLS 1.3 session tickets arrive after the handshake: readable, yet usable.
             self.sock.settimeout(0.0)
-            self.timeout_set = 0.0
+            self.timeout_set = -1.0  # the next arm() sets the attempt's timeout again
             try:
                 self.sock.recv(1)
             except ssl.SSLWantReadError:
