@@ -69,14 +69,17 @@ def read_request(conn: socket.socket) -> bool:
 class RawServer:
     """Runs ``script(conn, server)`` for each connection, in a thread each."""
 
-    def __init__(self, script: Callable[[socket.socket, RawServer], None]) -> None:
+    def __init__(
+        self, script: Callable[[socket.socket, RawServer], None], host: str = "127.0.0.1"
+    ) -> None:
         self.script = script
         self.requests = 0
         self.connections = 0
         self.finished = threading.Event()  # set when a script returns
         self.lock = threading.Lock()
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.sock = socket.create_server((host, 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://{host}:{self.port}"
         self._conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -117,8 +120,8 @@ class RawServer:
 def raw_server() -> Iterator[Callable[..., RawServer]]:
     servers: list[RawServer] = []
 
-    def make(script: Callable[[socket.socket, RawServer], None]) -> RawServer:
-        servers.append(RawServer(script))
+    def make(script: Callable[[socket.socket, RawServer], None], **kwargs: Any) -> RawServer:
+        servers.append(RawServer(script, **kwargs))
         return servers[-1]
 
     yield make
@@ -284,34 +287,15 @@ def test_collector_through_nginx(nginx: tuple[str, Path]) -> None:
 # -- TLS -----------------------------------------------------------------------------------
 
 
-class TlsServer:
-    """An https server answering ``202 ok`` on keep-alive connections."""
+def serve_tls(context: ssl.SSLContext) -> Callable[[socket.socket, RawServer], None]:
+    """A RawServer script: https answering ``202 ok`` on keep-alive connections."""
 
-    def __init__(self, context: ssl.SSLContext, host: str = "127.0.0.1") -> None:
-        self.context = context
-        self.requests = 0
-        self.connections = 0
-        self.sock = socket.create_server((host, 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError), self.context.wrap_socket(conn, server_side=True) as tls:
-            while read_request(tls):
-                self.requests += 1
+    def script(conn: socket.socket, server: RawServer) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            while server.request(tls):
                 tls.sendall(OK)
 
-    def close(self) -> None:
-        self.sock.close()
+    return script
 
 
 @pytest.fixture
@@ -325,38 +309,34 @@ def tls_ca(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     return server_context, str(bundle)
 
 
-def test_tls_verified_keep_alive(tls_ca: tuple[ssl.SSLContext, str]) -> None:
+def test_tls_verified_keep_alive(
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str]
+) -> None:
     context, bundle = tls_ca
-    server = TlsServer(context)
-    try:
-        transport = HttpTransport(f"https://localhost:{server.port}", ca_bundle=bundle)
-        for _ in range(5):
-            assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
-        transport.close()
-        # One connection: session tickets after the handshake are not taken for a close.
-        assert (server.requests, server.connections) == (5, 1)
-    finally:
-        server.close()
+    server = raw_server(serve_tls(context))
+    transport = HttpTransport(f"https://localhost:{server.port}", ca_bundle=bundle)
+    for _ in range(5):
+        assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
+    transport.close()
+    # One connection: session tickets after the handshake are not taken for a close.
+    assert (server.requests, server.connections) == (5, 1)
 
 
 @pytest.mark.parametrize("case", ["untrusted", "wrong_name"])
 def test_tls_failures_are_their_own_kind_and_nothing_is_sent(
-    tls_ca: tuple[ssl.SSLContext, str], case: str
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str], case: str
 ) -> None:
     context, bundle = tls_ca
     # 127.0.0.2 is loopback too, and not a name in the certificate.
     host = "localhost" if case == "untrusted" else "127.0.0.2"
-    server = TlsServer(context, host)
-    try:
-        transport = HttpTransport(
-            f"https://{host}:{server.port}", ca_bundle=None if case == "untrusted" else bundle
-        )
-        with pytest.raises(AttemptError) as caught:
-            transport.send(BODY, UA, IP)
-        assert caught.value.kind is FailureKind.TLS
-        assert server.requests == 0
-    finally:
-        server.close()
+    server = raw_server(serve_tls(context), host="127.0.0.1" if case == "untrusted" else host)
+    transport = HttpTransport(
+        f"https://{host}:{server.port}", ca_bundle=None if case == "untrusted" else bundle
+    )
+    with pytest.raises(AttemptError) as caught:
+        transport.send(BODY, UA, IP)
+    assert caught.value.kind is FailureKind.TLS
+    assert server.requests == 0
 
 
 # -- hostile servers -------------------------------------------------------------------------
