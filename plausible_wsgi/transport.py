@@ -183,7 +183,10 @@ class _Connection:
             raise _SendFailed(sent, exc) from None
 
     def closed_while_idle(self) -> bool:
-        """Whether the server closed (or wrote to) this idle connection."""
+        """Whether the server closed (or wrote to) this idle connection, or ``close()``
+        closed it under this thread (its poller would then watch a stale fd number)."""
+        if self.sock.fileno() < 0:
+            return True
         if self.poller is None:
             self.poller = _Poller(self.sock)
         if not self.poller.readable():

@@ -309,6 +309,40 @@ def tls_ca(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     return server_context, str(bundle)
 
 
+def test_close_between_events_is_survived(raw_server: Callable[..., RawServer]) -> None:
+    def script(conn: socket.socket, server: RawServer) -> None:
+        while server.request(conn):
+            conn.sendall(OK)
+
+    server = raw_server(script)
+    transport = HttpTransport(server.url, timeout=10)
+    for _ in range(3):  # close() (an idle engine's) leaves this thread's connection closed
+        assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
+        transport.close()
+    assert (server.requests, server.connections) == (3, 3)
+
+
+def test_a_dripping_tls_answer_is_cut_at_the_deadline(
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str]
+) -> None:
+    context, bundle = tls_ca
+
+    def script(conn: socket.socket, server: RawServer) -> None:
+        with context.wrap_socket(conn, server_side=True) as tls:
+            server.request(tls)
+            for byte in OK * 10:  # a byte every 0.5 s: never a per-read timeout
+                tls.sendall(bytes([byte]))
+                time.sleep(0.5)
+
+    server = raw_server(script)
+    transport = HttpTransport(f"https://localhost:{server.port}", ca_bundle=bundle, timeout=1.5)
+    with pytest.raises(AttemptError) as caught:
+        transport.send(BODY, UA, IP)
+    assert caught.value.kind is FailureKind.READ_TIMEOUT
+    assert not server.finished.is_set()
+    transport.close()
+
+
 def test_tls_verified_keep_alive(
     raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str]
 ) -> None:
