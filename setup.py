@@ -32,6 +32,10 @@ setup(
     ],
     extras_require={
         "flask": ["flask>=2.3"],
+        # Exact Unicode grapheme clusters (regex's \X) for the 120-character name and
+        # 2000-character referrer limits Plausible counts that way; without it a close
+        # approximation from unicodedata is used.
+        "unicode": ["regex>=2022.1.18"],
         "django": ["django>=4.2"],
         # stats() as Prometheus metrics (plausible_wsgi.prometheus).
         "prometheus": ["prometheus-client>=0.17"],
@@ -56,6 +60,7 @@ setup(
             "waitress>=2.1",
             "websocket-client>=1.6",
             "prometheus-client>=0.17",
+            "regex>=2022.1.18",
             "trustme>=1.1",  # a CA made at test time for the TLS transport tests
         ],
     },

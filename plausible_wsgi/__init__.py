@@ -18,13 +18,14 @@ from __future__ import annotations
 import importlib
 import logging
 
-from .collector import Collector, PlausibleCollector
+from .collector import PlausibleCollector
 from .config import CircuitBreakerConfig, RetryConfig
 from .delivery import close_all as shutdown
 from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
 from .middleware import MiddlewareStats, PlausibleMiddleware
 from .stats import CollectorStats
+from .tracking import Collector, Props, PropValue, RevenueLike, Tracker
 
 __version__ = "0.1.0"
 
@@ -40,8 +41,12 @@ __all__ = [
     "PlausibleCollector",
     "PlausibleError",
     "PlausibleMiddleware",
+    "PropValue",
+    "Props",
     "RetryConfig",
     "Revenue",
+    "RevenueLike",
+    "Tracker",
     "__version__",
     "shutdown",
 ]

@@ -23,6 +23,13 @@ MAX_PROP_KEY_BYTES = 300
 #: Prop value limit in UTF-8 bytes; a longer value is a ``400``.
 MAX_PROP_VALUE_BYTES = 2000
 
+#: Unicode White_Space: what Elixir's ``String.trim`` family strips from names,
+#: domains, hosts, prop keys and values, and the end of the pathname.
+WHITESPACE = (
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
 #: Query parameters of the event URL that Plausible reads (sources, UTM tags and click
 #: ids); every other query parameter is ignored.
 TRACKED_QUERY_PARAMS: tuple[str, ...] = (
@@ -41,9 +48,10 @@ TRACKED_QUERY_PARAMS: tuple[str, ...] = (
     "twclid",
 )
 
-#: ISO 4217 codes a revenue value may use: the active list (amendment 179) without
-#: precious metals, testing and "no currency" codes, which Plausible's money library
-#: does not know either.
+#: ISO 4217 codes a revenue value may use: the currencies Plausible's money library
+#: (ex_money, ``Money.Currency.known_current_currencies``) knows, which is the active
+#: ISO list *with* its fund, precious-metal, testing and "no currency" codes (XAU,
+#: XDR, XTS, XXX...). Plausible compares the code as sent: upper case only.
 CURRENCIES: frozenset[str] = frozenset(
     """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV
@@ -54,6 +62,6 @@ CURRENCIES: frozenset[str] = frozenset(
     MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB
     RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT
     TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF
-    XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
+    XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL
     """.split()
 )

@@ -1,201 +1,38 @@
 """Collectors: where events go.
 
-:class:`Collector` is the protocol the middleware talks to; :class:`Tracker` gives any
-collector the ``track*`` methods (which pick up the current request's visitor data);
 :class:`PlausibleCollector` delivers to Plausible through the
-:class:`~plausible_wsgi.delivery.DeliveryEngine`.
+:class:`~plausible_wsgi.delivery.DeliveryEngine`. The :class:`Collector` protocol the
+middleware talks to and the :class:`Tracker` base that gives any collector the
+``track*`` methods live in :mod:`plausible_wsgi.tracking` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Optional, Protocol, runtime_checkable
+from typing import Optional
 
-from . import notices
 from ._log import RateLimitedLog
 from .checks import check_count as _check_count
 from .checks import check_domain as _check_domain
 from .checks import check_endpoint as _check_endpoint
 from .checks import check_seconds as _check_seconds
 from .config import CircuitBreakerConfig, RetryConfig
-from .context import current_request
 from .delivery import DeliveryEngine
 from .errors import ConfigurationError, InvalidEventError
 from .events import (
-    ACTION,
-    CUSTOM,
-    PAGEVIEW,
     Event,
     ValidEvent,
     encode_event,
-    make_event,
     validate_event,
 )
 from .stats import CollectorStats, DropReason
+from .tracking import Collector, Tracker
 from .transport import HttpTransport, Outcome
 
 __all__ = ["Collector", "PlausibleCollector", "Tracker"]
 
 _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
-# Names with a meaning of their own at Plausible: a custom event must not use them.
-_RESERVED_NAMES = frozenset({"pageview", "engagement"})
-
-
-@runtime_checkable
-class Collector(Protocol):
-    """What :class:`~plausible_wsgi.PlausibleMiddleware` needs from a collector."""
-
-    #: A short label for logs and ``stats()`` reports.
-    name: str
-
-    def collect(self, event: Event) -> bool:
-        """Accept one event; never raises for delivery problems. False when dropped."""
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Send what is buffered; True when all of it *settled* in time.
-
-        Settled means delivered, dropped or failed for good — not delivered: compare
-        ``stats().sent`` before and after to know what was.
-        """
-
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Stop accepting, flush, release resources. Idempotent."""
-
-    def stats(self) -> CollectorStats:
-        """A snapshot of the collector's counters."""
-
-
-def _warn_no_visitor(owner: object) -> None:
-    # Once per collector, and nothing of the visitor in it (the message may reach stderr).
-    notices.warn_once(
-        owner,
-        "no-visitor",
-        "an event was tracked outside a request without user_agent= and client_ip=: "
-        "Plausible counts it as a visitor of its own (no User-Agent, this server's "
-        "address), not the visitor of the page views; pass the visitor's User-Agent "
-        "and IP (warned once per collector)",
-    )
-
-
-def _visitor(
-    owner: object,
-    url: Optional[str],
-    referrer: Optional[str],
-    user_agent: Optional[str],
-    client_ip: Optional[str],
-) -> tuple[Optional[str], Optional[str], Optional[str], Optional[str]]:
-    """The explicit arguments, with the current request's values where they are None."""
-    request = current_request()
-    if request is None:
-        if user_agent is None or client_ip is None:
-            _warn_no_visitor(owner)
-        return url, referrer, user_agent, client_ip
-    return (
-        request.url if url is None else url,
-        request.referrer if referrer is None else referrer,
-        request.user_agent if user_agent is None else user_agent,
-        request.client_ip if client_ip is None else client_ip,
-    )
-
-
-class Tracker:
-    """The ``track*`` methods, on top of a collector's validated-event entry point.
-
-    Inside a request handled by :class:`~plausible_wsgi.PlausibleMiddleware`, ``url``,
-    ``referrer``, ``user_agent`` and ``client_ip`` default to the current request's.
-    """
-
-    def _accept(self, event: Event) -> bool:
-        raise NotImplementedError
-
-    def track(
-        self,
-        name: str,
-        *,
-        props: Optional[object] = None,
-        revenue: Optional[object] = None,
-        interactive: bool = True,
-        url: Optional[str] = None,
-        referrer: Optional[str] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record a custom event (a goal in Plausible).
-
-        :param props: custom properties; values str/int/float/bool, ``None`` omitted.
-        :param revenue: a :class:`~plausible_wsgi.Revenue` for revenue goals.
-        :param interactive: ``False`` keeps the event out of the bounce rate.
-        :returns: True when queued, False when dropped (closed).
-        :raises InvalidEventError: for input Plausible would reject or mangle.
-        """
-        if name in _RESERVED_NAMES:
-            raise InvalidEventError(
-                "name", f"{name!r} is reserved by Plausible; use track_pageview() for page views"
-            )
-        url, referrer, user_agent, client_ip = _visitor(self, url, referrer, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                CUSTOM,
-                name,
-                url=url,
-                referrer=referrer,
-                props=props,
-                revenue=revenue,
-                interactive=interactive,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-    def track_pageview(
-        self,
-        *,
-        url: Optional[str] = None,
-        referrer: Optional[str] = None,
-        props: Optional[object] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record a page view (Plausible event name ``pageview``)."""
-        url, referrer, user_agent, client_ip = _visitor(self, url, referrer, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                PAGEVIEW,
-                "pageview",
-                url=url,
-                referrer=referrer,
-                props=props,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
-
-    def track_action(
-        self,
-        name: str,
-        *,
-        props: Optional[object] = None,
-        url: Optional[str] = None,
-        user_agent: Optional[str] = None,
-        client_ip: Optional[str] = None,
-    ) -> bool:
-        """Record something the server did for the visitor (``interactive: false``)."""
-        if name in _RESERVED_NAMES:
-            raise InvalidEventError("name", f"{name!r} is reserved by Plausible")
-        url, referrer, user_agent, client_ip = _visitor(self, url, None, user_agent, client_ip)
-        return self._accept(
-            make_event(
-                ACTION,
-                name,
-                url=url,
-                referrer=referrer,
-                props=props,
-                interactive=False,
-                user_agent=user_agent,
-                client_ip=client_ip,
-            )
-        )
 
 
 class PlausibleCollector(Tracker):

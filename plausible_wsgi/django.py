@@ -69,10 +69,10 @@ from django.core.signals import setting_changed  # type: ignore[import-untyped]
 from django.http import HttpRequest, HttpResponseBase  # type: ignore[import-untyped]
 
 from ._options import all_options, build, read_options, wrap
-from .collector import Collector, Tracker
 from .errors import ConfigurationError
 from .events import Event
 from .middleware import PlausibleMiddleware as WSGIPlausibleMiddleware
+from .tracking import Collector, Tracker
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -317,7 +317,7 @@ class RouteMiddleware:
 class _SettingsTracker(Tracker):
     """``track*`` into the collectors configured by ``settings.PLAUSIBLE``."""
 
-    def _accept(self, event: Event) -> bool:
+    def accept(self, event: Event) -> bool:
         results = [item.collect(event) for item in _get_state().collectors]
         return all(results)
 

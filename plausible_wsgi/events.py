@@ -1,4 +1,5 @@
-"""Events and the validation that mirrors Plausible's ingestion rules.
+"""Events: the value types, and building them through the rules in
+:mod:`plausible_wsgi.validation`.
 
 Plausible's ``/api/event`` answers ``400`` for some bad input and *silently* mangles
 other bad input (nested prop values dropped, only 30 props kept, bad revenue ignored).
@@ -13,13 +14,10 @@ UTF-8 bytes, not characters.
 from __future__ import annotations
 
 import enum
-import functools
 import json
-import math
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, Optional, Union
-from urllib.parse import urlsplit
 
 from ._plausible import (
     CURRENCIES,
@@ -31,6 +29,16 @@ from ._plausible import (
     MAX_URL_BYTES,
 )
 from .errors import InvalidEventError
+from .validation import (
+    PropValue,
+    check_custom_name,
+    header_value,
+    url_parses,
+    validate_name,
+    validate_props,
+    validate_referrer,
+    validate_url,
+)
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -45,10 +53,10 @@ __all__ = [
     "Revenue",
     "encode_event",
     "make_event",
+    "url_parses",
+    "validate_event",
     "validate_url",
 ]
-
-PropValue = Union[str, int, float, bool, None]
 
 
 class EventKind(str, enum.Enum):
@@ -163,143 +171,6 @@ class ValidEvent(Event):
         return Event(*self)._replace(**changes)
 
 
-def validate_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise InvalidEventError("name", f"must be a string, got {type(name).__name__}")
-    if not name or name.isspace():
-        raise InvalidEventError("name", "can't be blank")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidEventError(
-            "name", f"must be at most {MAX_NAME_LENGTH} characters, got {len(name)}"
-        )
-    return name
-
-
-def validate_url(url: object) -> str:
-    """Check ``url`` is what Plausible's ``url`` field accepts; return it.
-
-    Absolute ``http``/``https`` URL with a host, at most 2000 UTF-8 bytes in all.
-    """
-    if not isinstance(url, str):
-        raise InvalidEventError(
-            "url",
-            "is required outside a request handled by PlausibleMiddleware"
-            if url is None
-            else f"must be a string, got {type(url).__name__}",
-        )
-    head = url[:8].lower()
-    if head.startswith("https://"):
-        rest = 8
-    elif head.startswith("http://"):
-        rest = 7
-    else:
-        raise InvalidEventError("url", f"must be an absolute http(s) URL, got {url[:40]!r}")
-    if len(url) <= rest or url[rest] in "/?#":
-        raise InvalidEventError("url", "must have a host")
-    # Fast path: a URL of at most 666 characters is at most 1998 UTF-8 bytes.
-    if len(url) > MAX_URL_BYTES // 3 and len(url.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
-        raise InvalidEventError("url", f"must be at most {MAX_URL_BYTES} bytes (UTF-8) in all")
-    if not url_parses(url):
-        raise InvalidEventError("url", "is not a URL Plausible can parse (host or brackets)")
-    return url
-
-
-@functools.lru_cache(maxsize=4096)
-def url_parses(url: str) -> bool:
-    """Whether the URL splits cleanly, as the server requires (cached: page URLs repeat).
-
-    ``urlsplit`` refuses unbalanced IPv6 brackets and hosts whose NFKC form holds
-    URL delimiters; Plausible answers those ``400 must be a valid url``.
-    """
-    try:
-        urlsplit(url)
-    except ValueError:
-        return False
-    return True
-
-
-def _byte_length(value: str) -> int:
-    return len(value.encode("utf-8", "surrogatepass"))
-
-
-def validate_props(props: object) -> Optional[dict[str, str]]:
-    """Convert ``props`` to the string mapping Plausible stores.
-
-    ``None`` and blank-string values are omitted (Plausible drops them); nested values,
-    more than 30 pairs and over-long keys or values raise.
-    """
-    if props is None:
-        return None
-    if not isinstance(props, Mapping):
-        raise InvalidEventError("props", f"must be a mapping, got {type(props).__name__}")
-    out: dict[str, str] = {}
-    for key, value in props.items():
-        if not isinstance(key, str) or not key or key.isspace():
-            raise InvalidEventError("props", f"keys must be non-blank strings, got {key!r}")
-        if value is None:
-            continue
-        if isinstance(value, str):
-            text = value
-            if not text or text.isspace():
-                continue
-        elif value is True:
-            text = "true"
-        elif value is False:
-            text = "false"
-        elif isinstance(value, int):
-            text = str(value)
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                raise InvalidEventError("props", f"value of {key!r} must be finite, got {value!r}")
-            text = repr(value)
-        else:
-            raise InvalidEventError(
-                "props",
-                f"value of {key!r} must be str, int, float, bool or None, "
-                f"got {type(value).__name__} (Plausible drops nested values)",
-            )
-        if len(key) > MAX_PROP_KEY_BYTES // 4 and _byte_length(key) > MAX_PROP_KEY_BYTES:
-            raise InvalidEventError(
-                "props", f"key {key[:40]!r}... is longer than {MAX_PROP_KEY_BYTES} bytes"
-            )
-        if len(text) > MAX_PROP_VALUE_BYTES // 4 and _byte_length(text) > MAX_PROP_VALUE_BYTES:
-            raise InvalidEventError(
-                "props", f"value of {key!r} is longer than {MAX_PROP_VALUE_BYTES} bytes"
-            )
-        out[key] = text
-    if len(out) > MAX_PROPS:
-        raise InvalidEventError(
-            "props", f"at most {MAX_PROPS} pairs are kept by Plausible, got {len(out)}"
-        )
-    return out or None
-
-
-def validate_referrer(referrer: object) -> Optional[str]:
-    if referrer is None or referrer == "":
-        return None
-    if not isinstance(referrer, str):
-        raise InvalidEventError("referrer", f"must be a string, got {type(referrer).__name__}")
-    return referrer[:MAX_REFERRER_LENGTH]
-
-
-def _header_value(field: str, value: object) -> Optional[str]:
-    """A visitor value sent as an HTTP header: latin-1 text without line breaks."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidEventError(field, f"must be a string, got {type(value).__name__}")
-    if "\r" in value or "\n" in value or "\0" in value:
-        raise InvalidEventError(field, "must not contain line breaks or NUL (sent as a header)")
-    if not value.isascii():
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError:
-            raise InvalidEventError(
-                field, "must be latin-1 text (sent as an HTTP header)"
-            ) from None
-    return value
-
-
 def make_event(
     kind: EventKind,
     name: str,
@@ -316,6 +187,8 @@ def make_event(
 
     :raises InvalidEventError: for anything Plausible would reject or mangle.
     """
+    if kind is not PAGEVIEW:
+        check_custom_name(name)
     checked_revenue = None if revenue is None else _check_revenue(kind, revenue)
     return ValidEvent(
         kind,
@@ -325,8 +198,8 @@ def make_event(
         validate_props(props),
         checked_revenue,
         bool(interactive),
-        _header_value("user_agent", user_agent),
-        _header_value("client_ip", client_ip),
+        header_value("user_agent", user_agent),
+        header_value("client_ip", client_ip),
     )
 
 
@@ -353,12 +226,14 @@ def validate_event(event: Event) -> Event:
     kind, name, url, referrer, props, revenue, interactive, user_agent, client_ip = event
     if not isinstance(kind, EventKind):
         raise InvalidEventError("kind", f"must be an EventKind, got {kind!r}")
+    if kind is not PAGEVIEW:
+        check_custom_name(name)
     validate_name(name)
     validate_url(url)
     if user_agent is not None:
-        _header_value("user_agent", user_agent)
+        header_value("user_agent", user_agent)
     if client_ip is not None:
-        _header_value("client_ip", client_ip)
+        header_value("client_ip", client_ip)
     if revenue is not None:
         _check_revenue(kind, revenue)
     checked_referrer = validate_referrer(referrer)

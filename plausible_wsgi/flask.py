@@ -64,9 +64,9 @@ from typing import NamedTuple, Optional
 import flask
 
 from ._options import all_options, build, read_options, wrap
-from .collector import Collector, Tracker
 from .events import Event
 from .middleware import PlausibleMiddleware
+from .tracking import Collector, Tracker
 
 __all__ = ["CONFIG_PREFIX", "ROUTE_ENVIRON_KEY", "Plausible", "config_keys"]
 
@@ -188,6 +188,6 @@ class Plausible(Tracker):
         """The current app's collector (the first, when several were configured)."""
         return self._state().collectors[0]
 
-    def _accept(self, event: Event) -> bool:
+    def accept(self, event: Event) -> bool:
         results = [collector.collect(event) for collector in self._state().collectors]
         return all(results)

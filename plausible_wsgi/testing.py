@@ -14,10 +14,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Optional
 
-from .collector import Tracker
 from .errors import InvalidEventError
 from .events import Event, validate_event
 from .stats import CollectorStats, DropReason
+from .tracking import Tracker
 
 if TYPE_CHECKING:
     from .receiver import Fault, PlausibleReceiver, ReceivedEvent
@@ -64,7 +64,7 @@ class MemoryCollector(Tracker):
         with self._lock:
             return list(self._events)
 
-    def _accept(self, event: Event) -> bool:
+    def accept(self, event: Event) -> bool:
         with self._lock:
             if self._closed:
                 self._dropped[DropReason.CLOSED] = self._dropped.get(DropReason.CLOSED, 0) + 1
@@ -80,7 +80,7 @@ class MemoryCollector(Tracker):
             with self._lock:
                 self._dropped[DropReason.INVALID] = self._dropped.get(DropReason.INVALID, 0) + 1
             return False
-        return self._accept(event)
+        return self.accept(event)
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[Event]:
         """Wait until at least ``count`` events were recorded; raise TimeoutError if not."""

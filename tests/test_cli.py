@@ -666,3 +666,10 @@ def test_doctor_explains_a_private_ip_drop(capsys: pytest.CaptureFixture[str]) -
         )
     assert code == 1
     assert "the visitor IP is private or loopback: set trusted_proxies" in out
+
+
+def test_doctor_explains_every_drop_reason_the_receiver_reports() -> None:
+    from plausible_wsgi.cli.doctor import DROP_HINTS
+    from plausible_wsgi.receiver.records import DROP_REASONS
+
+    assert set(DROP_HINTS) == set(DROP_REASONS)

@@ -6,6 +6,7 @@ import json
 import math
 from decimal import Decimal
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -13,6 +14,7 @@ import plausible_wsgi as pw
 from plausible_wsgi.events import encode_event, make_event
 
 URL = "https://example.com/page"
+FAMILY = "\U0001f468\u200d\U0001f469\u200d\U0001f467"  # one grapheme, five code points
 
 
 def custom(**kwargs: Any) -> pw.Event:
@@ -60,6 +62,12 @@ def custom(**kwargs: Any) -> pw.Event:
             {"revenue": {"currency": "USD", "amount": 1}}, "revenue", "Revenue", id="revenue-dict"
         ),
         pytest.param({"referrer": 42}, "referrer", "string", id="referrer-not-str"),
+        pytest.param({"referrer": "r" * 2001}, "referrer", "2000", id="referrer-2001-chars"),
+        pytest.param({"name": FAMILY * 121}, "name", "120", id="name-121-graphemes"),
+        pytest.param({"name": "engagement"}, "name", "reserved", id="name-engagement"),
+        pytest.param({"name": "pageleave"}, "name", "reserved", id="name-pageleave"),
+        pytest.param({"url": "https://example.com/%zz"}, "url", "escape", id="url-bad-escape"),
+        pytest.param({"url": "https://www./"}, "url", "host", id="url-www-only-host"),
         pytest.param({"user_agent": b"ua"}, "user_agent", "string", id="user-agent-bytes"),
     ],
 )
@@ -144,9 +152,9 @@ def test_props_are_stored_as_plausible_stores_them(props: Any, stored: Any) -> N
 def test_limits_at_the_edge_are_accepted() -> None:
     url = "https://example.com/" + "a" * (2000 - len("https://example.com/"))
     assert len(url.encode()) == 2000
-    event = custom(name="x" * 120, url=url, referrer="r" * 5000)
+    event = custom(name="x" * 120, url=url, referrer="r" * 2000)
     assert event.url == url
-    assert event.referrer == "r" * 2000  # Plausible truncates to 2000 too
+    assert event.referrer == "r" * 2000
 
 
 def test_encoded_body_uses_long_keys_and_omits_defaults() -> None:
@@ -190,3 +198,99 @@ def test_events_from_make_event_are_trusted_but_look_like_events() -> None:
     assert type(changed) is pw.Event  # a replaced event is checked again
     with pytest.raises(pw.InvalidEventError):
         validate_event(changed)
+
+
+def test_what_plausible_keeps_unchanged_is_accepted() -> None:
+    # Counted as Plausible counts (grapheme clusters), and the currencies ex_money knows.
+    assert custom(name=FAMILY * 120).name == FAMILY * 120
+    assert custom(name="e\u0301" * 120).name == "e\u0301" * 120
+    assert custom(referrer=FAMILY * 2000).referrer == FAMILY * 2000
+    for code in ("XAU", "XDR", "XTS", "EUR"):
+        assert custom(revenue=pw.Revenue(code, "1")).revenue == pw.Revenue(code, "1")
+
+
+# track() against the receiver's rules (Plausible's): each input is either refused by
+# the client, or stored by Plausible exactly as the client sent it.
+AGREEMENT_INPUTS: list[Any] = [
+    pytest.param({"name": "Signup"}, id="plain"),
+    pytest.param({"name": "x" * 120}, id="name-120"),
+    pytest.param({"name": "x" * 121}, id="name-121"),
+    pytest.param({"name": FAMILY * 120}, id="name-120-graphemes"),
+    pytest.param({"name": FAMILY * 121}, id="name-121-graphemes"),
+    pytest.param({"name": "   "}, id="name-blank"),
+    pytest.param({"name": "engagement"}, id="name-engagement"),
+    pytest.param({"url": "https://example.com/a%20"}, id="url-trailing-space"),
+    pytest.param({"url": "https://example.com/%zz"}, id="url-bad-escape"),
+    pytest.param({"url": "https://www./"}, id="url-www-host"),
+    pytest.param({"url": "https://example.com/" + "a" * 1981}, id="url-2001-bytes"),
+    pytest.param({"url": "https://example.com/caf%C3%A9"}, id="url-escaped-path"),
+    pytest.param({"referrer": "r" * 2000}, id="referrer-2000"),
+    pytest.param({"referrer": "r" * 2001}, id="referrer-2001"),
+    pytest.param({"referrer": FAMILY * 2000}, id="referrer-2000-graphemes"),
+    pytest.param({"props": {"k": "v"}}, id="props"),
+    pytest.param({"props": {"k": ""}}, id="props-empty-value"),
+    pytest.param({"props": {"k": [1]}}, id="props-list"),
+    pytest.param({"props": {f"k{i:02d}": "v" for i in range(31)}}, id="props-31"),
+    pytest.param({"props": {f"k{i:02d}": "v" for i in range(30)}}, id="props-30"),
+    pytest.param({"props": {"k" * 301: "v"}}, id="props-key-301"),
+    pytest.param({"props": {"k": 1000.0}}, id="props-float"),
+    pytest.param({"props": {"k": True, "n": 7}}, id="props-bool-int"),
+    pytest.param({"revenue": ("XAU", "1.5")}, id="revenue-xau"),
+    pytest.param({"revenue": ("USD", "29.99")}, id="revenue-usd"),
+    pytest.param({"revenue": ("ZZZ", "1")}, id="revenue-unknown-currency"),
+    pytest.param({"revenue": ("USD", "1e400")}, id="revenue-huge"),
+    pytest.param({"revenue": ("USD", "-3")}, id="revenue-negative"),
+]
+
+
+@pytest.mark.parametrize("inputs", AGREEMENT_INPUTS)
+def test_track_agrees_with_plausible(inputs: dict[str, Any]) -> None:
+    from plausible_wsgi.receiver import rules
+
+    name = inputs.get("name", "Signup")
+    url = inputs.get("url", URL)
+    revenue = inputs.get("revenue")
+    raw: dict[str, Any] = {"name": name, "url": url, "domain": "example.com"}
+    for key in ("referrer", "props"):
+        if key in inputs:
+            raw[key] = inputs[key]
+    if revenue is not None:
+        raw["revenue"] = {"currency": revenue[0], "amount": revenue[1]}
+    try:
+        verdict = rules.evaluate(json.dumps(raw).encode())
+    except ValueError:
+        verdict = None  # Plausible's 500 (a bad %-escape)
+    try:
+        event = custom(
+            name=name,
+            url=url,
+            referrer=inputs.get("referrer"),
+            props=inputs.get("props"),
+            revenue=None if revenue is None else pw.Revenue(*revenue),
+        )
+    except pw.InvalidEventError:
+        # Refused: Plausible refuses it, changes it, or it is a stricter library rule.
+        if isinstance(verdict, tuple):
+            [stored] = verdict
+            assert (
+                stored.pathname,
+                stored.name,
+                stored.referrer,
+                stored.props,
+                stored.revenue,
+            ) != (
+                unquote(urlsplit(url).path) or "/",
+                name,
+                inputs.get("referrer"),
+                {k: str(v) for k, v in (inputs.get("props") or {}).items()},
+                None if revenue is None else {"currency": revenue[0], "amount": revenue[1]},
+            ) or name in ("engagement", "pageleave")
+        return
+    assert isinstance(verdict, tuple), verdict
+    [stored] = rules.evaluate(encode_event(event, "example.com"))
+    assert stored.name == event.name
+    # Plausible trims whitespace from the end of the path: a documented normalisation.
+    assert stored.pathname == (unquote(urlsplit(event.url).path) or "/").rstrip()
+    assert stored.referrer == event.referrer
+    assert stored.props == dict(event.props or {})
+    assert stored.revenue == (None if event.revenue is None else event.revenue.to_json())

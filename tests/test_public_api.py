@@ -39,6 +39,46 @@ def test_contract_names_and_defaults() -> None:
     assert inspect.signature(pw.PlausibleMiddleware).parameters["trusted_proxies"].default == 0
 
 
+def test_tracker_is_the_public_base_for_custom_collectors() -> None:
+    class ListCollector(pw.Tracker):
+        name = "list"
+
+        def __init__(self) -> None:
+            self.events: list[pw.Event] = []
+
+        def accept(self, event: pw.Event) -> bool:
+            self.events.append(event)
+            return True
+
+    collector = ListCollector()
+    props: pw.Props = {"plan": "pro", "seats": 3}
+    revenue: pw.RevenueLike = {"currency": "EUR", "amount": "9.99"}
+    assert collector.track("Signup", props=props, revenue=revenue, url="https://example.com/")
+    [event] = collector.events
+    assert (event.name, event.props, event.revenue) == (
+        "Signup",
+        {"plan": "pro", "seats": "3"},
+        pw.Revenue("EUR", "9.99"),
+    )
+    hints = inspect.signature(pw.PlausibleCollector.track).parameters
+    assert hints["props"].annotation == "Optional[Props]"
+    assert hints["revenue"].annotation == "Optional[RevenueLike]"
+
+
+def test_a_subclass_overriding_the_former_private_accept_still_works() -> None:
+    class Legacy(pw.Tracker):
+        def __init__(self) -> None:
+            self.seen: list[pw.Event] = []
+
+        def _accept(self, event: pw.Event) -> bool:
+            self.seen.append(event)
+            return True
+
+    legacy = Legacy()
+    assert legacy.track_pageview(url="https://example.com/")
+    assert len(legacy.seen) == 1
+
+
 def test_one_root_exception() -> None:
     assert issubclass(pw.ConfigurationError, pw.PlausibleError)
     assert issubclass(pw.ConfigurationError, ValueError)

@@ -134,8 +134,14 @@ def test_one_request_for_two_domains_drops_only_the_unknown_one() -> None:
     ("user_agent", "kind", "agent", "operator"),
     [
         pytest.param(GPTBOT, "ai_training", "GPTBot", "OpenAI", id="GPTBot"),
-        pytest.param("python-requests/2.32.3", "other_bot", None, None, id="python-requests"),
-        pytest.param("", "other_bot", None, None, id="no User-Agent"),
+        pytest.param(
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "HeadlessChrome/85.0.4183.83 Safari/537.36",
+            "other_bot",
+            "HeadlessChrome",
+            "",
+            id="Headless Chrome",
+        ),
     ],
 )
 def test_bot_user_agent_is_dropped_with_its_kind(
@@ -152,6 +158,26 @@ def test_bot_user_agent_is_dropped_with_its_kind(
     assert (record.drop_reason, record.agent_kind) == ("bot", kind)
     if agent is not None:
         assert (record.agent_name, record.agent_operator) == (agent, operator)
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        pytest.param("python-requests/2.32.3", id="python-requests"),
+        pytest.param("curl/8.5.0", id="curl"),
+        pytest.param("", id="empty User-Agent"),
+    ],
+)
+def test_http_libraries_and_a_missing_user_agent_are_counted_like_plausible(
+    receiver: PlausibleReceiver, user_agent: str
+) -> None:
+    # Plausible's UAInspector calls these clients, not bots (event.ex put_user_agent):
+    # it counts them, so the receiver does too, while naming the agent.
+    response = post(receiver, PAGEVIEW, **{"User-Agent": user_agent})
+    assert response.status_code == 202
+    assert "x-plausible-dropped" not in response.headers
+    [record] = receiver.wait_for(1)
+    assert record.agent_kind == "other_bot"
 
 
 def test_private_ips_are_kept_by_default(receiver: PlausibleReceiver) -> None:
@@ -243,7 +269,7 @@ def test_chunked_body_is_accepted(receiver: PlausibleReceiver) -> None:
     response = requests.post(
         f"{receiver.url}/api/event",
         data=chunks(),
-        headers={"User-Agent": BROWSER},
+        headers={"User-Agent": BROWSER, "Content-Type": "application/json"},
         timeout=5,
     )
     assert response.status_code == 202
@@ -258,7 +284,9 @@ def test_health(receiver: PlausibleReceiver) -> None:
 
 
 def test_other_methods_and_paths(receiver: PlausibleReceiver) -> None:
-    assert requests.get(f"{receiver.url}/api/event", timeout=5).status_code == 405
+    # Plausible routes only POST to /api/event: anything else there is a 404.
+    assert requests.get(f"{receiver.url}/api/event", timeout=5).status_code == 404
+    assert requests.put(f"{receiver.url}/api/event", timeout=5).status_code == 404
     assert requests.post(f"{receiver.url}/api/health", timeout=5).status_code == 405
     assert requests.get(f"{receiver.url}/nope", timeout=5).status_code == 404
     assert receiver.request_count == 0

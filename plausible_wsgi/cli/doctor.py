@@ -211,12 +211,18 @@ def _debug_event(
     return seen
 
 
-_REASONS = {
+#: What each drop reason the local receiver reports means, and its fix.
+DROP_HINTS = {
     "unknown_domain": "the site {domain!r} does not exist on this instance "
     "(add it in Plausible, or fix the spelling)",
     "bot": "the User-Agent is a bot's: Plausible drops bot traffic",
     "private_ip": "the visitor IP is private or loopback: set trusted_proxies so the "
     "visitor's own address is sent",
+    "spam_referrer": "the referrer's host is on Plausible's referrer spam list",
+    "verification_agent": "the User-Agent is Plausible's own verification agent",
+    "dc_ip": "the visitor IP was classified as a datacenter's (x-plausible-ip-type: dc_ip)",
+    "no_session": "an engagement or pageleave event with no earlier event of the same "
+    "visitor within 30 minutes",
 }
 
 
@@ -239,7 +245,7 @@ def _site(
         if isinstance(item, dict) and item.get("drop_reason")
     ]
     if reasons:  # the server said why
-        hints = [_REASONS.get(r, r).format(domain=domain) for r in reasons]
+        hints = [DROP_HINTS.get(r, r).format(domain=domain) for r in reasons]
         report.bad("site: the test event was dropped (x-plausible-dropped)", *hints)
         return
     guesses = drop_reasons(domain, user_agent, ip, None)

@@ -5,10 +5,14 @@
 request as a :class:`ReceivedEvent`, so tests can assert what Plausible would have
 counted, and people can watch events arrive on the inspector page at ``/``.
 
-It is a test and development tool, not an analytics server: records live in memory
-(bounded), and the drop reasons it knows are the ones it can decide locally — an
-unknown domain, a bot User-Agent and, optionally, a private visitor IP. Datacenter IPs,
-spam referrers and rate limits are Plausible's business.
+It is a test and development tool, not an analytics server: records live in memory,
+bounded in number and in bytes. The rules are Plausible's (docs/plausible-rules.md
+cites each): the body read by its Content-Type, the ``400`` fields, the values stored,
+and the drops it can decide locally — spam referrer (a short list), unknown domain,
+Plausible's verification agent, ``x-plausible-ip-type: dc_ip``, a bot User-Agent
+(curl, python-requests and a missing User-Agent are *counted*, as Plausible does), an
+``engagement``/``pageleave`` without an earlier event from that visitor and,
+optionally, a private visitor IP. Rate limits and shields are Plausible's business.
 
 For delivery tests it can misbehave on purpose: :meth:`ReceiverApp.enqueue_faults`
 scripts the next answers (``503`` with ``Retry-After``, a slow answer, a connection
@@ -17,164 +21,57 @@ reset) and :attr:`ReceiverApp.delay` slows every answer down.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import ipaddress
-import json
 import secrets
-import socket
-import struct
 import threading
 import time
 import typing as t
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from werkzeug.wrappers import Request, Response
 
-from ..agents import classify_user_agent
+from ..agents import AgentMatch, classify_user_agent
 from ..errors import ConfigurationError
-from . import rules
+from . import body as parsing
+from . import drops, rules
+from .elixir import MalformedURI
+from .http import (
+    ASSETS,
+    asset_response,
+    debug_answer,
+    json_response,
+    read_body,
+    remote_port,
+    reset_connection,
+    text_response,
+)
+from .records import (
+    KEPT_BODY_BYTES,
+    Attempt,
+    Fault,
+    Outcome,
+    ReceivedEvent,
+    describe_timeout,
+    event_fields,
+    kept_headers,
+    record_size,
+    rejected_fields,
+)
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["Attempt", "Fault", "Outcome", "ReceivedEvent", "ReceiverApp"]
 
-Outcome = t.Literal["accepted", "dropped", "rejected"]
-
 #: How many records the inspector feed returns at most per poll (the newest ones).
 FEED_LIMIT = 500
-#: Bytes of a request body kept on an :class:`Attempt` (and, as text, on a rejected
-#: :class:`ReceivedEvent`); the rest is cut so memory stays bounded.
-KEPT_BODY_BYTES = 64 * 1024
-
-_STATIC = Path(__file__).with_name("static")
-_ASSETS = {
-    "inspector.css": "text/css; charset=utf-8",
-    "inspector.js": "text/javascript; charset=utf-8",
-}
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; "
-        "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'"
-    ),
-}
-
-
-@dataclass(frozen=True)
-class Fault:
-    """A scripted answer to one ``POST /api/event``, given before normal processing.
-
-    A faulted request is counted as an :class:`Attempt` but never recorded as an event.
-
-    :param status: the HTTP status to answer with.
-    :param headers: extra response headers, e.g. ``{"Retry-After": "2"}``.
-    :param body: the response body (plain text).
-    :param delay: seconds to wait before answering (or resetting). Cut short when the
-        receiver stops or goes down.
-    :param reset: close the connection abruptly instead of answering: the client sees
-        a connection error and no HTTP response at all. Needs werkzeug's server (which
-        :class:`~plausible_wsgi.receiver.PlausibleReceiver` uses).
-
-    Usage::
-
-        receiver.enqueue_faults(Fault(503, {"Retry-After": "1"}), Fault(reset=True))
-    """
-
-    status: int = 503
-    headers: Mapping[str, str] = field(default_factory=dict, hash=False)
-    body: str = ""
-    delay: float = 0.0
-    reset: bool = False
-
-    def __post_init__(self) -> None:
-        if not 100 <= self.status <= 599:
-            raise ConfigurationError(f"Fault status must be 100-599, got {self.status}")
-        if self.delay < 0:
-            raise ConfigurationError(f"Fault delay must be >= 0 seconds, got {self.delay}")
-
-
-@dataclass(frozen=True)
-class Attempt:
-    """One ``POST /api/event`` as it arrived, faulted or not: what retry tests count."""
-
-    #: 1 for the first request since start (or :meth:`ReceiverApp.clear`), then 2, 3...
-    number: int
-    #: Arrival time, seconds since the epoch.
-    received_at: float
-    #: The fault that answered it, or ``None`` when it was processed normally.
-    fault: Fault | None
-    #: The request body (at most :data:`KEPT_BODY_BYTES`; empty when over 8 MB).
-    body: bytes = field(repr=False)
-    #: The request headers.
-    headers: dict[str, str] = field(hash=False, repr=False)
-    #: The client's source port: requests sharing it shared a keep-alive connection.
-    remote_port: int | None
-
-
-@dataclass(frozen=True)
-class ReceivedEvent:
-    """One event as the receiver judged it — one per domain of a request.
-
-    A rejected request (``400``/``413``) gives one record with ``errors`` set and the
-    event fields filled from the body as far as they could be read (``""`` otherwise).
-    """
-
-    #: Sequence number, unique per app, increasing in arrival order.
-    id: int
-    #: Arrival time, seconds since the epoch (Plausible stamps events on arrival too).
-    received_at: float
-    #: ``"accepted"`` (Plausible would count it), ``"dropped"`` (``202`` with
-    #: ``x-plausible-dropped``) or ``"rejected"`` (``400``/``413``).
-    outcome: Outcome
-    #: The HTTP status answered: 202, 400 or 413.
-    status: int
-    #: ``"unknown_domain"``, ``"bot"`` or ``"private_ip"`` for a dropped event.
-    drop_reason: str | None
-    #: The ``errors`` object of a rejection.
-    errors: dict[str, list[str]] | None = field(hash=False)
-    name: str
-    url: str
-    #: The URL path, percent-decoded.
-    pathname: str
-    #: The URL host, ``www.`` stripped.
-    hostname: str
-    domain: str
-    #: Cut to 2000 characters; ``None`` when not sent.
-    referrer: str | None
-    #: Whether Plausible would attribute no source to the referrer.
-    referrer_ignored: bool
-    #: Stringified props, blanks and nested values dropped, at most 30.
-    props: dict[str, str] = field(hash=False)
-    #: ``{"currency": ..., "amount": ...}`` when valid, else ``None``.
-    revenue: dict[str, str] | None = field(hash=False)
-    interactive: bool
-    #: UTM tags, ``source``/``ref`` and click ids found in the URL.
-    query_params: dict[str, str] = field(hash=False)
-    user_agent: str
-    #: The visitor IP: the first ``X-Forwarded-For`` element, else the socket address.
-    client_ip: str
-    #: A daily visitor hash (hex); ``""`` for a rejected request.
-    visitor_id: str
-    #: The bot kind (``"ai_training"``, ``"search_engine"``...) or ``None`` for a browser.
-    #: A missing User-Agent counts as a bot (``"other_bot"``), like a script's.
-    agent_kind: str | None
-    #: The bot's name, e.g. ``"GPTBot"``.
-    agent_name: str | None
-    #: Who runs the bot, e.g. ``"OpenAI"`` (``""`` when unknown).
-    agent_operator: str | None
-    #: The request body as text, for rejected requests only (cut to 64 KiB).
-    body: str | None = field(default=None, repr=False)
-
-    def to_json(self) -> dict[str, t.Any]:
-        """The record as a JSON-ready dict (what the inspector feed serves)."""
-        return asdict(self)
+#: Default bound on the bytes records and attempts hold (estimated); the oldest go.
+MAX_BYTES = 64 * 1024 * 1024
+_SESSION_SECONDS = 30 * 60  # Plausible's session length
+_MAX_SESSIONS = 100_000
 
 
 class ReceiverApp:
@@ -210,20 +107,29 @@ class ReceiverApp:
         domains: Iterable[str] | None = None,
         drop_private_ips: bool = False,
         max_events: int = 10_000,
+        max_bytes: int = MAX_BYTES,
+        spam_referrers: Iterable[str] = drops.SPAM_REFERRERS,
     ) -> None:
         if max_events < 1:
             raise ConfigurationError(f"max_events must be >= 1, got {max_events}")
+        if max_bytes < 1:
+            raise ConfigurationError(f"max_bytes must be >= 1, got {max_bytes}")
         #: The known sites, or ``None`` for any.
         self.domains = None if domains is None else frozenset(domains)
         self.drop_private_ips = drop_private_ips
         self.max_events = max_events
+        self.max_bytes = max_bytes
+        #: Referrer hosts (``www.`` stripped) whose events are dropped as spam.
+        self.spam_referrers = frozenset(spam_referrers)
         #: Seconds to wait before every normal answer (slow-server tests); 0 for none.
         self.delay = 0.0
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._wake = threading.Event()
-        self._records: deque[ReceivedEvent] = deque(maxlen=max_events)
-        self._attempts: deque[Attempt] = deque(maxlen=max_events)
+        self._records: deque[ReceivedEvent] = deque()
+        self._attempts: deque[Attempt] = deque()
+        self._bytes = 0
+        self._sessions: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._faults: deque[Fault] = deque()
         self._next_id = 1
         self._request_count = 0
@@ -259,6 +165,8 @@ class ReceiverApp:
         with self._lock:
             self._records.clear()
             self._attempts.clear()
+            self._sessions.clear()
+            self._bytes = 0
             self._request_count = 0
             self._accepted = 0
             self._totals.clear()
@@ -316,7 +224,7 @@ class ReceiverApp:
             if self._changed.wait_for(lambda: self._accepted >= n, timeout):
                 return [r for r in self._records if r.outcome == "accepted"]
             records, attempts = list(self._records), list(self._attempts)
-        raise TimeoutError(_describe_timeout(n, timeout, records, attempts))
+        raise TimeoutError(describe_timeout(n, timeout, records, attempts))
 
     def wait_for_attempts(self, n: int, timeout: float = 5.0) -> list[Attempt]:
         """Wait until at least ``n`` ``POST /api/event`` requests arrived, faulted or not.
@@ -336,112 +244,152 @@ class ReceiverApp:
         path, method = request.path, request.method
         response: Response
         if path == "/api/event":
-            if method == "POST":
-                response = self._post_event(request)
-            else:
-                response = _text(405, "Method Not Allowed", {"Allow": "POST"})
+            # Plausible routes only POST here: any other method is a 404.
+            is_post = method == "POST"
+            response = self._post_event(request) if is_post else text_response(404, "Not Found")
         elif method not in ("GET", "HEAD"):
-            response = _text(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
+            response = text_response(405, "Method Not Allowed", {"Allow": "GET, HEAD"})
         elif path == "/api/health":
-            response = _json(200, {"clickhouse": "ok", "postgres": "ok", "sites_cache": "ok"})
+            response = json_response(
+                200, {"clickhouse": "ok", "postgres": "ok", "sites_cache": "ok"}
+            )
         elif path == "/":
-            response = _asset("inspector.html", "text/html; charset=utf-8")
-        elif path.startswith("/static/") and path[len("/static/") :] in _ASSETS:
+            response = asset_response("inspector.html", "text/html; charset=utf-8")
+        elif path.startswith("/static/") and path[len("/static/") :] in ASSETS:
             name = path[len("/static/") :]
-            response = _asset(name, _ASSETS[name])
+            response = asset_response(name, ASSETS[name])
         elif path == "/_inspector/events":
             response = self._feed(request.args.get("after", ""))
         else:
-            response = _text(404, "Not Found")
+            response = text_response(404, "Not Found")
         return response(environ, start_response)
 
     def _post_event(self, request: Request) -> Response:
-        body = _read_body(request)
+        content_type = request.headers.get("Content-Type")
+        try:
+            body, truncated = read_body(request, parsing.body_limit(content_type))
+        except (OSError, ValueError):
+            # A malformed chunked body (werkzeug raises while de-chunking): the
+            # request cannot be read, so it is a 400, never a 500 with a traceback.
+            return text_response(400, "Bad Request", {"Connection": "close"})
         with self._lock:
             self._request_count += 1
             fault = self._faults.popleft() if self._faults else None
-            self._attempts.append(
+            self._keep(
+                self._attempts,
                 Attempt(
                     number=self._request_count,
                     received_at=time.time(),
                     fault=fault,
-                    body=(body or b"")[:KEPT_BODY_BYTES],
-                    headers=dict(request.headers),
-                    remote_port=_remote_port(request.environ),
-                )
+                    body=body[:KEPT_BODY_BYTES],
+                    headers=kept_headers(request.headers.items()),
+                    remote_port=remote_port(request.environ),
+                ),
             )
             self._changed.notify_all()
         if fault is not None:
             self._pause(fault.delay)
             if fault.reset:
-                _reset_connection(request.environ)
-            return _text(fault.status, fault.body, fault.headers)
+                reset_connection(request.environ)
+            return text_response(fault.status, fault.body, fault.headers)
 
         self._pause(self.delay)
-        return self._judge(request, body)
+        return self._judge(request, content_type, body, truncated)
 
-    def _judge(self, request: Request, body: bytes | None) -> Response:
-        environ = request.environ
-        received_at = time.time()
-        user_agent = environ.get("HTTP_USER_AGENT", "")
-        client_ip = rules.read_client_ip(
-            environ.get("HTTP_X_FORWARDED_FOR"), environ.get("REMOTE_ADDR", "")
-        )
+    def _judge(
+        self, request: Request, content_type: str | None, raw: bytes, truncated: bool
+    ) -> Response:
+        headers = {key.lower(): value for key, value in request.headers.items()}
+        user_agent = headers.get("user-agent", "")
+        client_ip = drops.read_client_ip(headers, request.environ.get("REMOTE_ADDR", ""))
         agent = classify_user_agent(user_agent)
         common: dict[str, t.Any] = {
-            "received_at": received_at,
+            "received_at": time.time(),
             "user_agent": user_agent,
             "client_ip": client_ip,
             "agent_kind": None if agent is None else agent.kind,
             "agent_name": None if agent is None else agent.agent,
             "agent_operator": None if agent is None else agent.operator,
         }
-
-        if body is None:
-            verdict: tuple[rules.NormalisedEvent, ...] | rules.Rejection = rules.Rejection(
-                413, {"request": [f"body larger than {rules.MAX_BODY_BYTES} bytes"]}
-            )
-            payload: Mapping[str, t.Any] = {}
-        else:
-            decoded = rules.decode_body(body)
-            payload = {} if isinstance(decoded, rules.Rejection) else decoded
-            verdict = decoded if isinstance(decoded, rules.Rejection) else rules.normalise(decoded)
+        payload: Mapping[str, t.Any] = {}
+        verdict: tuple[rules.NormalisedEvent, ...] | rules.Rejection
+        try:
+            payload = parsing.parse(content_type, raw, truncated)
+            if not drops.acceptable(headers.get("accept"), request.args.get("_format")):
+                verdict = rules.Rejection(406, {"request": ["not acceptable: use JSON"]})
+            else:
+                verdict = rules.normalise(payload)
+        except parsing.BodyError as error:
+            verdict = rules.Rejection(error.status, {"request": [error.message]})
+        except MalformedURI as error:
+            # Elixir's URI.decode raises: Plausible's answer is a 500.
+            verdict = rules.Rejection(500, {"url": [str(error)]})
 
         if isinstance(verdict, rules.Rejection):
-            text = (body or b"")[:KEPT_BODY_BYTES].decode("utf-8", "replace")
-            self._record([_rejected_fields(verdict, payload, text)], common)
-            return _json(verdict.status, verdict.body())
+            text = raw[:KEPT_BODY_BYTES].decode("utf-8", "replace")
+            self._record([rejected_fields(verdict, payload, text)], common)
+            if verdict.status == 500:
+                return text_response(500, "Internal Server Error")
+            return json_response(verdict.status, verdict.body())
 
+        spam = bool(verdict) and verdict[0].referrer is not None
+        spam = spam and drops.spam_referrer(
+            rules.referrer_host(verdict[0].referrer or ""), self.spam_referrers
+        )
         drafts = []
         for event in verdict:
-            reason = self._drop_reason(event.domain, agent is not None, client_ip)
+            visitor = self._visitor_id(user_agent, client_ip, event.domain, event.hostname)
+            reason = "spam_referrer" if spam else self._drop_reason(event, headers, agent, visitor)
+            reason = reason or self._drop_private(client_ip)
             drafts.append(
                 {
                     "outcome": "accepted" if reason is None else "dropped",
                     "status": 202,
                     "drop_reason": reason,
                     "errors": None,
-                    **_event_fields(event),
-                    "visitor_id": self._visitor_id(
-                        user_agent, client_ip, event.domain, event.hostname
-                    ),
+                    **event_fields(event),
+                    "visitor_id": visitor,
                 }
             )
         self._record(drafts, common)
         dropped = sum(1 for draft in drafts if draft["drop_reason"] is not None)
-        headers = {"x-plausible-dropped": str(dropped)} if dropped else None
-        if environ.get("HTTP_X_DEBUG_REQUEST", "").lower() == "true":
-            return _debug_answer(common, drafts, headers)
-        return _text(202, "ok", headers)
+        answer_headers = {"x-plausible-dropped": str(dropped)} if dropped else None
+        if headers.get("x-debug-request", "").lower() == "true":
+            return debug_answer(common, drafts, answer_headers)
+        return text_response(202, "ok", answer_headers)
 
-    def _drop_reason(self, domain: str, is_bot: bool, client_ip: str) -> str | None:
-        if self.domains is not None and domain not in self.domains:
+    def _drop_reason(
+        self,
+        event: rules.NormalisedEvent,
+        headers: Mapping[str, str],
+        agent: AgentMatch | None,
+        visitor: str,
+    ) -> str | None:
+        """event.ex's order: the site, the verification agent, a datacenter IP, a bot,
+        then the session an engagement or pageleave needs."""
+        if self.domains is not None and event.domain not in self.domains:
             return "unknown_domain"
-        if is_bot:
+        user_agent = headers.get("user-agent", "")
+        if user_agent in drops.VERIFICATION_AGENTS:
+            return "verification_agent"
+        if headers.get("x-plausible-ip-type") == "dc_ip":
+            return "dc_ip"
+        if drops.plausible_drops_agent(user_agent, agent):
             return "bot"
-        if self.drop_private_ips and _is_private(client_ip):
-            return "private_ip"
+        now, key = time.monotonic(), (event.domain, visitor)
+        with self._lock:
+            if event.name in ("engagement", "pageleave"):
+                last = self._sessions.get(key)
+                if last is None or now - last > _SESSION_SECONDS:
+                    return "no_session"
+            self._sessions[key] = now
+            self._sessions.move_to_end(key)
+            while len(self._sessions) > _MAX_SESSIONS:
+                self._sessions.popitem(last=False)
         return None
+
+    def _drop_private(self, client_ip: str) -> str | None:
+        return "private_ip" if self.drop_private_ips and _is_private(client_ip) else None
 
     def _visitor_id(self, user_agent: str, client_ip: str, domain: str, hostname: str) -> str:
         """A daily visitor hash, like Plausible's but not equal to it.
@@ -464,12 +412,34 @@ class ReceiverApp:
             for draft in drafts:
                 record = ReceivedEvent(id=self._next_id, **common, **draft)
                 self._next_id += 1
-                if len(self._records) == self._records.maxlen:
-                    self._accepted -= self._records[0].outcome == "accepted"
-                self._records.append(record)
+                self._keep(self._records, record)
                 self._accepted += record.outcome == "accepted"
                 self._totals[record.outcome] += 1
             self._changed.notify_all()
+
+    def _keep(self, kept: deque[t.Any], item: ReceivedEvent | Attempt) -> None:
+        """Append under the lock; forget the oldest past ``max_events`` or ``max_bytes``."""
+        kept.append(item)
+        self._bytes += record_size(item)
+        while len(kept) > self.max_events:
+            self._forget(kept)
+        while self._bytes > self.max_bytes and (len(self._records) + len(self._attempts)) > 1:
+            older = (
+                self._records
+                if self._records
+                and (
+                    not self._attempts
+                    or self._records[0].received_at <= self._attempts[0].received_at
+                )
+                else self._attempts
+            )
+            self._forget(older)
+
+    def _forget(self, kept: deque[t.Any]) -> None:
+        old = kept.popleft()
+        self._bytes -= record_size(old)
+        if isinstance(old, ReceivedEvent):
+            self._accepted -= old.outcome == "accepted"
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
@@ -503,66 +473,9 @@ class ReceiverApp:
                 "faulted": faulted,
             },
         }
-        response = _json(200, feed)
+        response = json_response(200, feed)
         response.headers["Cache-Control"] = "no-store"
         return response
-
-
-def _debug_answer(
-    common: Mapping[str, t.Any], drafts: list[dict[str, t.Any]], headers: dict[str, str] | None
-) -> Response:
-    """``X-Debug-Request: true``: what the server saw, as Plausible's docs describe the
-    header (200 with the IP used), plus each event's outcome and drop reason, so
-    ``python -m plausible_wsgi doctor`` can explain a drop."""
-    seen = {
-        "ip": common["client_ip"],
-        "user_agent": common["user_agent"],
-        "events": [
-            {key: draft[key] for key in ("domain", "name", "outcome", "drop_reason")}
-            for draft in drafts
-        ],
-    }
-    response = _json(200, seen)
-    response.headers.extend(headers or {})
-    return response
-
-
-def _read_body(request: Request) -> bytes | None:
-    """The request body, or ``None`` when it is over the server's 8 MB limit."""
-    length = request.content_length
-    if length is not None and length > rules.MAX_BODY_BYTES:
-        return None
-    stream = request.stream
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > rules.MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-
-
-def _reset_connection(environ: WSGIEnvironment) -> None:
-    sock = environ.get("werkzeug.socket")
-    if not isinstance(sock, socket.socket):
-        raise RuntimeError("Fault(reset=True) needs werkzeug's server (environ lacks a socket)")
-    # Linger 0 makes the final close send RST; shutting down now means the client gets
-    # no response at all, and werkzeug's attempt to write one fails as a dropped
-    # connection, which it handles quietly.
-    with contextlib.suppress(OSError):  # the client may be gone already
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _remote_port(environ: WSGIEnvironment) -> int | None:
-    # werkzeug gives an int, other servers a string or nothing.
-    try:
-        return int(environ["REMOTE_PORT"])
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _is_private(ip: str) -> bool:
@@ -573,76 +486,3 @@ def _is_private(ip: str) -> bool:
     return (
         address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
     )
-
-
-def _event_fields(event: rules.NormalisedEvent) -> dict[str, t.Any]:
-    return {
-        "name": event.name,
-        "url": event.url,
-        "pathname": event.pathname,
-        "hostname": event.hostname,
-        "domain": event.domain,
-        "referrer": event.referrer,
-        "referrer_ignored": event.referrer_ignored,
-        "props": event.props,
-        "revenue": event.revenue,
-        "interactive": event.interactive,
-        "query_params": event.query_params,
-    }
-
-
-def _rejected_fields(
-    rejection: rules.Rejection, payload: Mapping[str, t.Any], body: str
-) -> dict[str, t.Any]:
-    def loose(short: str, long: str) -> str:
-        value = payload.get(short, payload.get(long))
-        return str(value) if isinstance(value, (str, int)) else ""
-
-    return {
-        "outcome": "rejected",
-        "status": rejection.status,
-        "drop_reason": None,
-        "errors": rejection.errors,
-        "name": loose("n", "name"),
-        "url": loose("u", "url"),
-        "pathname": "",
-        "hostname": "",
-        "domain": loose("d", "domain"),
-        "referrer": None,
-        "referrer_ignored": True,
-        "props": {},
-        "revenue": None,
-        "interactive": True,
-        "query_params": {},
-        "visitor_id": "",
-        "body": body,
-    }
-
-
-def _describe_timeout(
-    n: int, timeout: float, records: list[ReceivedEvent], attempts: list[Attempt]
-) -> str:
-    lines = [f"expected {n} accepted events within {timeout}s; received:"]
-    for record in records:
-        detail = record.drop_reason or (json.dumps(record.errors) if record.errors else "")
-        lines.append(
-            f"  #{record.id} {record.outcome} {record.status} {record.name!r}"
-            f" {record.domain}{record.pathname} {detail}".rstrip()
-        )
-    faulted = sum(1 for attempt in attempts if attempt.fault is not None)
-    if not records:
-        lines.append("  nothing")
-    lines.append(f"({len(attempts)} requests to /api/event, {faulted} answered by faults)")
-    return "\n".join(lines)
-
-
-def _text(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response:
-    return Response(body, status=status, headers=dict(headers or {}), mimetype="text/plain")
-
-
-def _json(status: int, value: object) -> Response:
-    return Response(json.dumps(value), status=status, mimetype="application/json")
-
-
-def _asset(name: str, content_type: str) -> Response:
-    return Response((_STATIC / name).read_bytes(), content_type=content_type, headers=_PAGE_HEADERS)

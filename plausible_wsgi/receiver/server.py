@@ -28,7 +28,8 @@ from collections.abc import Iterable
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .app import Attempt, Fault, ReceivedEvent, ReceiverApp
+from ..errors import ConfigurationError
+from .app import MAX_BYTES, Attempt, Fault, ReceivedEvent, ReceiverApp
 
 __all__ = ["PlausibleReceiver"]
 
@@ -36,6 +37,14 @@ _logger = logging.getLogger(__name__)
 
 #: Seconds :meth:`PlausibleReceiver.stop` waits for handler threads to finish.
 _STOP_TIMEOUT = 5.0
+_IDLE, _BUSY, _CUT = 0, 1, 2
+#: Request headers larger than this in all are answered ``431``.
+MAX_HEADER_BYTES = 64 * 1024
+#: Default bound on open connections (and so on handler threads).
+MAX_CONNECTIONS = 128
+#: Default seconds a connection may stay silent (between requests, or mid-request)
+#: before it is closed.
+IDLE_TIMEOUT = 30.0
 
 
 class PlausibleReceiver:
@@ -55,6 +64,12 @@ class PlausibleReceiver:
     :param domains: passed to :class:`ReceiverApp`: events for other domains are dropped.
     :param drop_private_ips: passed to :class:`ReceiverApp`.
     :param max_events: passed to :class:`ReceiverApp`: records kept in memory.
+    :param max_bytes: passed to :class:`ReceiverApp`: bytes of records kept (estimated).
+    :param max_connections: open connections at most. A new connection past it
+        closes the oldest one that is not running a request (a slow or idle client),
+        so slow clients cannot lock real ones out; when every connection is busy the
+        new one is closed instead.
+    :param idle_timeout: seconds a connection may stay silent before it is closed.
 
     Usage::
 
@@ -73,11 +88,23 @@ class PlausibleReceiver:
         domains: Iterable[str] | None = None,
         drop_private_ips: bool = False,
         max_events: int = 10_000,
+        max_bytes: int = MAX_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
+        if max_connections < 1:
+            raise ConfigurationError(f"max_connections must be >= 1, got {max_connections}")
+        if not idle_timeout > 0:
+            raise ConfigurationError(f"idle_timeout must be > 0 seconds, got {idle_timeout}")
         #: The WSGI app doing the work; its faults, delay and records are shared.
         self.app = ReceiverApp(
-            domains=domains, drop_private_ips=drop_private_ips, max_events=max_events
+            domains=domains,
+            drop_private_ips=drop_private_ips,
+            max_events=max_events,
+            max_bytes=max_bytes,
         )
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
         self.host = host
         #: The port, known once started; kept across :meth:`down`/:meth:`up`.
         self.port = port
@@ -93,10 +120,11 @@ class PlausibleReceiver:
         with self._lock:
             if self._server is not None:
                 return self
-            bound = connections = _Connections()
+            bound = connections = _Connections(self.max_connections)
 
             class _BoundHandler(_RequestHandler):
                 connections = bound
+                timeout = self.idle_timeout
 
             listener = socket.socket(_family(self.host), socket.SOCK_STREAM)
             try:
@@ -179,6 +207,14 @@ class PlausibleReceiver:
         return self.app.events
 
     @property
+    def open_connections(self) -> int:
+        """Client connections open now (at most ``max_connections``, once the cut
+        ones have closed)."""
+        with self._lock:
+            connections = self._connections
+        return 0 if connections is None else connections.count()
+
+    @property
     def dropped(self) -> list[ReceivedEvent]:
         """Events answered ``202`` with ``x-plausible-dropped``."""
         return self.app.dropped
@@ -224,24 +260,47 @@ class PlausibleReceiver:
 
 
 class _Connections:
-    """The sockets of open client connections, so an outage can cut them."""
+    """The sockets of open client connections: cut on an outage, bounded in number.
 
-    def __init__(self) -> None:
+    Each is marked busy while it runs a request; past ``limit`` connections the
+    oldest one that is not busy is cut (slowloris clients and idle keep-alives go
+    first), or the newcomer when all are busy.
+    """
+
+    def __init__(self, limit: int) -> None:
         self._changed = threading.Condition()
-        self._open: set[socket.socket] = set()
+        # Insertion order is age; the value is _IDLE, _BUSY or _CUT.
+        self._open: dict[socket.socket, int] = {}
         self._closed = False
+        self._limit = limit
 
     def add(self, sock: socket.socket) -> None:
         with self._changed:
-            self._open.add(sock)
-            closed = self._closed
-        if closed:
-            # Accepted just before the listener stopped: cut it like the others.
-            _shutdown(sock)
+            self._open[sock] = _IDLE
+            victim: socket.socket | None = sock if self._closed else None
+            live = sum(1 for state in self._open.values() if state != _CUT)
+            if victim is None and live > self._limit:
+                victim = next((s for s, state in self._open.items() if state == _IDLE), sock)
+            if victim is not None:
+                self._open[victim] = _CUT
+        if victim is not None:
+            # A cut before the listener stopped, or the oldest connection not running
+            # a request (a slow or idle client) making room for a new one.
+            _shutdown(victim)
+
+    def busy(self, sock: socket.socket, busy: bool) -> None:
+        with self._changed:
+            if self._open.get(sock, _CUT) != _CUT:
+                self._open[sock] = _BUSY if busy else _IDLE
+
+    def count(self) -> int:
+        """Open connections not cut yet."""
+        with self._changed:
+            return sum(1 for state in self._open.values() if state != _CUT)
 
     def discard(self, sock: socket.socket) -> None:
         with self._changed:
-            self._open.discard(sock)
+            self._open.pop(sock, None)
             self._changed.notify_all()
 
     def close_all(self) -> None:
@@ -306,7 +365,26 @@ class _RequestHandler(WSGIRequestHandler):
         finally:
             self.connections.discard(self.connection)
 
+    def parse_request(self) -> bool:
+        if not super().parse_request():
+            return False
+        # Plausible's HTTP server refuses oversized headers with a 431 too; here it
+        # also keeps a 5 MB header block from ever reaching the app and its records.
+        size = sum(len(key) + len(value) for key, value in self.headers.items())
+        if size > MAX_HEADER_BYTES:
+            self.close_connection = True
+            self.send_error(431, "Request Header Fields Too Large")
+            return False
+        return True
+
     def run_wsgi(self) -> None:
+        self.connections.busy(self.connection, True)
+        try:
+            self._run_wsgi()
+        finally:
+            self.connections.busy(self.connection, False)
+
+    def _run_wsgi(self) -> None:
         length = self._body_length()
         if length is None:
             # No safe way to find the next request: werkzeug closes the connection.
