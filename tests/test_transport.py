@@ -76,6 +76,7 @@ class RawServer:
         self.requests = 0
         self.connections = 0
         self.finished = threading.Event()  # set when a script returns
+        self.written = 0  # bytes a dripping script got out
         self.lock = threading.Lock()
         self.sock = socket.create_server((host, 0))
         self.port = self.sock.getsockname()[1]
@@ -332,6 +333,7 @@ def test_a_dripping_tls_answer_is_cut_at_the_deadline(
             server.request(tls)
             for byte in OK * 10:  # a byte every 0.5 s: never a per-read timeout
                 tls.sendall(bytes([byte]))
+                server.written += 1
                 time.sleep(0.5)
 
     server = raw_server(script)
@@ -339,7 +341,8 @@ def test_a_dripping_tls_answer_is_cut_at_the_deadline(
     with pytest.raises(AttemptError) as caught:
         transport.send(BODY, UA, IP)
     assert caught.value.kind is FailureKind.READ_TIMEOUT
-    assert not server.finished.is_set()
+    wait_until(server.finished.is_set, 30)  # the client hung up mid-drip
+    assert server.written < len(OK * 10)
     transport.close()
 
 
@@ -381,6 +384,7 @@ def drip(data: bytes, every: float = 2.0) -> Callable[[socket.socket, RawServer]
         server.request(conn)
         for byte in data:
             conn.sendall(bytes([byte]))
+            server.written += 1
             time.sleep(every)
 
     return script
@@ -405,7 +409,9 @@ def test_a_dripping_status_line_frees_the_worker_at_the_deadline(
     c.close()
     assert (c.stats().sent, c.stats().failed) == (sent, failed)
     if answer:
-        assert not server.finished.is_set()  # still dripping when the worker gave up
+        # The client hung up: the drip ended early on a broken pipe.
+        wait_until(server.finished.is_set, 30)
+        assert server.written < len(answer * 10)
 
 
 def _silent(conn: socket.socket, server: RawServer) -> None:
@@ -425,6 +431,7 @@ def test_a_dripping_body_frees_the_worker_and_the_status_is_the_answer(
         for _ in range(200):  # 100 s, each byte well within a per-read timeout
             time.sleep(0.5)
             conn.sendall(b"x")
+            server.written += 1
 
     server = raw_server(script)
     c = collector(server.url, timeout=1.5)
@@ -432,7 +439,8 @@ def test_a_dripping_body_frees_the_worker_and_the_status_is_the_answer(
     assert c.flush(30)
     c.close()
     assert (c.stats().sent, c.stats().failed) == (sent, failed)
-    assert not server.finished.is_set()
+    wait_until(server.finished.is_set, 30)  # the client hung up mid-drip
+    assert server.written < 200
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
