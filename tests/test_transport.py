@@ -310,6 +310,19 @@ def tls_ca(tmp_path: Path) -> tuple[ssl.SSLContext, str]:
     return server_context, str(bundle)
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "host"),
+    [
+        ("http://[::1]:8000", b"[::1]:8000"),
+        ("https://plausible.io/", b"plausible.io"),
+        ("https://user:pw@stats.example.com:8443", b"stats.example.com:8443"),
+    ],
+)
+def test_host_header_is_the_endpoint_authority(endpoint: str, host: bytes) -> None:
+    request = HttpTransport(endpoint)._template.render(BODY, UA, IP)
+    assert request.startswith(b"POST /api/event HTTP/1.1\r\nHost: " + host + b"\r\n")
+
+
 def test_close_between_events_is_survived(raw_server: Callable[..., RawServer]) -> None:
     def script(conn: socket.socket, server: RawServer) -> None:
         while server.request(conn):
