@@ -30,7 +30,7 @@ from sink import SilentServer, wait_until
 import plausible_wsgi as pw
 from plausible_wsgi.attempt import AttemptError, FailureKind
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
-from plausible_wsgi.transport import HttpTransport, Outcome
+from plausible_wsgi.transport import _IDLE_CHECK_AFTER, HttpTransport, Outcome
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "203.0.113.7"
@@ -529,8 +529,33 @@ def test_a_connection_closed_while_idle_is_replaced_before_writing(
         assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
         assert closed.wait(10)
         wait_until(lambda: server.connections == server.requests, 10)
+        time.sleep(2 * _IDLE_CHECK_AFTER)  # idle long enough to be checked before writing
     transport.close()
     assert (server.requests, server.connections) == (3, 3)
+
+
+def test_an_unannounced_close_right_after_an_answer_is_a_counted_cut(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    """A connection just used is not checked before writing: the next event meets the
+    close as a cut (the server never read it), counted as a retry by the default
+    policy; every event is still recorded exactly once."""
+
+    def script(conn: socket.socket, server: RawServer) -> None:
+        if server.request(conn):
+            conn.sendall(OK)
+            conn.close()
+
+    server = raw_server(script)
+    retry = pw.RetryConfig(initial_backoff=0.001, max_backoff=0.01)
+    c = collector(server.url, max_workers=1, retry=retry)
+    track(c, 20)
+    assert c.flush(60)
+    c.close()
+    stats = c.stats()
+    assert (stats.sent, stats.failed) == (20, 0)
+    assert (server.requests, server.connections) == (20, 20)
+    assert stats.retried <= 19  # one per cut; fewer when a slow machine idles past the check
 
 
 def test_endless_100_continue_is_a_failure_not_a_spin(
