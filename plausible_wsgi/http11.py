@@ -16,25 +16,25 @@ Pure protocol over a socket-like ``recv_into``: no connections, deadlines or eng
 
 Why purpose-built, measured with ``python -m bench.delivery`` (CPU per delivered event
 on loopback against nginx answering ``202 ok``; best of 3 interleaved rounds of 4,000;
-2 shared cores at load ~4, so ratios, not absolutes):
+2 shared cores at load 3-5, so ratios, not absolutes; one run of five):
 
 =====================================  ============  ============
 sender                                 plain HTTP    TLS
 =====================================  ============  ============
-raw socket, prebuilt request (floor)   8.7 µs        15.9 µs
-``http.client`` keep-alive             99.6 µs       127.0 µs
-``h11`` on a raw socket                76.3 µs       131.3 µs
-this module + ``transport`` alone      18.9 µs       38.1 µs
+raw socket, prebuilt request (floor)   9.5 µs        15.5 µs
+``http.client`` keep-alive             107.4 µs      118.5 µs
+``h11`` on a raw socket                97.2 µs       130.8 µs
+this module + ``transport`` alone      19.7 µs       35.4 µs
 =====================================  ============  ============
 
-So 0.19x ``http.client`` (2.2x the floor) plain and 0.30x (2.4x) over TLS.
-``http.client`` parses every answer's headers with the ``email`` package, makes a
-``makefile()`` reader per answer and polls before each of its six system calls;
-``requests``/``urllib3`` sit on top of it (2-6x more); ``h11`` is a correct sans-IO
-state machine but its event objects cost as much as ``http.client``; ``pycurl`` (issue
-12 measured 14 µs plain) would be a compiled dependency for one fixed POST. What is
-left over the floor: one ``poll`` per event to see an idle connection closed before
-writing (no silent resend otherwise), the regex over the answer head, the template.
+Over the five runs the transport cost 0.18-0.29x ``http.client`` plain (2.1-2.7x the
+floor) and 0.25-0.30x over TLS (2.1-2.4x). ``http.client`` parses every answer's
+headers with the ``email`` package, makes a ``makefile()`` reader per answer and polls
+before each of its six system calls; ``requests``/``urllib3`` sit on top of it (2-6x
+more); ``h11`` is a correct sans-IO state machine but its event objects cost as much as
+``http.client``; ``pycurl`` (issue 12 measured 14 µs plain) would be a compiled
+dependency for one fixed POST. Left over the floor: the regex over the answer head, the
+template, the deadline bookkeeping, and a ``poll`` after an idle gap.
 """
 
 from __future__ import annotations
