@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytest
 from sink import SilentServer, wait_until
@@ -584,30 +584,45 @@ def test_a_hand_built_bad_header_is_never_sent(raw_server: Callable[..., RawServ
     assert server.connections == 0
 
 
-def full_backlog() -> tuple[socket.socket, list[socket.socket], str]:
-    """A listening port whose accept queue is full: new SYNs are dropped."""
+@pytest.fixture
+def syn_dropping() -> Iterator[str]:
+    """The URL of a listening port whose accept queue is full: new SYNs are dropped."""
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = listener.getsockname()[1]
     fillers: list[socket.socket] = []
-    for _ in range(16):
-        sock = socket.socket()
-        sock.settimeout(0.5)
-        try:
-            sock.connect(("127.0.0.1", port))
-        except OSError:
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(16):
+            sock = socket.socket()
+            sock.settimeout(0.5)
+            try:
+                sock.connect(("127.0.0.1", port))
+            except OSError:
+                sock.close()
+                break
+            fillers.append(sock)
+        else:
+            pytest.skip("this kernel accepts SYNs past a full backlog")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        listener.close()
+        for sock in fillers:
             sock.close()
-            break
-        fillers.append(sock)
-    else:
-        pytest.skip("this kernel accepts SYNs past a full backlog")
-    return listener, fillers, f"http://127.0.0.1:{port}"
 
 
-def test_abort_cuts_a_connect_to_a_syn_dropping_port() -> None:
-    listener, fillers, url = full_backlog()
-    transport = HttpTransport(url, timeout=120)
+@pytest.fixture
+def tls_silent() -> Iterator[str]:
+    """An https URL whose server accepts and never says a word (a hung handshake)."""
+    silent = SilentServer()
+    try:
+        yield silent.url.replace("http://", "https://")
+    finally:
+        silent.close()
+
+
+def test_abort_cuts_a_connect_to_a_syn_dropping_port(syn_dropping: str) -> None:
+    transport = HttpTransport(syn_dropping, timeout=120)
     errors: list[BaseException] = []
 
     def send() -> None:
@@ -623,19 +638,13 @@ def test_abort_cuts_a_connect_to_a_syn_dropping_port() -> None:
     worker.join(30)  # far below the 120 s the deadline would take
     assert not worker.is_alive()
     assert errors[0].kind is FailureKind.CONNECT  # type: ignore[attr-defined]
-    listener.close()
-    for sock in fillers:
-        sock.close()
 
 
 @pytest.mark.parametrize("endpoint", ["syn_dropping", "tls_silent"])
-def test_close_returns_within_shutdown_timeout_on_a_hung_connect(endpoint: str) -> None:
-    silent: Optional[SilentServer] = None
-    if endpoint == "syn_dropping":
-        listener, fillers, url = full_backlog()
-    else:
-        silent = SilentServer()
-        url = silent.url.replace("http://", "https://")
+def test_close_returns_within_shutdown_timeout_on_a_hung_connect(
+    request: pytest.FixtureRequest, endpoint: str
+) -> None:
+    url = request.getfixturevalue(endpoint)
     c = collector(url, timeout=120, shutdown_timeout=1)
     track(c, 3)
     closer = threading.Thread(target=c.close, daemon=True)
@@ -647,18 +656,10 @@ def test_close_returns_within_shutdown_timeout_on_a_hung_connect(endpoint: str) 
     stats = c.stats()
     assert stats.sent == 0
     assert sum(stats.dropped.values()) + stats.failed == 3
-    if silent is not None:
-        silent.close()
-    else:
-        listener.close()
-        for sock in fillers:
-            sock.close()
 
 
-def test_the_whole_attempt_deadline_covers_a_hung_tls_handshake() -> None:
-    silent = SilentServer()
-    transport = HttpTransport(silent.url.replace("http://", "https://"), timeout=1)
+def test_the_whole_attempt_deadline_covers_a_hung_tls_handshake(tls_silent: str) -> None:
+    transport = HttpTransport(tls_silent, timeout=1)
     with pytest.raises(AttemptError) as caught:
         transport.send(BODY, UA, IP)  # returns: pytest-timeout would fail a hang
     assert caught.value.kind is FailureKind.CONNECT
-    silent.close()
