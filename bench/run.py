@@ -6,7 +6,7 @@
 
 Sections (each also runs alone, ``python -m bench.<name>``): ``enqueue``,
 ``middleware``, ``delivery`` (delivery cost and latency hiding), ``e2e``,
-``memory``, ``scaling``, ``agents``. What needs a tool that is missing here (nginx,
+``memory``, ``scaling``, ``agents``, ``spool``. What needs a tool that is missing here (nginx,
 wrk, a peer package) is reported as ``skipped: <why>`` instead of failing.
 """
 
@@ -32,7 +32,7 @@ if __package__ in (None, ""):
 from bench._common import skipped
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("enqueue", "middleware", "delivery", "e2e", "memory", "scaling", "agents")
+SECTIONS = ("enqueue", "middleware", "delivery", "e2e", "memory", "scaling", "agents", "spool")
 PACKAGES = (
     "plausible-wsgi",
     "flask",

@@ -75,6 +75,9 @@ class DeliveryEngine(Generic[T]):
     :param name: used in thread names and log messages.
     :param on_abort: called when the close deadline passes, to cut blocking I/O.
     :param on_fork: called in a forked child, before anything else; must not log.
+    :param on_settle: called once per item that leaves the engine, with how it ended
+        (``"sent"``, ``"server_dropped"``, ``"failed"`` or a :class:`DropReason`), outside
+        the engine's lock; must not raise. [spool hook]
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class DeliveryEngine(Generic[T]):
         shutdown_timeout: float = 5.0,
         on_abort: Optional[Callable[[], None]] = None,
         on_fork: Optional[Callable[[], None]] = None,
+        on_settle: Optional[Callable[[T, str], None]] = None,
     ) -> None:
         self.name = name
         self._send = send
@@ -103,6 +107,7 @@ class DeliveryEngine(Generic[T]):
         self.shutdown_timeout = shutdown_timeout
         self._on_abort = on_abort
         self._on_fork = on_fork
+        self._on_settle = on_settle  # [spool hook]
         self._warnings = RateLimitedLog()
         self._closed = False
         self._fresh_state()
@@ -163,14 +168,17 @@ class DeliveryEngine(Generic[T]):
                 self._dropped[DropReason.CLOSED] += 1
                 return False
             queue = self._queue
+            evicted: Optional[T] = None
             if len(queue) >= self.max_queue_size:
-                queue.popleft()
+                evicted = queue.popleft()
                 self._dropped[DropReason.QUEUE_FULL] += 1
                 full = True
             else:
                 full = False
             queue.append(item)
             size = len(queue)
+        if evicted is not None and self._on_settle is not None:  # [spool hook]
+            self._on_settle(evicted, DropReason.QUEUE_FULL)
         if self._dispatcher is None:
             self._start()
         if size == self.batch_size:
@@ -359,13 +367,19 @@ class DeliveryEngine(Generic[T]):
             self._settle(item, result)
 
     def _settle(self, item: T, result: Optional[str]) -> None:
+        settlement: Optional[str] = None  # [spool hook] set when a requeue was dropped
+        if result != "requeue" and self._on_settle is not None:  # [spool hook]
+            # Before the counters move: a flush() that returns has its rows deleted.
+            self._on_settle(item, "failed" if result is None else result)
         with self._lock:
             self._in_flight -= 1
             if result == "requeue":
                 if self._abort.is_set():
                     self._dropped[DropReason.SHUTDOWN] += 1
+                    settlement = DropReason.SHUTDOWN
                 elif len(self._queue) >= self.max_queue_size:
                     self._dropped[DropReason.QUEUE_FULL] += 1
+                    settlement = DropReason.QUEUE_FULL
                 else:
                     self._queue.appendleft(item)  # it is the oldest: first out again
             elif result == Outcome.SENT.value:
@@ -375,6 +389,8 @@ class DeliveryEngine(Generic[T]):
             else:
                 self._dropped[result] += 1
             self._settled_cond.notify_all()
+        if settlement is not None and self._on_settle is not None:  # [spool hook]
+            self._on_settle(item, settlement)
 
     def _attempt_with_retries(self, item: T, admission: Admission) -> str:
         started = _monotonic()
@@ -541,10 +557,13 @@ class DeliveryEngine(Generic[T]):
             self._on_abort()
         with self._lock:
             left = len(self._queue)
+            leftovers = list(self._queue) if self._on_settle is not None else []
             self._queue.clear()
             if left:
                 self._dropped[DropReason.SHUTDOWN] += left
             self._settled_cond.notify_all()
+        for item in leftovers:  # [spool hook]
+            self._on_settle(item, DropReason.SHUTDOWN)  # type: ignore[misc]
         if left or in_flight:
             self._warnings.log(
                 logging.WARNING,

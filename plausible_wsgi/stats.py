@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Optional
 
 __all__ = ["CollectorStats", "DropReason"]
 
@@ -24,14 +25,20 @@ class DropReason:
     FORK = "fork"
     #: ``track()`` after ``close()``.
     CLOSED = "closed"
+    #: A spooled event older than ``spool_max_age``: Plausible would start a new session.
+    EXPIRED = "expired"
+    #: A spooled event whose POST went out unanswered before its process died, not sent
+    #: again because ``RetryConfig.retry_connection_cuts`` is off.
+    IN_DOUBT = "in_doubt"
 
 
 @dataclasses.dataclass(frozen=True)
 class CollectorStats:
     """A snapshot of a collector's counters.
 
-    The counts always add up: ``sent + failed + queued + in_flight + sum(dropped.values())``
-    equals the number of events the collector accepted.
+    The counts always add up: ``sent + failed + queued + in_flight + spooled +
+    sum(dropped.values())`` equals the number of events the collector accepted. With a
+    spool, a row this process gave back and took again later counts each time.
     """
 
     #: Events buffered, waiting for a worker.
@@ -48,8 +55,23 @@ class CollectorStats:
     dropped: Mapping[str, int] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
     #: ``"closed"``, ``"open"`` or ``"half-open"`` (``"closed"`` when disabled).
     breaker_state: str = "closed"
+    #: Events committed to the spool and left there for another deliverer (a relay, the
+    #: next process): written with ``deliver=False``, or given back unsent at close.
+    spooled: int = 0
+    #: Spooled events taken over from a process that died mid-POST: they may already be
+    #: counted by Plausible (resent unless ``retry_connection_cuts`` is off).
+    in_doubt: int = 0
+    #: Rows in the spool file (every process's) at the snapshot; None without a spool.
+    spool_backlog: Optional[int] = None
 
     @property
     def accepted(self) -> int:
         """Every event the collector took in, however it ended."""
-        return self.sent + self.failed + self.queued + self.in_flight + sum(self.dropped.values())
+        return (
+            self.sent
+            + self.failed
+            + self.queued
+            + self.in_flight
+            + self.spooled
+            + sum(self.dropped.values())
+        )

@@ -420,7 +420,9 @@ class HttpTransport:
             raise ConnectionAbortedError("the transport was aborted")
         conn.timeout_set = -1.0
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if not self._https and _KERNEL_TIMEOUTS:
+        # Only the standard library's socket: a green one (gevent) waits in its hub,
+        # where a kernel timeout never fires; it keeps its own timeout mode.
+        if not self._https and _KERNEL_TIMEOUTS and type(sock).__module__ == "socket":
             sock.setblocking(True)
             conn.kernel_timeouts = True
 
