@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -663,3 +664,36 @@ def test_the_whole_attempt_deadline_covers_a_hung_tls_handshake(tls_silent: str)
     with pytest.raises(AttemptError) as caught:
         transport.send(BODY, UA, IP)  # returns: pytest-timeout would fail a hang
     assert caught.value.kind is FailureKind.CONNECT
+
+
+GEVENT_SILENT = """
+from gevent import monkey; monkey.patch_all()
+import socket, sys, threading, time
+from plausible_wsgi.attempt import AttemptError
+from plausible_wsgi.transport import HttpTransport
+server = socket.create_server(("127.0.0.1", 0))
+def hang():
+    conn, _ = server.accept()
+    conn.recv(65536)
+    time.sleep(60)  # never a byte of answer
+threading.Thread(target=hang, daemon=True).start()
+transport = HttpTransport(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=1.5)
+try:
+    transport.send(b"{}", "UA", "203.0.113.7")
+except AttemptError as exc:
+    print(exc.kind)
+"""
+
+
+def test_the_deadline_holds_under_gevent() -> None:
+    """gevent's sockets wait in its hub, where kernel timeouts never fire: green sockets
+    keep their own timeout mode, so a silent server is cut at the 1.5 s deadline."""
+    pytest.importorskip("gevent")
+    result = subprocess.run(
+        [sys.executable, "-c", GEVENT_SILENT],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.stdout.strip() == "read_timeout", result.stderr
