@@ -69,6 +69,7 @@ setup(
             "quart>=0.19",
             "prometheus-client>=0.17",
             "regex>=2022.1.18",
+            "trustme>=1.1",  # a CA made at test time for the TLS transport tests
             # Real-server tests: uWSGI stops under load (built from source: needs gcc and
             # the Python headers, which .ci/run installs) and gunicorn's gevent workers.
             "uwsgi>=2.0.22",

@@ -25,33 +25,10 @@ from typing import Callable, Optional
 import pybreaker
 import retrying
 
+from .attempt import AttemptError
 from .config import CircuitBreakerConfig, RetryConfig
 
 __all__ = ["Admission", "AttemptError", "Breaker", "parse_retry_after", "retrying_for"]
-
-
-class AttemptError(Exception):
-    """One delivery attempt failed in a way that may be temporary.
-
-    :param kind: ``"connect"`` (no request reached the server, or the connection
-        broke before the request went out), ``"read_timeout"`` (the request went out
-        and no answer came in time), ``"cut"`` (the request went out and the
-        connection was cut before any answer), ``"status"``, or ``"invalid"`` (the
-        event can never be sent).
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        description: str,
-        *,
-        status: Optional[int] = None,
-        retry_after: Optional[float] = None,
-    ) -> None:
-        super().__init__(description)
-        self.kind = kind
-        self.status = status
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:
