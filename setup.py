@@ -37,6 +37,8 @@ setup(
         # approximation from unicodedata is used.
         "unicode": ["regex>=2022.1.18"],
         "django": ["django>=4.2"],
+        # plausible_wsgi.asgi itself needs nothing: the ASGI server to run it with.
+        "asgi": ["uvicorn>=0.30"],
         # stats() as Prometheus metrics (plausible_wsgi.prometheus).
         "prometheus": ["prometheus-client>=0.17"],
         # Peers and tools for `python -m bench` (plus Debian's nginx and wrk).
@@ -59,8 +61,19 @@ setup(
             "gunicorn>=21.2",
             "waitress>=2.1",
             "websocket-client>=1.6",
+            # ASGI: tests/test_asgi*.py and bench/asgi.py
+            "starlette>=0.40",
+            "fastapi>=0.110",
+            "uvicorn>=0.30",
+            "hypercorn>=0.17",
+            "quart>=0.19",
             "prometheus-client>=0.17",
             "regex>=2022.1.18",
+            "trustme>=1.1",  # a CA made at test time for the TLS transport tests
+            # Real-server tests: uWSGI stops under load (built from source: needs gcc and
+            # the Python headers, which .ci/run installs) and gunicorn's gevent workers.
+            "uwsgi>=2.0.22",
+            "gevent>=23.9",
         ],
     },
     entry_points={
@@ -70,6 +83,7 @@ setup(
         "Development Status :: 4 - Beta",
         "Framework :: Flask",
         "Framework :: Django",
+        "Framework :: FastAPI",
         "Intended Audience :: Developers",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",

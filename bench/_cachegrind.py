@@ -41,11 +41,11 @@ MODES = ("alone", "middleware", "minimal")
 
 def child(app_name: str, mode: str, requests: int) -> None:
     """Run in the valgrind child: ``requests`` requests through the chosen stack."""
-    from bench.middleware import MinimalRecorder, _wrap, bare_app, flask_app, requests_loop
+    from bench.middleware import MinimalRecorder, bare_app, flask_app, requests_loop, wrapped_app
 
     app = flask_app() if app_name == "flask" else bare_app
     if mode == "middleware":
-        app = _wrap(app, 10 * (SMALL + LARGE))
+        app = wrapped_app(app, 10 * (SMALL + LARGE))
     elif mode == "minimal":
         app = MinimalRecorder(app)
     loop = requests_loop(app)

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import IP, PROPS, UA, URL, closed_endpoint
-from bench.middleware import ENVIRON, _start_response, bare_app, requests_loop
+from bench.middleware import ENVIRON, bare_app, requests_loop
 
 
 def _time(label: str, stmt: str, names: dict[str, Any], number: int = 100_000) -> None:
@@ -34,7 +34,8 @@ def _time(label: str, stmt: str, names: dict[str, Any], number: int = 100_000) -
 
 def main() -> int:
     import plausible_wsgi as pw
-    from plausible_wsgi import context, events, middleware, request
+    from plausible_wsgi import context, events, request
+    from plausible_wsgi.middleware import decision as decision_module
 
     collector = pw.PlausibleCollector(
         "example.com",
@@ -46,12 +47,13 @@ def main() -> int:
     )
     wrapped = pw.PlausibleMiddleware(bare_app, collector)
     env = dict(ENVIRON, **{"wsgi.input": io.BytesIO()})
-    response = wrapped._start(env, _start_response)
-    response.status = "200 OK"
-    response.headers = [("Content-Type", "text/html; charset=utf-8")]
-    decision = wrapped._decide(response)
-    assert not isinstance(decision, str), decision
-    info = response.info
+    request_facts = wrapped._read(env)
+    response_facts = decision_module.ResponseFacts(
+        status=200, content_type="text/html; charset=utf-8"
+    )
+    decision = decision_module.decide(request_facts, response_facts, wrapped.options)
+    assert decision.event is not None, decision
+    headers = [("Content-Type", "text/html; charset=utf-8")]
     names: dict[str, Any] = {
         **globals(),
         "c": collector,
@@ -59,13 +61,16 @@ def main() -> int:
         "E": events,
         "C": context,
         "R": request,
-        "M": middleware,
+        "D": decision_module,
         "mw": wrapped,
+        "rec": wrapped.recorder,
         "env": env,
-        "key": next(iter(wrapped._pages)),
-        "resp": response,
-        "info": info,
-        "ev": decision[1],
+        "key": wrapped.recorder.pages.targets()[0],
+        "req": request_facts,
+        "resp": response_facts,
+        "headers": headers,
+        "info": request_facts.info,
+        "ev": decision.event,
         "custom": events.make_event(
             events.EventKind.CUSTOM, "Signup", url=URL, props=PROPS, user_agent=UA, client_ip=IP
         ),
@@ -89,20 +94,20 @@ def main() -> int:
     for label, stmt, number in [
         ("bench: whole request without the middleware", "bare_loop(1)", 20_000),
         ("bench: whole request with the middleware", "mw_loop(1)", 20_000),
-        ("middleware.py PlausibleMiddleware._start (target, UA remembered)",
-         "mw._start(env, None)", 100_000),
-        ("  middleware.py _Response.__init__",
-         "M._Response(mw, None, 'GET', resp.page, info, None)", 100_000),
+        ("middleware/wsgi.py PlausibleMiddleware._read (target remembered)",
+         "mw._read(env)", 100_000),
         ("  request.py referrer_origin", "R.referrer_origin(env['HTTP_REFERER'])", 100_000),
-        ("middleware.py PlausibleMiddleware._page (a target's first request)",
+        ("  request.py client_ip", "R.client_ip(env, 0)", 100_000),
+        ("  middleware/recorder.py Recorder.visitor", "rec.visitor(UA)", 100_000),
+        ("middleware/wsgi.py PlausibleMiddleware._page (a target's first request)",
          "mw._page(env, key)", 100_000),
         ("  request.py decode_path", "R.decode_path('', '/pricing')", 100_000),
         ("  request.py request_host", "R.request_host(env)", 100_000),
-        ("  request.py QueryPolicy.scrub", "mw._query.scrub(env['QUERY_STRING'])", 100_000),
-        ("middleware.py PlausibleMiddleware._visitor (a UA's first request)",
-         "mw._visitor(UA)", 100_000),
-        ("middleware.py PlausibleMiddleware._finish", "mw._finish(resp)", 50_000),
-        ("  middleware.py PlausibleMiddleware._decide", "mw._decide(resp)", 100_000),
+        ("  request.py QueryPolicy.scrub", "mw.options.query.scrub(env['QUERY_STRING'])",
+         100_000),
+        ("middleware/recorder.py Recorder.finish", "rec.finish(req, resp, None, headers)",
+         50_000),
+        ("  middleware/decision.py decide", "D.decide(req, resp, mw.options)", 100_000),
         ("  collector.py PlausibleCollector.collect", "c.collect(ev)", 50_000),
         ("    events.py validate_event", "E.validate_event(ev)", 100_000),
         ("    engine.py DeliveryEngine.put", "engine.put(ev)", 50_000),

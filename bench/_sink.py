@@ -34,7 +34,7 @@ http {{
     scgi_temp_path {tmp}/scgi;
     keepalive_requests 1000000;
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{tls};
         location /slow/ {{ {slow} }}
         location / {{ return 202 "ok"; }}
     }}
@@ -70,7 +70,11 @@ class Sink:
     nginx lacks the echo module, so the slow path always uses the Python server).
 
     ``access_log=True`` (nginx only) logs every request to a file in the temp dir, so
-    that :meth:`count_events` tells how many events arrived."""
+    that :meth:`count_events` tells how many events arrived.
+
+    ``tls=True`` (nginx only): https with a certificate for ``127.0.0.1`` from a CA made
+    here (trustme, the dev extra); ``ca_bundle`` is that CA's file. Raises
+    ``RuntimeError`` when nginx or trustme is missing."""
 
     def __init__(
         self,
@@ -78,19 +82,30 @@ class Sink:
         slow_delay: Optional[float] = None,
         force_python: bool = False,
         access_log: bool = False,
+        tls: bool = False,
     ) -> None:
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.kind = "python"
+        self.ca_bundle: Optional[str] = None
         self._tmp = tempfile.mkdtemp(prefix="plausible-bench-")
         nginx = shutil.which("nginx") or (
             "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
         )
+        if tls and not (nginx and slow_delay is None and not force_python):
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise RuntimeError("the TLS sink needs Debian's nginx")
         if nginx and slow_delay is None and not force_python:
             conf = Path(self._tmp, "nginx.conf")
             log = f"access_log {self._tmp}/access.log;" if access_log else "access_log off;"
             conf.write_text(
-                NGINX_CONF.format(tmp=self._tmp, port=self.port, slow="return 404;", access_log=log)
+                NGINX_CONF.format(
+                    tmp=self._tmp,
+                    port=self.port,
+                    slow="return 404;",
+                    access_log=log,
+                    tls=self._make_certificate() if tls else "",
+                )
             )
             self._proc = subprocess.Popen(
                 [nginx, "-c", str(conf), "-p", self._tmp], stderr=subprocess.DEVNULL
@@ -100,6 +115,23 @@ class Sink:
             code = textwrap.dedent(PY_SINK).format(port=self.port, delay=slow_delay or 0)
             self._proc = subprocess.Popen([sys.executable, "-c", code])
         self._wait_ready()
+
+    def _make_certificate(self) -> str:
+        """A CA and a server certificate in the temp dir; the nginx ``listen`` suffix."""
+        try:
+            import trustme
+        except ImportError:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise RuntimeError("the TLS sink needs trustme (pip install -e '.[dev]')") from None
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_bundle = str(Path(self._tmp, "ca.pem"))
+        ca.cert_pem.write_to_path(self.ca_bundle)
+        cert.private_key_pem.write_to_path(str(Path(self._tmp, "key.pem")))
+        cert.cert_chain_pems[0].write_to_path(str(Path(self._tmp, "cert.pem")))
+        return (
+            f" ssl; ssl_certificate {self._tmp}/cert.pem; ssl_certificate_key {self._tmp}/key.pem"
+        )
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

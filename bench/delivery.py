@@ -1,13 +1,21 @@
-"""Delivery cost per event: the collector against raw HTTP clients, side by side.
+"""Delivery cost per event: the collector and its transport against raw clients.
 
-Every client POSTs the same event to the same local sink (nginx answering
-``202 ok`` on loopback, started here with its own config; a Python sink when nginx
-is missing). CPU time is this process's (``time.process_time``): the sink runs in
-another process. For the collector it covers everything the library does per
-event: ``track()``, buffering, the worker, encoding, the POST and its answer.
+Every client POSTs the same event to the same local sink (nginx answering ``202 ok``
+on loopback, started here with its own config; plain HTTP and TLS with a CA made here;
+a Python sink when nginx is missing, then without the TLS rows). CPU time is this
+process's (``time.process_time``): the sink runs in another process. For the collector
+it covers everything the library does per event: ``track()``, buffering, the worker,
+encoding, the POST and its answer. Rows, per scheme:
 
-Also: latency hiding against a sink that answers after 50 ms, for several pool
-sizes, against the ideal ``workers / 0.05`` events per second.
+- the floor: prebuilt request bytes on a raw (or TLS-wrapped) socket, ``sendall``,
+  ``recv`` until the answer is in;
+- ``http.client`` keep-alive (the yardstick), and ``h11`` when installed;
+- the transport alone (``HttpTransport.send`` in a loop, body prebuilt);
+- the collector with ``max_workers=1`` and with the default.
+
+Best of 3 interleaved rounds (this shared machine's speed drifts). Also: latency hiding
+against a sink that answers after 50 ms, for several pool sizes, against the ideal
+``workers / 0.05`` events per second.
 
     python bench/delivery.py [--quick]
 """
@@ -17,23 +25,27 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import socket
+import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import requests
-
 import plausible_wsgi as pw
+from bench._common import row, skipped
 from bench._sink import Sink
+from plausible_wsgi.transport import HttpTransport
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "203.0.113.7"
 URL = "https://example.com/pricing"
 BODY = json.dumps({"domain": "example.com", "name": "pageview", "url": URL}).encode()
 HEADERS = {"Content-Type": "application/json", "User-Agent": UA, "X-Forwarded-For": IP}
+#: Issue 12's targets for the collector, as a fraction of http.client's CPU per event.
+TARGETS = {"http": 0.35, "https": 0.5}
 
 
 def _measure(n: int, fn: Callable[[], None]) -> tuple[float, float]:
@@ -44,18 +56,69 @@ def _measure(n: int, fn: Callable[[], None]) -> tuple[float, float]:
     return cpu / n * 1e6, n / wall
 
 
-def raw_http_client(port: int, n: int) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port)
+def _context(sink: Sink) -> Optional[ssl.SSLContext]:
+    return ssl.create_default_context(cafile=sink.ca_bundle) if sink.ca_bundle else None
+
+
+def _socket(sink: Sink) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", sink.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    context = _context(sink)
+    return context.wrap_socket(sock, server_hostname="127.0.0.1") if context else sock
+
+
+def floor(sink: Sink, n: int) -> None:
+    request = (
+        f"POST /api/event HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"User-Agent: {UA}\r\nX-Forwarded-For: {IP}\r\nContent-Length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+    sock = _socket(sink)
+    for _ in range(n):
+        sock.sendall(request)
+        answer = sock.recv(4096)
+        while not answer.endswith(b"\r\n\r\nok"):
+            answer += sock.recv(4096)
+    sock.close()
+
+
+def raw_http_client(sink: Sink, n: int) -> None:
+    context = _context(sink)
+    conn = (
+        http.client.HTTPSConnection("127.0.0.1", sink.port, context=context)
+        if context
+        else http.client.HTTPConnection("127.0.0.1", sink.port)
+    )
     for _ in range(n):
         conn.request("POST", "/api/event", BODY, HEADERS)
         conn.getresponse().read()
     conn.close()
 
 
-def requests_session(url: str, n: int) -> None:
-    with requests.Session() as session:
-        for _ in range(n):
-            session.post(url + "/api/event", data=BODY, headers=HEADERS).content  # noqa: B018
+def h11_client(sink: Sink, n: int) -> None:
+    import h11
+
+    sock = _socket(sink)
+    conn = h11.Connection(h11.CLIENT)
+    headers = [("Host", "127.0.0.1"), *HEADERS.items(), ("Content-Length", str(len(BODY)))]
+    for _ in range(n):
+        data = conn.send(h11.Request(method="POST", target="/api/event", headers=headers))
+        data += conn.send(h11.Data(data=BODY)) + conn.send(h11.EndOfMessage())  # type: ignore[operator]
+        sock.sendall(data)  # type: ignore[arg-type]
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(sock.recv(65536))
+            elif type(event) is h11.EndOfMessage:
+                break
+        conn.start_next_cycle()
+    sock.close()
+
+
+def transport_only(sink: Sink, n: int) -> None:
+    transport = HttpTransport(sink.url, ca_bundle=sink.ca_bundle)
+    for _ in range(n):
+        transport.send(BODY, UA, IP)
+    transport.close()
 
 
 def collector(url: str, n: int, **kwargs: Any) -> None:
@@ -70,48 +133,80 @@ def collector(url: str, n: int, **kwargs: Any) -> None:
         raise RuntimeError(f"collector sent {sent} of {n}")
 
 
-def run(quick: bool = False) -> list[dict[str, Any]]:
-    n, rounds = (300, 1) if quick else (5000, 3)
-    rows: list[dict[str, Any]] = []
-    with Sink() as sink:
-        raw_http_client(sink.port, 50)  # warm up imports and the sink
-        senders: dict[str, Callable[[], None]] = {
-            "raw": lambda: raw_http_client(sink.port, n),
-            "session": lambda: requests_session(sink.url, n),
-            "ours": lambda: collector(sink.url, n),
-            "one": lambda: collector(sink.url, n, max_workers=1),
-        }
-        # Rounds interleaved, best CPU per event of each: this shared machine's speed
-        # drifts (it ran up to 1.4x slower for a while after a CPU-heavy section), and
-        # one sequential pass put the drift into the ratios.
-        best: dict[str, tuple[float, float]] = {}
-        for _ in range(rounds):
-            for name, send in senders.items():
-                measured = _measure(n, send)
-                if name not in best or measured[0] < best[name][0]:
-                    best[name] = measured
-        raw_cpu = best["raw"][0]
-        ses_cpu, ses_rate = best["session"]
-        ours_cpu, ours_rate = best["ours"]
-        one_cpu, one_rate = best["one"]
-        for metric, cpu, rate in [
-            ("delivery CPU/event, collector (4 workers)", ours_cpu, ours_rate),
-            ("delivery CPU/event, collector (1 worker)", one_cpu, one_rate),
-            ("delivery CPU/event, requests.Session.post", ses_cpu, ses_rate),
-        ]:
-            rows.append(
-                {
-                    "metric": metric,
-                    "value": round(cpu, 1),
-                    "unit": "µs",
-                    "baseline": f"raw http.client {raw_cpu:.1f} µs",
-                    "ratio": round(cpu / raw_cpu, 2),
-                    "target": "≤ 2.0x raw" if "collector" in metric else "(peer)",
-                    "passed": cpu / raw_cpu <= 2.0 if "collector" in metric else None,
-                    "rate": round(rate),
-                    "sink": sink.kind,
-                }
+def _senders(sink: Sink, n: int) -> dict[str, Callable[[], None]]:
+    senders: dict[str, Callable[[], None]] = {
+        "floor": lambda: floor(sink, n),
+        "http.client": lambda: raw_http_client(sink, n),
+    }
+    try:
+        import h11  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        senders["h11"] = lambda: h11_client(sink, n)
+    kwargs = {"ca_bundle": sink.ca_bundle}
+    senders["transport"] = lambda: transport_only(sink, n)
+    senders["collector (1 worker)"] = lambda: collector(sink.url, n, max_workers=1, **kwargs)
+    senders["collector (default workers)"] = lambda: collector(sink.url, n, **kwargs)
+    return senders
+
+
+def _scheme_rows(sink: Sink, scheme: str, n: int, rounds: int) -> list[dict[str, Any]]:
+    senders = _senders(sink, n)
+    for send in senders.values():  # warm up imports, the sink, TLS session tickets
+        send()
+    # Rounds interleaved, best CPU per event of each: this shared machine's speed
+    # drifts, and one sequential pass put the drift into the ratios.
+    best: dict[str, tuple[float, float]] = {}
+    for _ in range(rounds):
+        for name, send in senders.items():
+            measured = _measure(n, send)
+            if name not in best or measured[0] < best[name][0]:
+                best[name] = measured
+    yardstick, floor_cpu = best["http.client"][0], best["floor"][0]
+    label = "TLS" if scheme == "https" else "plain"
+    rows = []
+    for name, (cpu, rate) in best.items():
+        if name == "http.client":
+            continue
+        target, passed = "(reference)", None
+        if name.startswith("collector"):
+            target = f"≤ {TARGETS[scheme]}x http.client"
+            passed = cpu / yardstick <= TARGETS[scheme]
+        rows.append(
+            row(
+                f"delivery CPU/event {label}, {name}",
+                round(cpu, 1),
+                "µs",
+                f"http.client {yardstick:.1f} µs; {cpu / floor_cpu:.1f}x the floor",
+                cpu / yardstick,
+                target=target,
+                passed=passed,
+                rate=round(rate),
+                sink=sink.kind,
+                vs_floor=round(cpu / floor_cpu, 2),
             )
+        )
+    return rows
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    n, rounds = (300, 1) if quick else (4000, 3)
+    rows: list[dict[str, Any]] = []
+    for scheme in ("http", "https"):
+        try:
+            sink = Sink(tls=scheme == "https")
+        except RuntimeError as exc:
+            rows.append(skipped("delivery CPU/event TLS", str(exc)))
+            continue
+        with sink:
+            rows.extend(_scheme_rows(sink, scheme, n, rounds))
+    rows.extend(latency_rows(quick))
+    return rows
+
+
+def latency_rows(quick: bool) -> list[dict[str, Any]]:
+    rows = []
     delay = 0.05
     events_per_worker = 4 if quick else 20
     with Sink(slow_delay=delay) as slow:

@@ -107,6 +107,26 @@ def _wrk(url: str, seconds: float) -> dict[str, Any]:
     }
 
 
+def load_then_stop(proc: subprocess.Popen[bytes], port: int, seconds: float) -> dict[str, Any]:
+    """wrk on the server ``proc`` (a warm-up, then ``seconds``), then ``SIGTERM``.
+
+    ``pages`` counts the requests of both: every request is a page view.
+    """
+    try:
+        _wait_http(port, proc)
+        warm_up = _wrk(f"http://127.0.0.1:{port}/", 1)
+        result = _wrk(f"http://127.0.0.1:{port}/", seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    result["pages"] = warm_up["requests"] + result["requests"]
+    return result
+
+
 #: ``PLAUSIBLE_*`` settings of each mode; ``None``: the middleware unwrapped.
 MODES: dict[str, Optional[dict[str, str]]] = {
     "bare": None,
@@ -152,19 +172,7 @@ def serve_and_load(
     before = sink.count_events()
     with Path(stats_dir, "gunicorn.log").open("wb") as log:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        try:
-            _wait_http(port, proc)
-            warm_up = _wrk(f"http://127.0.0.1:{port}/", 1)
-            result = _wrk(f"http://127.0.0.1:{port}/", seconds)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-    # Every request was a page view: the warm-up's too.
-    result["pages"] = warm_up["requests"] + result["requests"]
+        result = load_then_stop(proc, port, seconds)
     time.sleep(0.2)
     result["sink"] = sink.count_events() - before
     workers = [json.loads(p.read_text()) for p in Path(stats_dir).glob("worker-*.json")]

@@ -97,18 +97,24 @@ def requests_loop(app: WSGIApplication) -> Callable[[int], None]:
     return loop
 
 
-def _wrap(app: WSGIApplication, calls: int) -> Any:
-    """``app`` in a middleware with its own fresh, buffering collector."""
+def buffering_collector(calls: int) -> Any:
+    """A fresh collector that keeps ``calls`` rounds' events without sending any."""
     import plausible_wsgi as pw
 
-    collector = pw.PlausibleCollector(
+    return pw.PlausibleCollector(
         "example.com",
         endpoint=closed_endpoint(),
         batch_size=10 * calls,
         flush_interval=3600.0,
         max_queue_size=10 * calls,
     )
-    return pw.PlausibleMiddleware(app, collector)
+
+
+def wrapped_app(app: WSGIApplication, calls: int) -> Any:
+    """``app`` in a middleware with its own fresh, buffering collector."""
+    import plausible_wsgi as pw
+
+    return pw.PlausibleMiddleware(app, buffering_collector(calls))
 
 
 class PassThrough:
@@ -254,7 +260,7 @@ def measure(calls: int, repeat: int) -> dict[str, tuple[float, float, float, flo
     for name, app in (("bare WSGI app", bare_app), ("Flask hello app", flask_app())):
         plain_loop = requests_loop(app)
         plain_loop(1000)
-        wrapped = _wrap(app, calls)
+        wrapped = wrapped_app(app, calls)
         requests_loop(wrapped)(1000)
         floor_loop = requests_loop(PassThrough(app))
         recorder = MinimalRecorder(app)
@@ -270,7 +276,7 @@ def measure(calls: int, repeat: int) -> dict[str, tuple[float, float, float, flo
             if len(recorder.buffer) != calls:
                 raise RuntimeError(f"the minimal recorder kept {len(recorder.buffer)} of {calls}")
             wrapped.close(0.01)
-            wrapped = _wrap(app, calls)
+            wrapped = wrapped_app(app, calls)
             wrapped_us = min(wrapped_us, best_us_per_call(requests_loop(wrapped), calls, 1))
             stats = wrapped.stats()
             if stats.tracked.get("pageview") != stats.requests or stats.requests != calls:

@@ -5,9 +5,9 @@
     python -m bench --quick    # smoke run (< 60 s); writes nothing unless --write
 
 Sections (each also runs alone, ``python -m bench.<name>``): ``enqueue``,
-``middleware``, ``delivery`` (delivery cost and latency hiding), ``steady`` (one
-event per millisecond), ``e2e``,
-``memory``, ``scaling``, ``agents``. What needs a tool that is missing here (nginx,
+``middleware``, ``asgi``, ``delivery`` (delivery cost and latency hiding), ``steady``
+(one event per millisecond), ``e2e``,
+``memory``, ``scaling``, ``agents``, ``spool``. What needs a tool that is missing here (nginx,
 wrk, a peer package) is reported as ``skipped: <why>`` instead of failing.
 """
 
@@ -33,12 +33,25 @@ if __package__ in (None, ""):
 from bench._common import skipped
 
 HERE = Path(__file__).resolve().parent
-SECTIONS = ("enqueue", "middleware", "delivery", "steady", "e2e", "memory", "scaling", "agents")
+SECTIONS = (
+    "enqueue",
+    "middleware",
+    "asgi",
+    "delivery",
+    "steady",
+    "e2e",
+    "memory",
+    "scaling",
+    "agents",
+    "spool",
+)
 PACKAGES = (
     "plausible-wsgi",
     "flask",
     "werkzeug",
     "gunicorn",
+    "starlette",
+    "uvicorn",
     "requests",
     "posthog",
     "segment-analytics-python",
@@ -185,6 +198,10 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
         " prepared environ, response iterated and closed; with and without"
         " `PlausibleMiddleware` on a buffering `PlausibleCollector` (closed port, bounds"
         " never reached). Ratio: with / without.",
+        "- **asgi** (`bench/asgi.py`): a Starlette hello app called in process on one"
+        " event loop, with and without `plausible_wsgi.asgi.PlausibleMiddleware`, in the"
+        " same rounds as the WSGI middleware around Flask hello; uvicorn (1 worker)"
+        " under `wrk`: bare, delivering to the nginx sink, and buffering only.",
         "- **delivery**, **latency hiding** (`bench/delivery.py`): CPU µs per delivered"
         " event against raw `http.client` on the nginx sink; events/s against a sink"
         " answering after 50 ms, vs the ideal workers / 0.05 s.",

@@ -4,7 +4,8 @@
 repository. That file is not part of the installed package, and Flask is an optional
 dependency, so this module carries a plain-WSGI twin (werkzeug only, a runtime
 dependency): the same routes, the same goals, the same prices. The demo's traffic and
-its expectations are written once and hold for both.
+its expectations are written once and hold for both. :func:`asgi_shop` serves the same
+shop over ASGI (``demo --asgi``), with no framework either.
 
 Routes:
 
@@ -17,9 +18,10 @@ Routes:
 from __future__ import annotations
 
 import html
+import io
 import json
 import typing as t
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, MutableMapping
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlencode
 
@@ -28,13 +30,13 @@ from werkzeug.routing import Map, Rule
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
-from .collector import Tracker
 from .events import Revenue
+from .tracking import Tracker
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["ITEMS", "PLANS", "ShopApp"]
+__all__ = ["ITEMS", "PLANS", "ShopApp", "asgi_shop"]
 
 #: The same catalogue as the Flask example.
 ITEMS = {
@@ -83,13 +85,16 @@ class ShopApp:
         )
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        return self.respond(environ)(environ, start_response)
+
+    def respond(self, environ: WSGIEnvironment) -> Response:
+        """The response to the request ``environ`` describes."""
         request = Request(environ)
         try:
             endpoint, values = self.url_map.bind_to_environ(environ).match()
-            response = getattr(self, f"on_{endpoint}")(request, **values)
+            return t.cast(Response, getattr(self, f"on_{endpoint}")(request, **values))
         except HTTPException as exc:
-            return exc(environ, start_response)
-        return t.cast(Response, response)(environ, start_response)
+            return exc.get_response(environ)
 
     def on_home(self, request: Request) -> Response:
         links = "".join(
@@ -159,3 +164,77 @@ class ShopApp:
             revenue=Revenue("USD", amount),
         )
         return _page("Thank you", f"<p>Paid {amount} USD.</p>")
+
+
+# -- the same shop over ASGI -------------------------------------------------------------
+
+_Scope = MutableMapping[str, t.Any]
+_Receive = t.Callable[[], Awaitable[MutableMapping[str, t.Any]]]
+_Send = t.Callable[[MutableMapping[str, t.Any]], Awaitable[None]]
+AsgiApp = t.Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+
+def asgi_shop(tracker: Tracker) -> AsgiApp:
+    """:class:`ShopApp` as an ASGI 3 application (lifespan answered, websockets refused).
+
+    Wrap it in :class:`plausible_wsgi.asgi.PlausibleMiddleware`; the goals are tracked
+    inside the request's coroutine, where the middleware has bound the visitor.
+    """
+    shop = ShopApp(tracker)
+
+    async def app(scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                kind = str(message["type"]).rsplit(".", 1)[-1]  # startup or shutdown
+                await send({"type": f"lifespan.{kind}.complete"})
+                if kind == "shutdown":
+                    return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1000})
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        response = shop.respond(_environ(scope, bytes(body)))
+        headers = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in response.headers.items()
+        ]
+        await send(
+            {"type": "http.response.start", "status": response.status_code, "headers": headers}
+        )
+        await send({"type": "http.response.body", "body": response.get_data()})
+
+    return app
+
+
+def _environ(scope: _Scope, body: bytes) -> WSGIEnvironment:
+    """A WSGI environ for an ASGI HTTP scope, enough for werkzeug's Request."""
+    server = scope.get("server") or ("localhost", 80)
+    environ: dict[str, t.Any] = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": "",
+        "PATH_INFO": scope["path"].encode("utf-8").decode("latin-1"),
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": str(server[0]),
+        "SERVER_PORT": str(server[1] or 80),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": io.StringIO(),
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = (
+            raw_name.decode("latin-1").upper().replace("-", "_"),
+            raw_value.decode("latin-1"),
+        )
+        key = name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{name}"
+        environ[key] = (
+            f"{environ[key]},{value}" if key.startswith("HTTP_") and key in environ else value
+        )
+    return environ

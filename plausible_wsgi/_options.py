@@ -57,7 +57,10 @@ def collector_options() -> tuple[str, ...]:
 def middleware_options() -> tuple[str, ...]:
     """The :class:`~plausible_wsgi.PlausibleMiddleware` keyword arguments."""
     return tuple(
-        name for name in _keyword_names(PlausibleMiddleware) if name not in ("app", "collectors")
+        name
+        for name in _keyword_names(PlausibleMiddleware)
+        # close_collectors follows from where the collectors come from (see wrap()).
+        if name not in ("app", "collectors", "close_collectors")
     )
 
 
@@ -157,13 +160,16 @@ def build(options: Mapping[str, object], *, source: str) -> BuiltOptions:
 def wrap(app: object, built: BuiltOptions, *, source: str) -> PlausibleMiddleware:
     """``PlausibleMiddleware(app, ...)`` from :func:`build`'s result.
 
-    A bad middleware option closes the collectors built for it (no threads or exit
-    hooks left behind) and is reported prefixed with ``source``.
+    The middleware owns (closes at exit) only collectors built here; a ready
+    collector from the settings stays its maker's. A bad middleware option closes
+    the collectors built for it (no threads or exit hooks left behind) and is
+    reported prefixed with ``source``.
     """
     try:
         return PlausibleMiddleware(
             app,  # type: ignore[arg-type]
             built.collectors,
+            close_collectors=built.owned,
             **built.middleware_kwargs,  # type: ignore[arg-type]
         )
     except ConfigurationError as exc:

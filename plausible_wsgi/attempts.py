@@ -18,9 +18,9 @@ import time
 from typing import Callable, Generic, Optional, TypeVar
 
 from ._log import RateLimitedLog, logger
+from .attempt import AttemptError
 from .breaker import Admission, Breaker
 from .config import RetryConfig
-from .resilience import AttemptError
 from .retry import run_retries
 from .stats import Settlement
 

@@ -9,7 +9,8 @@ middleware talks to and the :class:`Tracker` base that gives any collector the
 from __future__ import annotations
 
 import logging
-from typing import Optional
+import os
+from typing import Optional, Union
 
 from ._log import RateLimitedLog
 from .checks import check_count as _check_count
@@ -25,6 +26,8 @@ from .events import (
     encode_event,
     validate_event,
 )
+from .spool import Spool, SpoolRecord
+from .spool_feeder import SpoolFeeder
 from .stats import CollectorStats, DropReason, Settlement
 from .tracking import Collector, Tracker
 from .transport import HttpTransport, Outcome
@@ -41,14 +44,27 @@ _SETTLEMENTS = {
     Outcome.SERVER_DROPPED: Settlement.SERVER_DROPPED,
     Outcome.REJECTED: Settlement.REJECTED,
 }
+#: The spool feeder's words for how a row's delivery ended.
+_SPOOL_SETTLEMENTS: dict[Settlement, str] = {
+    Settlement.SENT: "sent",
+    Settlement.SERVER_DROPPED: "server_dropped",
+    Settlement.REJECTED: "failed",
+    Settlement.GAVE_UP: "failed",
+    Settlement.QUEUE_FULL: DropReason.QUEUE_FULL,
+    Settlement.SHUTDOWN: DropReason.SHUTDOWN,
+}
 
 
-def _event_size(event: Event) -> int:
+def _event_size(item: Union[Event, SpoolRecord]) -> int:
     """An estimate of the memory a buffered event holds, in bytes."""
-    size = 400 + len(event.name) + len(event.url)  # 400: the tuple and string headers
-    for text in (event.referrer, event.user_agent, event.client_ip):
+    size = 400  # the tuple and the string headers
+    for text in (item.user_agent, item.client_ip):
         if text:
             size += len(text)
+    if type(item) is SpoolRecord:
+        return size + len(item.body)
+    event: Event = item  # type: ignore[assignment]
+    size += len(event.name) + len(event.url) + len(event.referrer or "")
     if event.props:
         for key, value in event.props.items():
             size += 120 + len(key) + len(value)
@@ -86,6 +102,13 @@ class PlausibleCollector(Tracker):
     :param circuit_breaker: a :class:`CircuitBreakerConfig`; ``None`` disables it.
     :param shutdown_timeout: bound, in seconds, on the flush in ``close()`` and at exit.
     :param ca_bundle: CA bundle path for a self-hosted instance with a private CA.
+    :param spool: a SQLite file (or a :class:`~plausible_wsgi.spool.Spool`) every event
+        is committed to before ``track()`` returns, shared by the processes of a host;
+        delivered rows are deleted, rows of a process that died are taken over.
+    :param spool_max_age: seconds after which a spooled event is not sent any more
+        (``dropped["expired"]``): Plausible joins a session only within 30 minutes.
+    :param deliver: with a spool, False only writes it (no threads, no sockets here):
+        ``python -m plausible_wsgi relay`` sends.
 
     Usage::
 
@@ -112,6 +135,9 @@ class PlausibleCollector(Tracker):
         circuit_breaker: Optional[CircuitBreakerConfig] = _DEFAULT_BREAKER,
         shutdown_timeout: float = 5.0,
         ca_bundle: Optional[str] = None,
+        spool: Union[str, os.PathLike[str], Spool, None] = None,
+        spool_max_age: float = 1800.0,
+        deliver: bool = True,
     ) -> None:
         #: The Plausible site every event is recorded on.
         self.domain = _check_domain(domain)
@@ -138,6 +164,9 @@ class PlausibleCollector(Tracker):
             "circuit_breaker": circuit_breaker,
             "shutdown_timeout": shutdown_timeout,
             "ca_bundle": ca_bundle,
+            "spool": spool,
+            "spool_max_age": spool_max_age,
+            "deliver": deliver,
         }
         self._transport = HttpTransport(
             self.endpoint,
@@ -146,7 +175,7 @@ class PlausibleCollector(Tracker):
             max_retry_after=(retry or _DEFAULT_RETRY).max_retry_after,
         )
         self._rejections = RateLimitedLog()
-        self._engine: DeliveryEngine[Event] = DeliveryEngine(
+        self._engine: DeliveryEngine[Union[Event, SpoolRecord]] = DeliveryEngine(
             self._send,
             name=self.name,
             key=(self.endpoint, self.domain),
@@ -162,7 +191,23 @@ class PlausibleCollector(Tracker):
             on_abort=self._transport.abort,
             on_fork=self._transport.reset,
             on_idle=self._transport.close,
+            on_settle=None if spool is None else self._settled,
         )
+        self._feeder: Optional[SpoolFeeder] = None
+        if isinstance(spool, os.PathLike):
+            spool = os.fspath(spool)
+        if spool is not None:
+            if not isinstance(spool, (str, Spool)):
+                raise ConfigurationError(f"spool must be a file path or a Spool, got {spool!r}")
+            self._feeder = SpoolFeeder(
+                spool,
+                self._engine.put,
+                name=self.name,
+                capacity=max_queue_size,
+                max_age=_check_seconds("spool_max_age", spool_max_age),
+                deliver=bool(deliver),
+                resend_in_doubt=(retry or _DEFAULT_RETRY).retry_connection_cuts,
+            )
 
     def __repr__(self) -> str:
         return f"PlausibleCollector({self.domain!r}, endpoint={self.endpoint!r})"
@@ -175,9 +220,14 @@ class PlausibleCollector(Tracker):
         """
         return PlausibleCollector(domain, **self._settings)  # type: ignore[arg-type]
 
-    def _send(self, event: Event) -> Settlement:
-        body = encode_event(event, self.domain)
-        response = self._transport.send(body, event.user_agent, event.client_ip)
+    def _send(self, item: Union[Event, SpoolRecord]) -> Settlement:
+        if type(item) is SpoolRecord:
+            assert self._feeder is not None
+            self._feeder.mark_attempt(item)
+            body = item.body
+        else:
+            body = encode_event(item, self.domain)  # type: ignore[arg-type]
+        response = self._transport.send(body, item.user_agent, item.client_ip)
         if response.outcome is Outcome.REJECTED:
             self._rejections.log(
                 logging.WARNING,
@@ -190,12 +240,22 @@ class PlausibleCollector(Tracker):
         return _SETTLEMENTS[response.outcome]
 
     def _accept(self, event: Event) -> bool:
-        return self._engine.put(_capped(event))
+        event = _capped(event)
+        feeder = self._feeder
+        if feeder is not None and feeder.append(
+            encode_event(event, self.domain), event.user_agent, event.client_ip
+        ):
+            return True
+        return self._engine.put(event)
+
+    def _settled(self, item: Union[Event, SpoolRecord], settlement: Settlement) -> None:
+        if type(item) is SpoolRecord and self._feeder is not None:
+            self._feeder.settled(item, _SPOOL_SETTLEMENTS[settlement])
 
     def collect(self, event: Event) -> bool:
         """Queue an already built event; an invalid one is counted and dropped."""
         if type(event) is ValidEvent:  # the middleware's page views: checked already
-            return self._engine.put(_capped(event))
+            return self._accept(event)
         try:
             event = validate_event(event)
         except InvalidEventError as exc:
@@ -208,7 +268,7 @@ class PlausibleCollector(Tracker):
                 exc.field,
             )
             return False
-        return self._engine.put(_capped(event))
+        return self._accept(event)
 
     def flush(self, timeout: Optional[float] = None) -> bool:
         """Send everything buffered now; True when all of it settled within ``timeout``.
@@ -225,8 +285,12 @@ class PlausibleCollector(Tracker):
 
         Idempotent. Events left when the time is up are counted as ``dropped["shutdown"]``.
         """
+        if self._feeder is not None:
+            self._feeder.begin_close()
         self._engine.close(timeout)
         self._transport.close()
+        if self._feeder is not None:
+            self._feeder.close()  # rows not sent stay in the spool for the next deliverer
 
     @property
     def closed(self) -> bool:
@@ -234,4 +298,11 @@ class PlausibleCollector(Tracker):
 
     def stats(self) -> CollectorStats:
         """A snapshot of the counters; see :class:`~plausible_wsgi.CollectorStats`."""
-        return self._engine.stats()
+        stats = self._engine.stats()
+        return stats if self._feeder is None else self._feeder.adjust(stats)
+
+    def start(self) -> None:
+        """Start delivering now rather than on first use; with a spool, begin taking
+        over its backlog (rows of processes that died, of ``deliver=False`` writers)."""
+        if self._feeder is not None:
+            self._feeder.start()

@@ -15,7 +15,7 @@ from .checks import check_number
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .resilience import AttemptError
+    from .attempt import AttemptError
 
 __all__ = ["CircuitBreakerConfig", "RetryConfig"]
 

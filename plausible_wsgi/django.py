@@ -71,6 +71,7 @@ from django.http import HttpRequest, HttpResponseBase  # type: ignore[import-unt
 from ._options import all_options, build, read_options, wrap
 from .errors import ConfigurationError
 from .events import Event
+from .middleware import ROUTE_ENVIRON_KEY
 from .middleware import PlausibleMiddleware as WSGIPlausibleMiddleware
 from .tracking import Collector, Tracker
 
@@ -92,8 +93,6 @@ __all__ = [
 
 #: The name of the settings dict.
 SETTING = "PLAUSIBLE"
-#: The environ key the middleware reads the route from, for action names.
-ROUTE_ENVIRON_KEY = "plausible_wsgi.route"
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
@@ -211,8 +210,8 @@ def reset() -> None:
     global _state
     with _state_lock:
         state, _state = _state, None
-    if state is not None and state.owned:
-        state.middleware.close()
+    if state is not None:
+        state.middleware.close()  # closes only what it owns (see _options.wrap)
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
@@ -226,8 +225,11 @@ setting_changed.connect(_on_setting_changed, weak=False)
 def _set_route(request: HttpRequest) -> None:
     match = request.resolver_match
     if match is not None and match.route is not None:
-        route = match.route
-        request.META[ROUTE_ENVIRON_KEY] = route if route.startswith("/") else "/" + route
+        route = match.route if match.route.startswith("/") else "/" + match.route
+        request.META[ROUTE_ENVIRON_KEY] = route
+        scope = getattr(request, "scope", None)  # under ASGI, for plausible_wsgi.asgi
+        if isinstance(scope, dict):
+            scope[ROUTE_ENVIRON_KEY] = route
 
 
 class PlausibleMiddleware:

@@ -65,15 +65,13 @@ import flask
 
 from ._options import all_options, build, read_options, wrap
 from .events import Event
-from .middleware import PlausibleMiddleware
+from .middleware import ROUTE_ENVIRON_KEY, PlausibleMiddleware
 from .tracking import Collector, Tracker
 
 __all__ = ["CONFIG_PREFIX", "ROUTE_ENVIRON_KEY", "Plausible", "config_keys"]
 
 #: Prefix of the extension's keys in ``app.config``.
 CONFIG_PREFIX = "PLAUSIBLE_"
-#: The environ key the middleware reads the route from, for action names.
-ROUTE_ENVIRON_KEY = "plausible_wsgi.route"
 #: The key of the extension in ``app.extensions``.
 EXTENSION_KEY = "plausible"
 

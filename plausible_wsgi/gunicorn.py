@@ -16,8 +16,11 @@ Use them from the gunicorn config file::
     # gunicorn.conf.py
     from plausible_wsgi.gunicorn import post_fork, worker_exit
 
-Any worker class that runs the app in the worker process works: ``sync`` and
-``gthread`` are tested.
+Any worker class that runs the app in the worker process works: ``sync``,
+``gthread`` and ``gevent`` are tested. Importing this module imports nothing that
+keeps references to ``ssl`` classes (requests and urllib3 are imported on the first
+TLS connection, in the worker), so gevent's monkey-patching in the workers, which
+comes after the config file was read, does not warn.
 """
 
 from __future__ import annotations

@@ -42,15 +42,16 @@ __all__ = [
     "HostPolicy",
     "PathRules",
     "QueryPolicy",
-    "build_path",
     "client_ip",
     "decode_path",
     "escape_path",
     "fit_url",
+    "forwarded_ip",
     "normalize_ip",
     "referrer_origin",
     "request_host",
     "sendable_user_agent",
+    "valid_host",
 ]
 
 #: Query parameters Plausible reads from a page URL (sources, UTM tags, click ids).
@@ -102,15 +103,6 @@ def escape_path(path: str) -> str:
     if _PATH_UNSAFE.search(path) is not None:
         path = _PATH_UNSAFE.sub(_escape, path)
     return path
-
-
-def build_path(script_name: str, path_info: str) -> str:
-    """The request path as it appears in the URL.
-
-    >>> build_path("/app", "/caf\\xc3\\xa9/a b")
-    '/app/café/a%20b'
-    """
-    return escape_path(decode_path(script_name, path_info))
 
 
 def _escape_query(query: str) -> str:
@@ -244,10 +236,7 @@ def _valid_host(scheme: str, host_header: Optional[str], server: Optional[tuple[
 
 def request_host(environ: WSGIEnvironment) -> str:
     """``host[:port]`` of the request, lower-cased and validated; ``""`` when unusable."""
-    scheme = environ.get("wsgi.url_scheme", "http")
     host_header = environ.get("HTTP_HOST")
-    if host_header is not None and len(host_header) > _MAX_HOST_LENGTH:
-        return ""
     server: Optional[tuple[str, int]] = None
     if host_header is None:
         name = environ.get("SERVER_NAME")
@@ -257,6 +246,14 @@ def request_host(environ: WSGIEnvironment) -> str:
             port = 0
         if name and port:
             server = (name, port)
+    return valid_host(environ.get("wsgi.url_scheme", "http"), host_header, server)
+
+
+def valid_host(scheme: str, host_header: Optional[str], server: Optional[tuple[str, int]]) -> str:
+    """``host[:port]`` from the ``Host`` header, else the server's address; lower-cased
+    and validated, ``""`` when unusable. Shared by WSGI and ASGI."""
+    if host_header is not None and len(host_header) > _MAX_HOST_LENGTH:
+        return ""
     try:
         return _valid_host(scheme, host_header, server)
     except TypeError:
@@ -318,10 +315,6 @@ class HostPolicy:
 
         self.check = check
 
-    def allowed(self, host: str) -> bool:
-        """Whether page views for ``host`` (as from :func:`request_host`) are tracked."""
-        return bool(host) and self.check(host)
-
 
 @functools.lru_cache(maxsize=2048)
 def normalize_ip(value: str) -> Optional[str]:
@@ -362,14 +355,20 @@ def client_ip(environ: WSGIEnvironment, trusted_proxies: int = 0) -> Optional[st
     remote = environ.get("REMOTE_ADDR")
     if trusted_proxies:
         original = environ.get("werkzeug.proxy_fix.orig")
-        fixed = isinstance(original, dict) and original.get("REMOTE_ADDR") != remote
-        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-        if not fixed and forwarded and isinstance(forwarded, str):
-            entries = forwarded.split(",")
-            if len(entries) >= trusted_proxies:
-                found = normalize_ip(entries[-trusted_proxies])
-                if found is not None:
-                    return found
+        if isinstance(original, dict) and original.get("REMOTE_ADDR") != remote:
+            trusted_proxies = 0
+    return forwarded_ip(remote, environ.get("HTTP_X_FORWARDED_FOR"), trusted_proxies)
+
+
+def forwarded_ip(remote: object, forwarded: object, trusted_proxies: int) -> Optional[str]:
+    """The client's IP from the peer address ``remote`` and the ``X-Forwarded-For``
+    value, trusting ``trusted_proxies`` proxies (see :func:`client_ip`)."""
+    if trusted_proxies and forwarded and isinstance(forwarded, str):
+        entries = forwarded.split(",")
+        if len(entries) >= trusted_proxies:
+            found = normalize_ip(entries[-trusted_proxies])
+            if found is not None:
+                return found
     return normalize_ip(remote) if isinstance(remote, str) else None
 
 

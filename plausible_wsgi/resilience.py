@@ -1,8 +1,9 @@
-"""How one delivery attempt fails: the vocabulary between the transport and the engine.
+"""Reading a server's ``Retry-After``; :class:`AttemptError` is re-exported from
+:mod:`plausible_wsgi.attempt` for the modules that imported it from here.
 
-- :class:`AttemptError` is what a transport raises for a failed attempt; the retry
-  policy (:meth:`~plausible_wsgi.config.RetryConfig.is_retry`) and the breaker judge it.
-- :func:`parse_retry_after` reads ``Retry-After`` in both of its forms.
+The retry policy's decisions are :class:`~plausible_wsgi.config.RetryConfig`'s, the
+retries are run by :mod:`plausible_wsgi.retry`, the breaker is
+:mod:`plausible_wsgi.breaker`.
 """
 
 from __future__ import annotations
@@ -12,32 +13,9 @@ import email.utils
 import time
 from typing import Optional
 
+from .attempt import AttemptError
+
 __all__ = ["AttemptError", "parse_retry_after"]
-
-
-class AttemptError(Exception):
-    """One delivery attempt failed in a way that may be temporary.
-
-    :param kind: ``"connect"`` (no request reached the server, or the connection
-        broke before the request went out), ``"read_timeout"`` (the request went out
-        and no answer came in time), ``"cut"`` (the request went out and the
-        connection was cut before any answer), ``"status"``, ``"tls"`` (the server's
-        certificate does not verify), or ``"invalid"`` (the event can never be sent).
-        Compare with these strings (a ``str`` enum of them compares equal).
-    """
-
-    def __init__(
-        self,
-        kind: str,
-        description: str,
-        *,
-        status: Optional[int] = None,
-        retry_after: Optional[float] = None,
-    ) -> None:
-        super().__init__(description)
-        self.kind = kind
-        self.status = status
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:

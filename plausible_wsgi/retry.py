@@ -21,8 +21,8 @@ from typing import Callable, TypeVar
 
 import retrying
 
+from .attempt import AttemptError
 from .config import RetryConfig
-from .resilience import AttemptError
 
 __all__ = ["run_retries"]
 

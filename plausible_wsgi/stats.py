@@ -29,6 +29,11 @@ class DropReason(str, enum.Enum):
     FORK = "fork"
     #: ``track()`` after ``close()``.
     CLOSED = "closed"
+    #: A spooled event older than ``spool_max_age``: Plausible would start a new session.
+    EXPIRED = "expired"
+    #: A spooled event whose POST went out unanswered before its process died, not sent
+    #: again because ``RetryConfig.retry_connection_cuts`` is off.
+    IN_DOUBT = "in_doubt"
 
 
 class Settlement(enum.Enum):
@@ -69,8 +74,9 @@ _DROPS = {
 class CollectorStats:
     """A snapshot of a collector's counters.
 
-    The counts always add up: ``sent + failed + queued + in_flight + sum(dropped.values())``
-    equals the number of events the collector accepted.
+    The counts always add up: ``sent + failed + queued + in_flight + spooled +
+    sum(dropped.values())`` equals the number of events the collector accepted. With a
+    spool, a row this process gave back and took again later counts each time.
     """
 
     #: Events buffered, waiting for a worker.
@@ -92,11 +98,26 @@ class CollectorStats:
     last_success_at: Optional[float] = None
     #: Wall-clock time of the last failed attempt or rejection; None until one happened.
     last_failure_at: Optional[float] = None
+    #: Events committed to the spool and left there for another deliverer (a relay, the
+    #: next process): written with ``deliver=False``, or given back unsent at close.
+    spooled: int = 0
+    #: Spooled events taken over from a process that died mid-POST: they may already be
+    #: counted by Plausible (resent unless ``retry_connection_cuts`` is off).
+    in_doubt: int = 0
+    #: Rows in the spool file (every process's) at the snapshot; None without a spool.
+    spool_backlog: Optional[int] = None
 
     @property
     def accepted(self) -> int:
         """Every event the collector took in, however it ended."""
-        return self.sent + self.failed + self.queued + self.in_flight + sum(self.dropped.values())
+        return (
+            self.sent
+            + self.failed
+            + self.queued
+            + self.in_flight
+            + self.spooled
+            + sum(self.dropped.values())
+        )
 
 
 class Ledger:

@@ -1,10 +1,11 @@
 """uWSGI integration: flush at worker exit, and say which flags are missing.
 
-uWSGI differs from other WSGI servers in three ways that matter to a background
-sender:
+uWSGI differs from other WSGI servers in ways that matter to a background sender:
 
-- Python threads are off unless ``enable-threads`` (or ``threads``) is set: the
-  collector's delivery threads would never run, and nothing would be sent.
+- Python threads: older uWSGI releases left them off unless ``enable-threads`` (or
+  ``threads``) was set, and the delivery threads would never run. 2.0.31 (tested)
+  turns them on without any flag and says so ("python threads support enabled");
+  the ``uwsgi.has_threads`` flag tells which, and only a real "off" is warned about.
 - Workers are forked from C. Unless ``py-call-uwsgi-fork-hooks`` (or
   ``py-call-osafterfork``) is set, ``os.register_at_fork`` hooks do not run in the
   workers. The collector falls back to a pid check on its next use, so it still works,
@@ -12,7 +13,11 @@ sender:
   loads the app after the fork and avoids the question altogether.
 - Python's ``atexit`` handlers are often skipped when a worker stops (reload,
   ``max-requests``, harakiri), so the buffer would be lost; ``uwsgi.atexit`` is
-  called instead.
+  called instead. But uWSGI skips ``uwsgi.atexit`` too for a worker that is busy
+  when it stops (``plugins/python/python_plugin.c``), and every SIGKILL skips
+  everything: events buffered in memory are then lost, uncounted. A collector with
+  ``spool=PATH`` loses none of them: the next worker, or ``python -m plausible_wsgi
+  relay``, sends them. :func:`install` warns once when no collector has a spool.
 
 Call :func:`install` once, where the app is created::
 
@@ -22,8 +27,9 @@ Call :func:`install` once, where the app is created::
     app = create_app()
     plausible_wsgi.uwsgi.install()
 
-and run uWSGI with ``--enable-threads`` plus either ``--lazy-apps`` or
-``--py-call-uwsgi-fork-hooks``. Outside uWSGI :func:`install` does nothing.
+and run uWSGI with either ``--lazy-apps`` or ``--py-call-uwsgi-fork-hooks`` (and
+``--enable-threads`` where :func:`install` says threads are off). Outside uWSGI
+:func:`install` does nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import types
 from collections.abc import Mapping
 from typing import Callable, Optional
 
+from . import spool_feeder
 from ._log import logger
 from .lifecycle import close_all
 
@@ -84,13 +91,19 @@ def _count(options: Mapping[str, object], name: str) -> int:
         return 0
 
 
-def check_options(options: Mapping[str, object]) -> list[str]:
+def check_options(options: Mapping[str, object], has_threads: Optional[bool] = None) -> list[str]:
     """The problems the uWSGI options ``options`` (``uwsgi.opt``) cause for delivery.
+
+    :param has_threads: ``uwsgi.has_threads`` when the running uWSGI has it: whether
+        Python threads really run (recent uWSGI enables them without any flag). When
+        ``None`` the flags decide.
 
     Each entry names the flag to add; an empty list means the setup is fine.
     """
     problems = []
-    if not _enabled(options, "enable-threads") and _count(options, "threads") < 1:
+    if has_threads is None:
+        has_threads = _enabled(options, "enable-threads") or _count(options, "threads") >= 1
+    if not has_threads:
         problems.append(
             "Python threads are disabled, so events are never sent: "
             "add --enable-threads (enable-threads = true)"
@@ -133,7 +146,15 @@ def install(timeout: Optional[float] = None) -> bool:
         return False
     options = getattr(uwsgi, "opt", None)
     if isinstance(options, Mapping):
-        _warn_once(check_options(options))
+        has_threads = getattr(uwsgi, "has_threads", None)
+        problems = check_options(options, None if has_threads is None else bool(has_threads))
+        if not spool_feeder.feeders():
+            problems.append(
+                "a worker busy when it stops (reload, shutdown, max-requests, harakiri) "
+                "or killed skips every exit hook: the events it holds in memory are lost "
+                "uncounted; PlausibleCollector(..., spool=PATH) keeps them"
+            )
+        _warn_once(problems)
     previous: Optional[Callable[[], object]] = getattr(uwsgi, "atexit", None)
     if getattr(previous, "_plausible_wsgi", False):
         return True

@@ -198,6 +198,10 @@ class WorkerPool(Generic[T]):
             finally:
                 del busy[me]
             self._last_took = _monotonic() - started
+            if not isinstance(result, Requeue):
+                # Reported before it is counted: once flush() returns, a spool has
+                # heard of every item it waited for.
+                self._report(item, result)
             with self._lock:
                 final = self._settle(item, size, result)
                 evicted, self._evicted = self._evicted, []
@@ -208,8 +212,8 @@ class WorkerPool(Generic[T]):
                     self._start_worker()  # joins if this one waits on a slow server
                 if admission is Admission.PROBE:
                     self._work.notify_all()  # the probe settled: the others look again
-            if final is not None:
-                self._report(item, final)
+            if final is not None and isinstance(result, Requeue):
+                self._report(item, final)  # could not go back: how it ended instead
             for old in evicted:
                 self._report(old, Settlement.QUEUE_FULL)
             if nxt is None:

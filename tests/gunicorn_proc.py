@@ -36,6 +36,35 @@ def visitor(i: int) -> tuple[str, str]:
     return user_agent, f"203.0.113.{i + 1}"
 
 
+def stop_server(proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> str:
+    """``SIGTERM``, then the server must exit cleanly (0, no traceback); its log."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=timeout) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output, output
+    return output
+
+
+def example_env(receiver: PlausibleReceiver) -> dict[str, str]:
+    """The environment of a server running an example app: events to ``receiver``,
+    kept buffered (``flush_interval`` 60 s, a big batch) until the exit flush."""
+    return {
+        **os.environ,
+        "PLAUSIBLE_DOMAIN": "example.com",
+        "PLAUSIBLE_ENDPOINT": receiver.url,
+        "PLAUSIBLE_TRUSTED_PROXIES": "1",
+        "PLAUSIBLE_FLUSH_INTERVAL": "60",
+        "PLAUSIBLE_BATCH_SIZE": "10000",
+        "PYTHONPATH": os.pathsep.join([str(EXAMPLES), *sys.path]),
+    }
+
+
 def wait_until_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
     """Poll a connect until gunicorn listens; fail at once if it exits."""
     deadline = time.monotonic() + timeout
@@ -70,15 +99,7 @@ class Gunicorn:
 
     def __init__(self, receiver: PlausibleReceiver, tmp_path: Path, *options: str) -> None:
         self.port = free_port()
-        env = {
-            **os.environ,
-            "PLAUSIBLE_DOMAIN": "example.com",
-            "PLAUSIBLE_ENDPOINT": receiver.url,
-            "PLAUSIBLE_TRUSTED_PROXIES": "1",
-            "PLAUSIBLE_FLUSH_INTERVAL": "60",
-            "PLAUSIBLE_BATCH_SIZE": "1000",
-            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), *sys.path]),
-        }
+        env = example_env(receiver)
         command = [
             sys.executable,
             "-m",
@@ -114,17 +135,7 @@ class Gunicorn:
         return True
 
     def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            assert self.proc.wait(timeout=30) == 0
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        output = self.log.read_text(errors="replace")
-        assert "Traceback" not in output, output
-        return output
+        return stop_server(self.proc, self.log)
 
     def workers_started(self) -> int:
         return self.log.read_text(errors="replace").count("Booting worker")

@@ -424,9 +424,16 @@ SUMMARY_ROWS = [
 
 
 @pytest.mark.slow
-def test_demo_exits_0_with_the_summary() -> None:
+@pytest.mark.parametrize(
+    ("flags", "app"),
+    [
+        pytest.param((), "the Flask example shop (examples/flask_app.py)", id="wsgi"),
+        pytest.param(("--asgi",), "over ASGI under uvicorn", id="asgi"),
+    ],
+)
+def test_demo_exits_0_with_the_summary(flags: tuple[str, ...], app: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "plausible_wsgi", "demo"],
+        [sys.executable, "-m", "plausible_wsgi", "demo", *flags],
         cwd=ROOT,
         env=clean_env(),
         capture_output=True,
@@ -437,7 +444,7 @@ def test_demo_exits_0_with_the_summary() -> None:
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert "the Flask example shop (examples/flask_app.py)" in out
+    assert app in out
     for row in SUMMARY_ROWS:
         assert re.search(rf"✓ {row}", out), row
     assert "✗" not in out

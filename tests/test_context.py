@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 import pytest
-from test_middleware import BROWSER_UA, call, make_environ
+from wsgi_helpers import BROWSER_UA, call, make_environ
 
 import plausible_wsgi as pw
 from plausible_wsgi.context import current_request
@@ -76,9 +76,10 @@ def waitress_server(app: Any) -> Iterator[tuple[int, int]]:
         thread.join(timeout=10)
 
 
+# (server, the trusted_proxies it needs: the middleware's options are fixed at build)
 SERVERS = [
-    pytest.param(werkzeug_server, id="werkzeug-threaded"),
-    pytest.param(waitress_server, id="waitress"),
+    pytest.param(werkzeug_server, 1, id="werkzeug-threaded"),
+    pytest.param(waitress_server, 0, id="waitress"),
 ]
 
 
@@ -127,8 +128,10 @@ def assert_no_cross_talk(events: list[pw.Event], name: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("server", SERVERS)
-def test_track_in_concurrent_handlers_uses_each_requests_data(server: Any) -> None:
+@pytest.mark.parametrize(("server", "trusted_proxies"), SERVERS)
+def test_track_in_concurrent_handlers_uses_each_requests_data(
+    server: Any, trusted_proxies: int
+) -> None:
     collector = MemoryCollector()
     # All handlers are in flight at once before any of them tracks.
     barrier = threading.Barrier(CONCURRENCY)
@@ -140,9 +143,9 @@ def test_track_in_concurrent_handlers_uses_each_requests_data(server: Any) -> No
         start_response("200 OK", [("Content-Type", "text/html")])
         return [b"ok"]
 
-    middleware = PlausibleMiddleware(app, collector)
-    with server(middleware) as (port, trusted_proxies):
-        middleware.trusted_proxies = trusted_proxies
+    middleware = PlausibleMiddleware(app, collector, trusted_proxies=trusted_proxies)
+    with server(middleware) as (port, needed):
+        assert needed == trusted_proxies
         fire(port, [f"/v/{i}" for i in range(CONCURRENCY)])
         events = collector.wait_for(2 * CONCURRENCY)
     assert_no_cross_talk(events, "Signup")
@@ -154,8 +157,8 @@ def test_track_in_concurrent_handlers_uses_each_requests_data(server: Any) -> No
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("server", SERVERS)
-def test_track_while_streaming_concurrently(server: Any) -> None:
+@pytest.mark.parametrize(("server", "trusted_proxies"), SERVERS)
+def test_track_while_streaming_concurrently(server: Any, trusted_proxies: int) -> None:
     collector = MemoryCollector()
     barrier = threading.Barrier(CONCURRENCY)
 
@@ -168,9 +171,9 @@ def test_track_while_streaming_concurrently(server: Any) -> None:
         collector.track("Streamed", props={"visitor": visitor})
         yield b"</p>"
 
-    middleware = PlausibleMiddleware(app, collector)
-    with server(middleware) as (port, trusted_proxies):
-        middleware.trusted_proxies = trusted_proxies
+    middleware = PlausibleMiddleware(app, collector, trusted_proxies=trusted_proxies)
+    with server(middleware) as (port, needed):
+        assert needed == trusted_proxies
         fire(port, [f"/v/{i}" for i in range(CONCURRENCY)])
         events = collector.wait_for(2 * CONCURRENCY)
     assert_no_cross_talk(events, "Streamed")

@@ -126,9 +126,9 @@ def test_init_app_reads_every_option_from_config() -> None:
         middleware = plausible.middleware
         assert app.wsgi_app is middleware
         assert isinstance(middleware, PlausibleMiddleware)
-        assert middleware.trusted_proxies == 2
-        assert middleware.methods == {"GET", "HEAD"}
-        assert middleware.track_404 is True
+        assert middleware.options.trusted_proxies == 2
+        assert middleware.options.methods == {"GET", "HEAD"}
+        assert middleware.options.track_404 is True
         assert middleware.collectors == (collector,)
     finally:
         plausible.middleware.close(0)

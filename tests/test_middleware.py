@@ -18,106 +18,22 @@ from typing import Any, Callable, Optional
 
 import pytest
 from werkzeug.middleware.lint import LintMiddleware
+from wsgi_helpers import (
+    BROWSER_UA,
+    HTML,
+    App,
+    call,
+    html_app,
+    linted,
+    make_environ,
+    track,
+)
 
 import plausible_wsgi as pw
 from plausible_wsgi.context import current_request
 from plausible_wsgi.middleware import MiddlewareStats, PlausibleMiddleware
 from plausible_wsgi.stats import CollectorStats
 from plausible_wsgi.testing import MemoryCollector
-
-BROWSER_UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-HTML = [("Content-Type", "text/html; charset=utf-8")]
-
-App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-
-# -- helpers (shared with the other middleware test modules) -----------------------------
-
-
-def make_environ(path: str = "/", **overrides: Any) -> dict[str, Any]:
-    """A complete WSGI environ for ``https://example.com{path}``; ``None`` deletes a key."""
-    environ: dict[str, Any] = {
-        "REQUEST_METHOD": "GET",
-        "SCRIPT_NAME": "",
-        "PATH_INFO": path,
-        "QUERY_STRING": "",
-        "SERVER_NAME": "example.com",
-        "SERVER_PORT": "443",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "example.com",
-        "HTTP_USER_AGENT": BROWSER_UA,
-        "REMOTE_ADDR": "203.0.113.9",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "https",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": io.StringIO(),
-        "wsgi.multithread": False,
-        "wsgi.multiprocess": False,
-        "wsgi.run_once": False,
-    }
-    for key, value in overrides.items():
-        if value is None:
-            environ.pop(key, None)
-        else:
-            environ[key] = value
-    return environ
-
-
-class Result:
-    def __init__(self) -> None:
-        self.status: Optional[str] = None
-        self.headers: list[tuple[str, str]] = []
-        self.exc_info: Any = None
-        self.body = b""
-        self.written: list[bytes] = []
-
-
-def call(app: App, environ: dict[str, Any]) -> Result:
-    """Drive ``app`` like a server: start_response, iterate, always close."""
-    result = Result()
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        if exc_info is not None and result.status is not None:
-            raise exc_info[1].with_traceback(exc_info[2])
-        result.status = status
-        result.headers = headers
-        result.exc_info = exc_info
-        return result.written.append
-
-    iterable = app(environ, start_response)
-    try:
-        result.body = b"".join(iterable)
-    finally:
-        close = getattr(iterable, "close", None)
-        if close is not None:
-            close()
-    return result
-
-
-def linted(app: App, collectors: Any, **options: Any) -> tuple[App, PlausibleMiddleware]:
-    """``Lint(PlausibleMiddleware(Lint(app)))`` and the middleware itself."""
-    middleware = PlausibleMiddleware(LintMiddleware(app), collectors, **options)
-    return LintMiddleware(middleware), middleware
-
-
-def html_app(body: bytes = b"<p>hi</p>", status: str = "200 OK", headers: Any = None) -> App:
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        start_response(status, list(HTML if headers is None else headers))
-        return [body]
-
-    return app
-
-
-def track(
-    environ: Optional[dict[str, Any]] = None,
-    app: Optional[App] = None,
-    **options: Any,
-) -> tuple[list[pw.Event], MiddlewareStats, Result]:
-    """One linted request; the events recorded, the stats and the response."""
-    collector = MemoryCollector()
-    wrapped, middleware = linted(app or html_app(), collector, **options)
-    result = call(wrapped, environ if environ is not None else make_environ())
-    return collector.events, middleware.stats(), result
 
 
 class SpyIterable:
@@ -626,7 +542,7 @@ def test_every_collector_gets_the_event_even_if_one_raises(
 
 
 def test_own_failures_never_reach_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    import plausible_wsgi.middleware as module
+    import plausible_wsgi.middleware.wsgi as module
 
     def broken(*args: Any) -> str:
         raise RuntimeError("bug in the middleware")
@@ -654,13 +570,13 @@ def test_warnings_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.mark.parametrize(
     ("collectors", "options", "message"),
     [
-        pytest.param([], {}, "at least one", id="no-collectors"),
-        pytest.param(object(), {}, "Collector", id="not-a-collector"),
+        pytest.param([], {}, "empty list", id="no-collectors"),
+        pytest.param(object(), {}, "must be a collector", id="not-a-collector"),
         pytest.param(None, {"trusted_proxies": -1}, "trusted_proxies", id="negative-proxies"),
         pytest.param(None, {"trusted_proxies": True}, "trusted_proxies", id="bool-proxies"),
         pytest.param(None, {"methods": "GET"}, "methods", id="methods-string"),
         pytest.param(None, {"bots": "drop"}, "bots", id="bots-mode"),
-        pytest.param(None, {"bot_event_name": "pageview"}, "reserves", id="bot-name-reserved"),
+        pytest.param(None, {"bot_event_name": "pageview"}, "reserved", id="bot-name-reserved"),
         pytest.param(None, {"bot_event_name": "x" * 121}, "bot_event_name", id="bot-name-long"),
         pytest.param(None, {"url_masks": [("(", "x")]}, "url_masks", id="bad-mask-regex"),
         pytest.param(None, {"url_masks": ["/x"]}, "url_masks", id="mask-not-a-pair"),

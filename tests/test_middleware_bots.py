@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 import pytest
-from test_middleware import BROWSER_UA, call, html_app, linted, make_environ, track
+from wsgi_helpers import BROWSER_UA, call, html_app, linted, make_environ, track
 
 import plausible_wsgi as pw
 from plausible_wsgi.agents import AgentClassifier, AgentRule

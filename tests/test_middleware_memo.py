@@ -13,11 +13,11 @@ import re
 import threading
 from typing import Any
 
-from test_middleware import BROWSER_UA, call, html_app, linted, make_environ
+from wsgi_helpers import BROWSER_UA, call, html_app, linted, make_environ
 
-from plausible_wsgi import middleware as middleware_module
 from plausible_wsgi.agents import AgentClassifier, AgentRule
 from plausible_wsgi.middleware import PlausibleMiddleware
+from plausible_wsgi.middleware import pages as pages_module
 from plausible_wsgi.testing import MemoryCollector
 
 
@@ -105,11 +105,10 @@ def test_a_missing_user_agent_is_a_bot_every_time() -> None:
 def test_remembered_answers_stay_bounded_under_endless_variety() -> None:
     collector = MemoryCollector()
     app = PlausibleMiddleware(html_app(), collector)
-    distinct = 3 * middleware_module._MEMO_SIZE
+    distinct = 3 * pages_module.MEMO_SIZE
     for number in range(distinct):
         call(app, make_environ(f"/item/{number}", HTTP_USER_AGENT=f"{BROWSER_UA} n/{number}"))
-    assert len(app._pages) <= middleware_module._MEMO_SIZE
-    assert len(app._visitors) <= middleware_module._MEMO_SIZE
+    assert len(app.recorder.pages) <= pages_module.MEMO_SIZE
     assert urls(collector)[-1] == f"https://example.com/item/{distinct - 1}"
     assert len(collector.events) == distinct
 
@@ -117,18 +116,17 @@ def test_remembered_answers_stay_bounded_under_endless_variety() -> None:
 def test_long_targets_and_user_agents_are_not_remembered() -> None:
     collector = MemoryCollector()
     app = PlausibleMiddleware(html_app(), collector)
-    long_path = "/" + "a" * middleware_module._MEMO_MAX_LENGTH
+    long_path = "/" + "a" * pages_module.MEMO_MAX_LENGTH
     call(app, make_environ(long_path, HTTP_USER_AGENT=BROWSER_UA + " x" * 300))
     call(app, make_environ("/short"))
-    call(app, make_environ("/short", HTTP_HOST="a" * middleware_module._MEMO_MAX_LENGTH))
-    assert [key[3] for key in app._pages] == ["/short"]
-    assert list(app._visitors) == [BROWSER_UA]
+    call(app, make_environ("/short", HTTP_HOST="a" * pages_module.MEMO_MAX_LENGTH))
+    assert [key[3] for key in app.recorder.pages.targets()] == ["/short"]  # type: ignore[index]
     assert urls(collector) == [f"https://example.com{long_path}", "https://example.com/short"]
 
 
 def test_counts_are_exact_while_stats_are_read_concurrently() -> None:
-    """Outcomes are noted without a lock and counted in batches (every 1024, and on
-    every stats() call): no count may be lost or double-counted either way."""
+    """Requests finish on many threads while stats() is read: no count may be lost
+    or double-counted, and the total never goes back."""
     collector = MemoryCollector()
     app = PlausibleMiddleware(html_app(), collector, exclude_paths=("/skip",))
     per_thread, threads_count = 700, 6

@@ -152,3 +152,38 @@ def test_https_endpoint_tunnels_through_connect_with_tls_verified_end_to_end(
     finally:
         proxy.close()
         server.close()
+
+
+def test_a_proxy_refusing_the_tunnel_is_a_connect_failure_and_nothing_is_sent(
+    no_proxy_env: pytest.MonkeyPatch,
+) -> None:
+    from plausible_wsgi.attempt import AttemptError, FailureKind
+    from plausible_wsgi.transport import HttpTransport
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    heads: list[bytes] = []
+
+    def refuse() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            heads.append(conn.recv(65536))
+            conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+    no_proxy_env.setenv("HTTPS_PROXY", f"http://u:p@127.0.0.1:{listener.getsockname()[1]}")
+    transport = HttpTransport("https://plausible.test", timeout=10)
+    try:
+        with pytest.raises(AttemptError) as caught:
+            transport.send(b"{}", UA, "203.0.113.9")
+    finally:
+        transport.close()
+        listener.close()
+    thread.join(10)
+    assert caught.value.kind is FailureKind.CONNECT
+    assert "407" in str(caught.value)
+    # The tunnel request carries the proxy's credentials and nothing of the visitor.
+    assert heads[0].startswith(b"CONNECT plausible.test:443 HTTP/1.1\r\n")
+    assert b"Proxy-Authorization: Basic dTpw\r\n" in heads[0]
+    assert b"203.0.113.9" not in heads[0]
+    assert UA.encode() not in heads[0]

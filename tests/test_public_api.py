@@ -28,6 +28,9 @@ def test_contract_names_and_defaults() -> None:
         "circuit_breaker": pw.CircuitBreakerConfig(),
         "shutdown_timeout": 5.0,
         "ca_bundle": None,
+        "spool": None,
+        "spool_max_age": 1800.0,
+        "deliver": True,
     }
     assert pw.RetryConfig() == pw.RetryConfig(max_retries=3, initial_backoff=0.5, max_backoff=10.0)
     assert pw.CircuitBreakerConfig() == pw.CircuitBreakerConfig(

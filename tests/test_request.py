@@ -10,8 +10,8 @@ import re
 from typing import Any, Optional
 
 import pytest
-from test_middleware import call, html_app, linted, make_environ
 from werkzeug.middleware.proxy_fix import ProxyFix
+from wsgi_helpers import call, html_app, linted, make_environ
 
 from plausible_wsgi.middleware import PlausibleMiddleware
 from plausible_wsgi.request import (
@@ -19,8 +19,9 @@ from plausible_wsgi.request import (
     HostPolicy,
     PathRules,
     QueryPolicy,
-    build_path,
     client_ip,
+    decode_path,
+    escape_path,
     fit_url,
     normalize_ip,
 )
@@ -438,8 +439,8 @@ def test_client_ip_with_odd_values() -> None:
         pytest.param("", "/\u20ac", "/\u20ac", id="already-text"),
     ],
 )
-def test_build_path(script_name: str, path_info: str, expected: str) -> None:
-    assert build_path(script_name, path_info) == expected
+def test_url_path(script_name: str, path_info: str, expected: str) -> None:
+    assert escape_path(decode_path(script_name, path_info)) == expected
 
 
 def test_query_policy() -> None:
@@ -461,13 +462,13 @@ def test_path_rules() -> None:
 
 def test_host_policy() -> None:
     anything = HostPolicy()
-    assert anything.allowed("example.com")
-    assert not anything.allowed("")
+    assert anything.check("example.com")
+    assert not anything.check("")
     policy = HostPolicy(["a.example", ".b.example"])
-    assert policy.allowed("a.example:81")
-    assert policy.allowed("x.y.b.example")
-    assert not policy.allowed("x.a.example")
-    assert HostPolicy(["[::1]"]).allowed("[::1]:8000")
+    assert policy.check("a.example:81")
+    assert policy.check("x.y.b.example")
+    assert not policy.check("x.a.example")
+    assert HostPolicy(["[::1]"]).check("[::1]:8000")
 
 
 def test_fit_url_keeps_short_urls() -> None:

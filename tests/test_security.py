@@ -211,6 +211,7 @@ ALLOWED_HEADERS = {
     "content-length",
     "user-agent",
     "x-forwarded-for",
+    "x-plausible-ip",  # the same visitor IP: Plausible prefers it to CF-Connecting-IP
     "connection",
 }
 

@@ -1,7 +1,8 @@
 """plausible_wsgi.uwsgi: the flag checks and the atexit hook.
 
-uWSGI itself cannot run here, so a stand-in ``uwsgi`` module (the two attributes
-the integration touches: ``opt`` and ``atexit``) is put in ``sys.modules``.
+A stand-in ``uwsgi`` module (the attributes the integration touches: ``opt``,
+``has_threads`` and ``atexit``) is put in ``sys.modules``; tests/test_uwsgi_real.py
+runs the real server.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 from sink import Sink
 
+import plausible_wsgi as pw
 import plausible_wsgi.uwsgi as pw_uwsgi
 
 THREADS = "enable-threads"
@@ -89,17 +91,43 @@ def test_install_warns_once_and_chains_atexit(
     assert closed == [1.5]
 
 
-def test_install_with_good_flags_is_silent(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_install_with_good_flags_and_a_spool_is_silent(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     fake = types.ModuleType("uwsgi")
     fake.opt = {"enable-threads": True, "lazy-apps": True}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "uwsgi", fake)
     monkeypatch.setattr(pw_uwsgi, "_warned", False)
+    collector = pw.PlausibleCollector(
+        "example.com", endpoint="http://127.0.0.1:9", spool=str(tmp_path / "s.sqlite3")
+    )
     with caplog.at_level(logging.WARNING, logger="plausible_wsgi"):
         assert pw_uwsgi.install() is True
     assert not [r for r in caplog.records if r.name == "plausible_wsgi"]
     assert callable(fake.atexit)  # type: ignore[attr-defined]
+    collector.close()
+
+
+def test_install_without_a_spool_warns_that_busy_stops_lose_events(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = types.ModuleType("uwsgi")
+    fake.opt = {"lazy-apps": True}  # type: ignore[attr-defined]
+    fake.has_threads = 1  # type: ignore[attr-defined]  # uWSGI 2.0.31 without any flag
+    monkeypatch.setitem(sys.modules, "uwsgi", fake)
+    monkeypatch.setattr(pw_uwsgi, "_warned", False)
+    with caplog.at_level(logging.WARNING, logger="plausible_wsgi"):
+        assert pw_uwsgi.install() is True
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "plausible_wsgi"]
+    assert "spool=PATH" in warning
+    assert "--enable-threads" not in warning  # threads run: no false alarm
+
+
+@pytest.mark.parametrize(("has_threads", "warned"), [(1, False), (0, True), (None, True)])
+def test_has_threads_decides_over_the_flags(has_threads: int | None, warned: bool) -> None:
+    flag = None if has_threads is None else bool(has_threads)
+    problems = pw_uwsgi.check_options({"lazy-apps": True}, flag)
+    assert any("--enable-threads" in p for p in problems) is warned
 
 
 def test_atexit_hook_delivers_buffered_events(http_sink: Sink, tmp_path: Path) -> None:

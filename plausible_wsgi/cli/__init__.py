@@ -15,6 +15,8 @@ Commands, one module each:
 ``doctor`` (:mod:`.doctor`)
     Checks a real setup end to end: the endpoint's health, one debug event, whether
     the site exists, and whether the visitor data would look like a visitor's.
+``relay`` (:mod:`plausible_wsgi.relay`)
+    Drains a spool written by ``deliver=False`` web processes: a sidecar, one per host.
 
 Exit status: ``0`` success, ``1`` failure (event dropped or rejected, server
 unreachable, demo incomplete, a doctor check failed), ``2`` usage errors, ``130``
@@ -30,7 +32,7 @@ import sys
 import typing as t
 from collections.abc import Sequence
 
-from .. import __version__
+from .. import __version__, relay
 from . import demo, doctor, send, serve
 from .args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, HELP
 from .send import BROWSER_USER_AGENT
@@ -57,7 +59,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="log the library's debug messages to stderr"
     )
     commands = parser.add_subparsers(dest="command", title="commands", metavar="COMMAND")
-    for command in (demo, serve, send, doctor):
+    for command in (demo, serve, send, doctor, relay):
         command.add_parser(commands)
     return parser
 

@@ -7,17 +7,20 @@ import contextlib
 import json
 import random
 import time
+import typing as t
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from ..collector import PlausibleCollector
-from ..middleware import PlausibleMiddleware
 from ..receiver import PlausibleReceiver, ReceivedEvent
 from . import demo_app, demo_traffic
 from .args import EXIT_FAILED, EXIT_OK, HELP, port, seconds
 from .demo_traffic import BOTS, DEMO_DOMAIN, Traffic, bot_key
 from .serve import follow_events
 from .terminal import Terminal
+
+if t.TYPE_CHECKING:
+    from . import demo_asgi
 
 __all__ = ["add_parser", "run"]
 
@@ -70,6 +73,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="which app to serve: the Flask example, the built-in WSGI twin, "
         "or auto (Flask example when available; default)",
     )
+    demo.add_argument(
+        "--asgi",
+        action="store_true",
+        help="serve the built-in shop over ASGI under uvicorn, wrapped in "
+        "plausible_wsgi.asgi.PlausibleMiddleware (needs the asgi extra)",
+    )
     demo.set_defaults(handler=run)
 
 
@@ -117,7 +126,7 @@ class _Row:
 
 
 def _summary_rows(
-    traffic: Traffic, receiver: PlausibleReceiver, middleware: PlausibleMiddleware | None
+    traffic: Traffic, receiver: PlausibleReceiver, middleware: demo_app.Recording | None
 ) -> list[_Row]:
     records = receiver.all
     accepted = [r for r in records if r.outcome == "accepted"]
@@ -178,8 +187,8 @@ class _Setup:
     receiver: PlausibleReceiver
     collector: PlausibleCollector
     app: demo_app.DemoApp
-    server: demo_app.AppServer
-    finished: demo_app.Finished
+    server: demo_app.AppServer | demo_asgi.AsgiServer
+    finished: demo_app.Finished | demo_asgi.AsgiFinished
     note: str | None
 
 
@@ -196,6 +205,8 @@ def _start(args: argparse.Namespace, term: Terminal, stack: contextlib.ExitStack
         DEMO_DOMAIN, endpoint=receiver.url, flush_interval=0.5, shutdown_timeout=5.0
     )
     stack.callback(collector.close)
+    if args.asgi:
+        return _start_asgi(args, term, stack, receiver, collector)
     note = None
     app: demo_app.DemoApp | None = None
     if args.app in ("auto", "flask"):
@@ -210,6 +221,7 @@ def _start(args: argparse.Namespace, term: Terminal, stack: contextlib.ExitStack
         app = demo_app.builtin_app(collector)
     if app.middleware is not None:
         stack.callback(app.middleware.close)
+    assert app.wsgi is not None  # both WSGI choices have one
     finished = demo_app.Finished(app.wsgi)
     try:
         server = demo_app.AppServer(finished, "127.0.0.1", args.app_port)
@@ -218,6 +230,29 @@ def _start(args: argparse.Namespace, term: Terminal, stack: contextlib.ExitStack
         return None
     stack.callback(server.stop)
     return _Setup(receiver, collector, app, server, finished, note)
+
+
+def _start_asgi(
+    args: argparse.Namespace,
+    term: Terminal,
+    stack: contextlib.ExitStack,
+    receiver: PlausibleReceiver,
+    collector: PlausibleCollector,
+) -> _Setup | None:
+    from . import demo_asgi  # noqa: PLC0415 (uvicorn and the ASGI side only when asked for)
+
+    app, asgi = demo_asgi.asgi_app(collector)
+    finished = demo_asgi.AsgiFinished(asgi)
+    try:
+        server = demo_asgi.AsgiServer(finished, "127.0.0.1", args.app_port)
+    except demo_app.Unavailable as exc:
+        term.error(str(exc))
+        return None
+    except OSError as exc:
+        term.error(f"cannot listen on 127.0.0.1:{args.app_port}: {exc.strerror or exc}")
+        return None
+    stack.callback(server.stop)
+    return _Setup(receiver, collector, app, server, finished, None)
 
 
 def _print_setup(setup: _Setup, term: Terminal) -> None:

@@ -16,7 +16,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from .._demo import ShopApp
 from ..collector import PlausibleCollector
-from ..middleware import PlausibleMiddleware
+from ..middleware import MiddlewareStats, PlausibleMiddleware
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -26,6 +26,7 @@ __all__ = [
     "AppServer",
     "DemoApp",
     "Finished",
+    "Recording",
     "Unavailable",
     "builtin_app",
     "flask_example",
@@ -153,10 +154,19 @@ EXCLUDE_PATHS = ("/static/", "/healthz")
 _EXAMPLE_MODULE = "plausible_wsgi_demo_flask_example"
 
 
+class Recording(t.Protocol):
+    """What the demo reads of a middleware, WSGI or ASGI."""
+
+    def stats(self) -> MiddlewareStats: ...
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
 @dataclass
 class DemoApp:
-    wsgi: WSGIApplication
-    middleware: PlausibleMiddleware | None
+    #: ``None`` for the ASGI shop (see :mod:`.demo_asgi`).
+    wsgi: WSGIApplication | None
+    middleware: Recording | None
     description: str
 
 

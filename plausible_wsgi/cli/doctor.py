@@ -193,7 +193,8 @@ def _debug_event(
     headers = {"Content-Type": "application/json", "User-Agent": user_agent}
     headers["X-Debug-Request"] = "true"
     if args.ip:
-        headers["X-Forwarded-For"] = args.ip
+        # As the collector sends it (Plausible reads X-Plausible-IP first).
+        headers["X-Forwarded-For"] = headers["X-Plausible-IP"] = args.ip
     try:
         answer = _fetch(endpoint + "/api/event", args, encode_event(event, domain), **headers)
     except OSError as exc:

@@ -13,11 +13,11 @@ import ipaddress
 import json
 
 from ..agents import classify_user_agent
+from ..attempt import AttemptError, FailureKind
 from ..checks import check_domain, check_endpoint
 from ..errors import ConfigurationError, InvalidEventError
 from ..events import EventKind, Revenue, encode_event, make_event
 from ..middleware import DEFAULT_BOT_USER_AGENT
-from ..resilience import AttemptError
 from ..transport import HttpTransport, Outcome, Response
 from .args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, HELP, UsageError, add_connection_arguments
 from .terminal import Terminal
@@ -203,11 +203,6 @@ def _print_request(
     term.print()
 
 
-def _kind(exc: AttemptError) -> str:
-    kind = exc.kind
-    return str(getattr(kind, "value", kind))
-
-
 def _short_reason(exc: BaseException) -> str:
     """``Connection refused`` rather than an exception's class name, when known."""
     cause = exc.__cause__ or exc.__context__
@@ -221,7 +216,7 @@ def _short_reason(exc: BaseException) -> str:
 def _explain_failure(
     exc: AttemptError, args: argparse.Namespace, target: str, term: Terminal
 ) -> int:
-    kind, status, bad = _kind(exc), exc.status, term.bad
+    kind, status, bad = exc.kind, exc.status, term.bad
     if status is not None and 300 <= status < 400:
         term.print(
             term.red(f"{bad} redirected (HTTP {status})") + ": Plausible does not redirect"
@@ -237,13 +232,13 @@ def _explain_failure(
             term.yellow(f"{bad} temporary failure (HTTP {status}{wait})")
             + ": not recorded. The collector would retry it later; try again."
         )
-    elif kind == "read_timeout":
+    elif kind == FailureKind.READ_TIMEOUT:
         term.print(
             term.red(f"{bad} connected, but no answer within {args.timeout:g}s.")
             + " The server may have recorded the event anyway (sending it again could"
             " count it twice)."
         )
-    elif "SSL" in str(exc) or "SSL" in _short_reason(exc):
+    elif kind == FailureKind.TLS:
         term.print(term.red(f"{bad} TLS failed: {_short_reason(exc)}"))
         term.print("  For a self-hosted instance with a private CA, pass --ca-bundle PATH.")
     else:

@@ -1,0 +1,311 @@
+"""The ASGI 3 middleware: the same options and decisions as the WSGI one.
+
+``PlausibleMiddleware(app, collectors, **options)`` wraps any ASGI 3 application
+(Starlette, FastAPI, Quart, Django's ``get_asgi_application()``). It reads the
+request from the scope, captures the status and headers from ``http.response.start``
+and records when the response has completed -- the last ``http.response.body``
+(``more_body`` false), trailers or ``pathsend`` -- or, if it never completes (the
+client went away, the application returned early or raised), once when the
+application returns. The rules are :func:`~.decision.decide`, shared with WSGI.
+
+- ``track()`` inside the application picks up the request's visitor: the request is
+  bound in a :mod:`contextvars` variable, which asyncio copies into the tasks the
+  application starts and ``asyncio.to_thread`` / Starlette's ``run_in_threadpool``
+  copy into their threads.
+- ``lifespan.shutdown``: before the application's ``lifespan.shutdown.complete``
+  reaches the server, the collectors are flushed and closed (see ``close_collectors``)
+  in a worker thread, within their ``shutdown_timeout``; the loop never waits on it.
+- ``websocket`` and other scopes pass through untouched.
+- Nothing here blocks: recording is a deque append and a short counter lock.
+
+``should_track(scope, status, headers)`` gets a copy of the scope and the response
+headers as ``str`` pairs. The route template for server actions is FastAPI's
+``scope["route"].path`` or ``scope["plausible_wsgi.route"]`` (set by
+:class:`plausible_wsgi.django.RouteMiddleware` under Django ASGI).
+
+Behind a proxy: uvicorn and hypercorn can rewrite ``scope["client"]`` from
+``X-Forwarded-For`` themselves (uvicorn does by default for ``127.0.0.1``); then leave
+``trusted_proxies`` at 0, otherwise set it as for WSGI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, MutableMapping, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+from ..context import RequestInfo, bind_request, unbind_request
+from ..request import forwarded_ip, referrer_origin, valid_host
+from ..tracking import Collector
+from .decision import RequestFacts, ResponseFacts
+from .options import ROUTE_ENVIRON_KEY, MiddlewareOptions
+from .recorder import Recorder, content_headers
+from .stats import MiddlewareStats
+
+__all__ = ["ASGIApp", "Message", "PlausibleMiddleware", "Receive", "Scope", "Send"]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class PlausibleMiddleware:
+    """Record page views (and the rest, as the WSGI middleware) for an ASGI app.
+
+    :param app: the ASGI 3 application.
+    :param collectors: a collector, or a sequence of them.
+    :param close_collectors: ``False`` leaves the collectors to their owner at
+        shutdown and exit.
+    :param options: the keyword options of
+        :class:`plausible_wsgi.PlausibleMiddleware` (``trusted_proxies``,
+        ``exclude_paths``, ``bots``, ``track_actions``, ...).
+
+    FastAPI / Starlette::
+
+        app.add_middleware(PlausibleMiddleware, collectors=collector)
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        collectors: Union[Collector, Sequence[Collector]],
+        *,
+        close_collectors: bool = True,
+        **options: Any,
+    ) -> None:
+        self.app = app
+        #: The checked options.
+        self.options = MiddlewareOptions.from_keywords(options)
+        #: Decides, counts, records and closes (shared with the WSGI middleware).
+        self.recorder = Recorder(collectors, self.options, close_collectors=close_collectors)
+
+    @property
+    def collectors(self) -> tuple[Collector, ...]:
+        return self.recorder.collectors
+
+    def __repr__(self) -> str:
+        return f"<asgi.PlausibleMiddleware app={self.app!r} collectors={list(self.recorder.names)}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope.get("type")
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self.app(scope, receive, self._lifespan_send(send))
+        else:
+            await self.app(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            request = self._read(scope)
+        except Exception as exc:
+            self.recorder.error("reading the request", exc, request=True)
+            await self.app(scope, receive, send)
+            return
+        exchange = _Exchange(self, scope, request, send)
+        info = request.info
+        token = bind_request(info) if info is not None else None
+        try:
+            await self.app(scope, receive, exchange.send)
+        except BaseException:
+            exchange.finish(failed=True)
+            raise
+        finally:
+            if token is not None:
+                unbind_request(token)
+        exchange.finish()
+
+    def _read(self, scope: Scope) -> RequestFacts:
+        """What the request says, read from the scope when it starts."""
+        headers = _RequestHeaders.of(scope)
+        host = headers.host
+        scheme = scope.get("scheme", "http")
+        path = scope.get("path", "")
+        query = scope.get("query_string", b"")
+        key = (scheme, host, path, query)
+        pages = self.recorder.pages
+        page = pages.get(key)
+        if page is None:
+            server = scope.get("server")
+            page = pages.build(
+                scheme,
+                valid_host(scheme, host, _address(server) if host is None else None),
+                path,
+                query.decode("latin-1") if isinstance(query, bytes) else query,
+            )
+            if host is not None and isinstance(query, bytes):
+                pages.remember(key, page, len(host) + len(path) + len(query))
+        agent, match = self.recorder.visitor(headers.user_agent)
+        info: Optional[RequestInfo] = None
+        if page.url is not None:
+            client = scope.get("client")
+            info = RequestInfo(
+                url=page.url,
+                referrer=referrer_origin(headers.referrer),
+                user_agent=agent,
+                client_ip=forwarded_ip(
+                    client[0] if client else None, headers.forwarded, self.options.trusted_proxies
+                ),
+            )
+        return RequestFacts(
+            method=scope.get("method", ""),
+            page=page,
+            info=info,
+            agent=match,
+            range=headers.range if self.options.file_downloads else None,
+        )
+
+    def _lifespan_send(self, send: Send) -> Send:
+        """``send`` for the lifespan scope: flush before shutdown completes."""
+
+        async def lifespan_send(message: Message) -> None:
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # close() waits on the network (up to shutdown_timeout): in a thread.
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(None, self.recorder.close)
+            await send(message)
+
+        return lifespan_send
+
+    def stats(self) -> MiddlewareStats:
+        """A snapshot of the counters; see :class:`~plausible_wsgi.MiddlewareStats`."""
+        return self.recorder.stats()
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Flush and close the collectors this middleware owns (blocking: from a
+        thread, or at the end of the program; lifespan shutdown does it by itself)."""
+        self.recorder.close(timeout)
+
+
+class _Exchange:
+    """One HTTP request in flight: the response as it is sent, recorded once."""
+
+    __slots__ = (
+        "finished",
+        "headers",
+        "middleware",
+        "request",
+        "scope",
+        "server_send",
+        "status",
+        "trailers",
+    )
+
+    def __init__(
+        self, middleware: PlausibleMiddleware, scope: Scope, request: RequestFacts, send: Send
+    ) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self.request = request
+        self.server_send = send
+        self.status: Optional[int] = None
+        self.headers: list[tuple[str, str]] = []
+        self.trailers = False
+        self.finished = False
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        if kind == "http.response.start":
+            self._started(message)
+            await self.server_send(message)
+            return
+        if kind in ("http.response.body", "http.response.zerocopysend"):
+            complete = not message.get("more_body", False) and not self.trailers
+        elif kind == "http.response.trailers":
+            complete = not message.get("more_trailers", False)
+        else:  # the pathsend extension ends the response; other messages pass by
+            complete = kind == "http.response.pathsend"
+        try:
+            await self.server_send(message)
+        finally:
+            if complete:
+                self.finish()
+
+    def _started(self, message: Message) -> None:
+        """Note the status and headers; a malformed message is the server's to refuse."""
+        status = message.get("status")
+        self.status = status if isinstance(status, int) else None
+        self.trailers = bool(message.get("trailers", False))
+        try:
+            self.headers = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in message.get("headers", ())
+            ]
+        except (AttributeError, TypeError, ValueError) as exc:
+            self.middleware.recorder.error("reading the response headers", exc)
+
+    def finish(self, *, failed: bool = False) -> None:
+        """Record the request, the first time only. Never raises."""
+        if self.finished:
+            return
+        self.finished = True
+        try:
+            request = self.request
+            if self.middleware.options.track_actions:
+                request = request._replace(route=_route(self.scope))
+            view = dict(self.scope) if self.middleware.options.should_track is not None else None
+            content_type, disposition = content_headers(self.headers)
+            response = ResponseFacts(
+                status=self.status,
+                content_type=content_type,
+                content_disposition=disposition,
+                failed=failed,
+            )
+        except Exception as exc:
+            self.middleware.recorder.error("wrapping the response", exc, request=True)
+            return
+        self.middleware.recorder.finish(request, response, view, self.headers)
+
+
+class _RequestHeaders(NamedTuple):
+    """The request headers the middleware reads, as ``str`` (latin-1, as in WSGI)."""
+
+    host: Optional[str] = None
+    user_agent: Optional[str] = None
+    referrer: Optional[str] = None
+    #: Several ``X-Forwarded-For`` headers are joined with commas, as in WSGI.
+    forwarded: Optional[str] = None
+    range: Optional[str] = None
+
+    @classmethod
+    def of(cls, scope: Scope) -> _RequestHeaders:
+        found: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            field = _HEADER_FIELDS.get(name)
+            if field is None:
+                continue
+            text = value.decode("latin-1")
+            if field == "forwarded" and field in found:
+                found[field] = f"{found[field]},{text}"
+            elif field != "host" or field not in found:  # the first Host counts
+                found[field] = text
+        return cls(**found)
+
+
+_HEADER_FIELDS = {
+    b"host": "host",
+    b"user-agent": "user_agent",
+    b"referer": "referrer",
+    b"x-forwarded-for": "forwarded",
+    b"range": "range",
+}
+
+
+def _route(scope: Scope) -> Optional[str]:
+    """The route template: set by an integration, or FastAPI's ``APIRoute.path``."""
+    route = scope.get(ROUTE_ENVIRON_KEY)
+    if isinstance(route, str):
+        return route
+    path = getattr(scope.get("route"), "path", None)
+    return path if isinstance(path, str) and path.startswith("/") else None
+
+
+def _address(server: object) -> Optional[tuple[str, int]]:
+    """The scope's ``server`` as ``(host, port)``; ``None`` for a Unix socket or none."""
+    if isinstance(server, (tuple, list)) and len(server) == 2:
+        host, port = server
+        if isinstance(host, str) and isinstance(port, int):
+            return host, port
+    return None

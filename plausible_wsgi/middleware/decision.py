@@ -1,0 +1,247 @@
+"""The rules: from what a request and its response were to what gets recorded.
+
+:func:`decide` is pure -- no environ, no ASGI scope, no I/O, no counters -- so the WSGI
+and the ASGI middleware share it, and a test can call it with two small records.
+``should_track`` is not asked here: it is the user's code and sees the server's own
+view of the request; the middlewares ask it for every decision that records.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple, Optional
+
+from ..agents import AgentMatch
+from ..context import RequestInfo
+from ..events import (
+    ACTION,
+    CUSTOM,
+    MAX_NAME_LENGTH,
+    MAX_PROP_VALUE_BYTES,
+    PAGEVIEW,
+    Event,
+    EventKind,
+    ValidEvent,
+)
+from .options import CheckedOptions
+from .pages import Page
+
+__all__ = ["Decision", "RequestFacts", "ResponseFacts", "Skip", "Tracked", "decide"]
+
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+class Skip(str, enum.Enum):
+    """Why a request is not recorded (the keys of ``MiddlewareStats.skipped``)."""
+
+    HOST = "host"
+    EXCLUDED = "excluded"
+    METHOD = "method"
+    #: A bot with ``bots="skip"``: counted as ``bot:<kind>``.
+    BOT = "bot"
+    STATUS = "status"
+    CONTENT_TYPE = "content_type"
+    #: A range request that does not start a download.
+    PARTIAL = "partial"
+    SHOULD_TRACK = "should_track"
+    #: The application raised.
+    EXCEPTION = "exception"
+    #: The application never started a response.
+    NO_STATUS = "no_status"
+
+
+class Tracked(str, enum.Enum):
+    """What a recorded event is (the keys of ``MiddlewareStats.tracked``)."""
+
+    PAGEVIEW = "pageview"
+    NOT_FOUND = "404"
+    FILE_DOWNLOAD = "file_download"
+    ACTION = "action"
+    BOT = "bot"
+
+
+class RequestFacts(NamedTuple):
+    """What the middleware read from the request."""
+
+    method: str
+    page: Page
+    #: The visitor, or ``None`` when the URL is unusable (no valid scheme or host).
+    info: Optional[RequestInfo]
+    #: The User-Agent's classification; ``None`` for a browser (and always with
+    #: ``bots="pageview"``, where agents are not classified).
+    agent: Optional[AgentMatch] = None
+    #: The ``Range`` header (only read with ``file_downloads``).
+    range: Optional[str] = None
+    #: The framework's route template (``/users/<int:id>``), for action names.
+    route: Optional[str] = None
+
+
+class ResponseFacts(NamedTuple):
+    """How the application answered."""
+
+    #: The status code; ``None`` when no response was started.
+    status: Optional[int]
+    content_type: Optional[str] = None
+    content_disposition: Optional[str] = None
+    #: The application raised (before or during the body).
+    failed: bool = False
+
+
+class Decision(NamedTuple):
+    """Either a :class:`Skip` reason or what was tracked with its event."""
+
+    skip: Optional[Skip] = None
+    tracked: Optional[Tracked] = None
+    event: Optional[Event] = None
+    #: The agent's kind for :attr:`Skip.BOT`.
+    bot_kind: Optional[str] = None
+
+    @property
+    def counter(self) -> str:
+        """The key this decision is counted under in ``MiddlewareStats``."""
+        if self.tracked is not None:
+            key: str = self.tracked.value
+        elif self.skip is Skip.BOT:
+            key = f"bot:{self.bot_kind}"
+        else:
+            assert self.skip is not None
+            key = self.skip.value
+        return key
+
+
+#: One Decision per skip reason, made once (most requests of a busy site are skips).
+_SKIPPED = {reason: Decision(skip=reason) for reason in Skip if reason is not Skip.BOT}
+
+
+def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptions) -> Decision:
+    """What to record for a finished request (``should_track`` aside).
+
+    The order matters: a request is counted under the first rule that refuses it.
+    """
+    status, info, page = response.status, request.info, request.page
+    if response.failed:
+        return _SKIPPED[Skip.EXCEPTION]
+    if status is None:
+        return _SKIPPED[Skip.NO_STATUS]
+    if info is None:  # no usable scheme or Host
+        return _SKIPPED[Skip.HOST]
+    refused = _refused(request, options)
+    if refused is not None:
+        return refused
+    agent = request.agent
+    if agent is not None and options.bots != "pageview":
+        if options.bots == "skip":
+            return Decision(skip=Skip.BOT, bot_kind=agent.kind)
+        return Decision(tracked=Tracked.BOT, event=_bot_event(info, agent, page, status, options))
+    if request.method not in options.methods:  # let through by _refused(): an action
+        if not 200 <= status < 400:
+            return _SKIPPED[Skip.STATUS]
+        name = f"{request.method} {request.route or page.url_path}"[:MAX_NAME_LENGTH]
+        event = _event(info, ACTION, name, interactive=False)
+        return Decision(tracked=Tracked.ACTION, event=event)
+    if (
+        options.file_downloads
+        and 200 <= status < 300
+        and (page.download or _is_attachment(response))
+    ):
+        if status == 206 and not (request.range or "").replace(" ", "").startswith("bytes=0-"):
+            return _SKIPPED[Skip.PARTIAL]
+        event = _event(info, CUSTOM, "File Download", props={"url": info.url})
+        return Decision(tracked=Tracked.FILE_DOWNLOAD, event=event)
+    return _page_decision(info, page, status, response.content_type, options)
+
+
+def _refused(request: RequestFacts, options: CheckedOptions) -> Optional[Decision]:
+    """The rules about where the request went and its method."""
+    if not request.page.host_ok:
+        return _SKIPPED[Skip.HOST]
+    if request.page.excluded:
+        return _SKIPPED[Skip.EXCLUDED]
+    method = request.method
+    if method not in options.methods and not (
+        options.track_actions and method not in _SAFE_METHODS
+    ):
+        return _SKIPPED[Skip.METHOD]
+    return None
+
+
+def _page_decision(
+    info: RequestInfo,
+    page: Page,
+    status: int,
+    content_type: Optional[str],
+    options: CheckedOptions,
+) -> Decision:
+    """A page view, a 404 goal, or why not."""
+    is_page = _media_type(content_type) in options.content_types
+    if status == 404 and options.track_404 and is_page:
+        event = _event(info, CUSTOM, "404", props={"path": _fit_prop(page.url_path)})
+        return Decision(tracked=Tracked.NOT_FOUND, event=event)
+    if status not in options.statuses:
+        return _SKIPPED[Skip.STATUS]
+    if not is_page:
+        return _SKIPPED[Skip.CONTENT_TYPE]
+    # Every part of a page view was made safe when the request was read (URL built,
+    # escaped and fitted; referrer cut; UA sendable; IP parsed) except whether the URL
+    # splits, known from the Page: so the collectors need not validate it again.
+    event = _event(info, PAGEVIEW, "pageview", valid=page.url_valid)
+    return Decision(tracked=Tracked.PAGEVIEW, event=event)
+
+
+def _event(
+    info: RequestInfo,
+    kind: EventKind,
+    name: str,
+    *,
+    props: Optional[dict[str, str]] = None,
+    interactive: bool = True,
+    valid: bool = False,
+) -> Event:
+    """The one place the middleware makes events: the visitor's fields, by keyword."""
+    return (ValidEvent if valid else Event)(
+        kind=kind,
+        name=name,
+        url=info.url,
+        referrer=info.referrer,
+        props=props,
+        interactive=interactive,
+        user_agent=info.user_agent,
+        client_ip=info.client_ip,
+    )
+
+
+def _bot_event(
+    info: RequestInfo, agent: AgentMatch, page: Page, status: int, options: CheckedOptions
+) -> Event:
+    """A ``bots="event"`` event: sent with an ordinary browser User-Agent (Plausible
+    drops bots' own) and no referrer; the real agent is in the props."""
+    props = {
+        "agent": agent.agent,
+        "operator": agent.operator,
+        "kind": agent.kind,
+        "path": _fit_prop(page.url_path),
+        "status": str(status),
+    }
+    return Event(
+        kind=CUSTOM,
+        name=options.bot_event_name,
+        url=info.url,
+        props={key: value for key, value in props.items() if value},
+        user_agent=options.bot_user_agent,
+        client_ip=info.client_ip,
+    )
+
+
+def _media_type(content_type: Optional[str]) -> Optional[str]:
+    return None if content_type is None else content_type.partition(";")[0].strip().lower()
+
+
+def _is_attachment(response: ResponseFacts) -> bool:
+    disposition = response.content_disposition
+    return disposition is not None and disposition.lstrip()[:10].lower() == "attachment"
+
+
+def _fit_prop(value: str) -> str:
+    if len(value) > MAX_PROP_VALUE_BYTES // 4:
+        value = value.encode("utf-8")[:MAX_PROP_VALUE_BYTES].decode("utf-8", "ignore")
+    return value
