@@ -52,6 +52,7 @@ setup(
         "dev": [
             "pytest>=7.4",
             "pytest-timeout>=2.1",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.80",
             "mypy>=1.8",
             "ruff>=0.5",
