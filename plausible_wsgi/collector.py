@@ -175,23 +175,15 @@ class PlausibleCollector(Tracker):
             max_retry_after=(retry or _DEFAULT_RETRY).max_retry_after,
         )
         self._rejections = RateLimitedLog()
-        self._engine: DeliveryEngine[Union[Event, SpoolRecord]] = DeliveryEngine(
-            self._send,
-            name=self.name,
-            key=(self.endpoint, self.domain),
-            batch_size=_check_count("batch_size", batch_size),
-            flush_interval=_check_seconds("flush_interval", flush_interval),
-            max_queue_size=_check_count("max_queue_size", max_queue_size),
-            max_buffer_bytes=_check_count("max_buffer_bytes", max_buffer_bytes),
-            size_of=_event_size,
-            max_workers=_check_count("max_workers", max_workers),
+        self._engine = self._make_engine(
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue_size=max_queue_size,
+            max_buffer_bytes=max_buffer_bytes,
+            max_workers=max_workers,
             retry=retry,
             circuit_breaker=circuit_breaker,
-            shutdown_timeout=self.shutdown_timeout,
-            on_abort=self._transport.abort,
-            on_fork=self._transport.reset,
-            on_idle=self._transport.close,
-            on_settle=None if spool is None else self._settled,
+            spooled=spool is not None,
         )
         self._feeder: Optional[SpoolFeeder] = None
         if isinstance(spool, os.PathLike):
@@ -208,6 +200,37 @@ class PlausibleCollector(Tracker):
                 deliver=bool(deliver),
                 resend_in_doubt=(retry or _DEFAULT_RETRY).retry_connection_cuts,
             )
+
+    def _make_engine(
+        self,
+        *,
+        batch_size: int,
+        flush_interval: float,
+        max_queue_size: int,
+        max_buffer_bytes: int,
+        max_workers: int,
+        retry: Optional[RetryConfig],
+        circuit_breaker: Optional[CircuitBreakerConfig],
+        spooled: bool,
+    ) -> DeliveryEngine[Union[Event, SpoolRecord]]:
+        return DeliveryEngine(
+            self._send,
+            name=self.name,
+            key=(self.endpoint, self.domain),
+            batch_size=_check_count("batch_size", batch_size),
+            flush_interval=_check_seconds("flush_interval", flush_interval),
+            max_queue_size=_check_count("max_queue_size", max_queue_size),
+            max_buffer_bytes=_check_count("max_buffer_bytes", max_buffer_bytes),
+            size_of=_event_size,
+            max_workers=_check_count("max_workers", max_workers),
+            retry=retry,
+            circuit_breaker=circuit_breaker,
+            shutdown_timeout=self.shutdown_timeout,
+            on_abort=self._transport.abort,
+            on_fork=self._transport.reset,
+            on_idle=self._transport.close,
+            on_settle=self._settled if spooled else None,
+        )
 
     def __repr__(self) -> str:
         return f"PlausibleCollector({self.domain!r}, endpoint={self.endpoint!r})"
