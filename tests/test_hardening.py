@@ -431,3 +431,47 @@ def test_stats_report_the_last_success_and_failure_times(
     failure = collector.stats().last_failure_at
     assert failure is not None
     assert failure >= success
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_middlewares_locks_are_held_serves_and_exits() -> None:
+    proc = run(
+        """
+import os, threading
+from werkzeug.test import Client
+from werkzeug.wrappers import Response
+import plausible_wsgi as pw
+from plausible_wsgi.testing import MemoryCollector
+
+def app(environ, start_response):
+    return Response("<p>hi</p>", content_type="text/html")(environ, start_response)
+
+memory = MemoryCollector()
+mw = pw.PlausibleMiddleware(app, memory)
+Client(mw).get("/", headers={"User-Agent": "Mozilla/5.0 Firefox/128.0"})
+recorder = mw.recorder
+locks = [recorder._lock, recorder.counters._lock]
+held, release = threading.Event(), threading.Event()
+def hold():
+    for lock in locks:
+        lock.acquire()
+    held.set()
+    release.wait()
+    for lock in reversed(locks):
+        lock.release()
+threading.Thread(target=hold).start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    before = mw.stats().requests
+    Client(mw).get("/", headers={"User-Agent": "Mozilla/5.0 Firefox/128.0"}, buffered=True)
+    mw.close()
+    os._exit(0 if mw.stats().requests == before + 1 else 3)
+release.set()
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+""",
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child 0" in proc.stdout, proc.stdout + proc.stderr

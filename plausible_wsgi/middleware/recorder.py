@@ -23,6 +23,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
+from .. import lifecycle
 from .._log import RateLimitedLog, logger
 from ..agents import AgentMatch
 from ..checks import check_collectors
@@ -63,6 +64,12 @@ class Recorder:
         self._closed = False
         self._log = RateLimitedLog()
         _register_for_exit(self)
+        lifecycle.renew_after_fork(self)
+
+    def after_fork_in_child(self) -> None:
+        """New locks: a thread of the parent may have held them at fork time."""
+        self._lock = threading.Lock()
+        self.counters.after_fork_in_child()
 
     def _collectors_for_bots(self) -> tuple[Collector, ...]:
         """With ``bot_domain``: a sibling of each collector for that site, where the

@@ -55,6 +55,10 @@ class Counters:
         self._errors = 0
         self._counts: dict[_Key, int] = {}
 
+    def after_fork_in_child(self) -> None:
+        """A new lock: a thread of the parent may have held it at fork time."""
+        self._lock = threading.Lock()
+
     def finished(self, decision: Decision) -> None:
         """Count a finished request under what was decided."""
         tracked = decision.tracked
