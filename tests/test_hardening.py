@@ -311,20 +311,8 @@ def test_every_concurrent_close_waits_for_the_same_settled_state(
 
 # -- item 12: locks renewed after fork ------------------------------------------------------
 
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_child_forked_while_every_lock_is_held_still_delivers_and_exits(
-    http_sink: Sink,
-) -> None:
-    proc = run(
-        f"""
-import os, threading, time
-import plausible_wsgi as pw
-URL = "https://example.com/"
-c = pw.PlausibleCollector("example.com", endpoint={http_sink.url!r}, batch_size=1)
-c.track("Parent", url=URL)
-c.flush(5)
-locks = [c._engine._lock, c._rejections._lock, c._engine._warnings._lock]
+#: Script lines: a thread takes every lock in ``locks``, then the main thread forks.
+FORK_WITH_LOCKS_HELD = """
 held, release = threading.Event(), threading.Event()
 def hold():
     for lock in locks:
@@ -337,20 +325,67 @@ threading.Thread(target=hold).start()
 held.wait()
 pid = os.fork()
 if pid == 0:
-    c.track("Child", url=URL)
-    c._rejections.log(30, "k", "a rejection in the child")
-    c._engine._warnings.log(30, "k", "a warning in the child")
-    ok = c.flush(10)
+{child}
     os._exit(0 if ok else 3)
 release.set()
 _, status = os.waitpid(pid, 0)
 print("child", os.waitstatus_to_exitcode(status))
-""",
-        timeout=60,
-    )
+"""
+
+
+def assert_child_forked_with_locks_held_exits(setup: str, child: str) -> None:
+    """``setup`` defines ``locks``; ``child`` (indented) runs in the child, sets ``ok``."""
+    script = textwrap.dedent(setup) + FORK_WITH_LOCKS_HELD.format(child=child)
+    proc = run(script, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "child 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_every_lock_is_held_still_delivers_and_exits(
+    http_sink: Sink,
+) -> None:
+    setup = f"""
+    import os, threading
+    import plausible_wsgi as pw
+    URL = "https://example.com/"
+    c = pw.PlausibleCollector("example.com", endpoint={http_sink.url!r}, batch_size=1)
+    c.track("Parent", url=URL)
+    c.flush(5)
+    locks = [c._engine._lock, c._rejections._lock, c._engine._warnings._lock]
+    """
+    child = """
+    c.track("Child", url=URL)
+    c._rejections.log(30, "k", "a rejection in the child")
+    c._engine._warnings.log(30, "k", "a warning in the child")
+    ok = c.flush(10)"""
+    assert_child_forked_with_locks_held_exits(setup, child)
     assert {h.json["name"] for h in http_sink.wait_for(2)} == {"Parent", "Child"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_middlewares_locks_are_held_serves_and_exits() -> None:
+    setup = """
+    import os, threading
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response
+    import plausible_wsgi as pw
+    from plausible_wsgi.testing import MemoryCollector
+
+    def app(environ, start_response):
+        return Response("<p>hi</p>", content_type="text/html")(environ, start_response)
+
+    UA = {"User-Agent": "Mozilla/5.0 Firefox/128.0"}
+    mw = pw.PlausibleMiddleware(app, MemoryCollector())
+    Client(mw).get("/", headers=UA)
+    locks = [mw.recorder._lock, mw.recorder.counters._lock]
+    """
+    child = """
+    before = mw.stats().requests
+    Client(mw).get("/", headers=UA, buffered=True)
+    mw.close()
+    ok = mw.stats().requests == before + 1"""
+    assert_child_forked_with_locks_held_exits(setup, child)
 
 
 # -- item 13: the failure log says what happened -------------------------------------------
@@ -431,47 +466,3 @@ def test_stats_report_the_last_success_and_failure_times(
     failure = collector.stats().last_failure_at
     assert failure is not None
     assert failure >= success
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_child_forked_while_the_middlewares_locks_are_held_serves_and_exits() -> None:
-    proc = run(
-        """
-import os, threading
-from werkzeug.test import Client
-from werkzeug.wrappers import Response
-import plausible_wsgi as pw
-from plausible_wsgi.testing import MemoryCollector
-
-def app(environ, start_response):
-    return Response("<p>hi</p>", content_type="text/html")(environ, start_response)
-
-memory = MemoryCollector()
-mw = pw.PlausibleMiddleware(app, memory)
-Client(mw).get("/", headers={"User-Agent": "Mozilla/5.0 Firefox/128.0"})
-recorder = mw.recorder
-locks = [recorder._lock, recorder.counters._lock]
-held, release = threading.Event(), threading.Event()
-def hold():
-    for lock in locks:
-        lock.acquire()
-    held.set()
-    release.wait()
-    for lock in reversed(locks):
-        lock.release()
-threading.Thread(target=hold).start()
-held.wait()
-pid = os.fork()
-if pid == 0:
-    before = mw.stats().requests
-    Client(mw).get("/", headers={"User-Agent": "Mozilla/5.0 Firefox/128.0"}, buffered=True)
-    mw.close()
-    os._exit(0 if mw.stats().requests == before + 1 else 3)
-release.set()
-_, status = os.waitpid(pid, 0)
-print("child", os.waitstatus_to_exitcode(status))
-""",
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "child 0" in proc.stdout, proc.stdout + proc.stderr
