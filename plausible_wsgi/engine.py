@@ -208,7 +208,7 @@ class DeliveryEngine(WorkerPool[T]):
             if not outstanding:
                 return True
             target = self._ledger.settled + outstanding
-            self._flush_waiters += 1
+            self._flush_waiters.append(target)
             if self._threads <= 0 and not self._abort.is_set():
                 self._start_worker()
             self._work.notify_all()
@@ -222,7 +222,7 @@ class DeliveryEngine(WorkerPool[T]):
                 return True
         finally:
             with self._lock:
-                self._flush_waiters -= 1
+                self._flush_waiters.remove(target)
 
     def begin_close(self) -> bool:
         """Stop accepting events. Returns False if already closed."""

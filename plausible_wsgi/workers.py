@@ -80,7 +80,9 @@ class WorkerPool(Generic[T]):
         #: Seconds the last attempt took: a slow server lets idle workers join at once.
         self._last_took = 0.0
         self._next_tick = _monotonic() + self.flush_interval
-        self._flush_waiters = 0
+        #: The settled count each flush() waits for: woken when the lowest is reached,
+        #: not at every event (a flush during a burst would take the GIL per event).
+        self._flush_waiters: list[int] = []
         self._notified = False
         #: Items pushed out of the full buffer, to report to on_settle from a worker.
         self._evicted: list[T] = []
@@ -252,7 +254,8 @@ class WorkerPool(Generic[T]):
             settlement = result
         self._requeued.pop(key, None)
         self._ledger.settle(settlement)
-        if self._flush_waiters:
+        waiters = self._flush_waiters
+        if waiters and self._ledger.settled >= min(waiters):
             self._settled_cv.notify_all()
         if not self._one.breaker_closed():
             self._work.notify_all()  # a probe settled: the waiting workers look again
