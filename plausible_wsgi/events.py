@@ -259,22 +259,28 @@ def validate_event(event: Event) -> Event:
 
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+#: The string quoting the encoder above uses (C): the body is assembled from quoted
+#: strings, which costs a quarter of a dict built and encoded whole (bench.delivery).
+_quote = json.encoder.encode_basestring
 
 
 def encode_event(event: Event, domain: str) -> bytes:
     """The JSON body of ``POST /api/event`` for ``event`` on site ``domain``.
 
     Long keys throughout; ``interactive`` only when false, because the server ignores
-    the short ``i`` key and defaults to true.
+    the short ``i`` key and defaults to true. The same bytes as ``_encoder`` would
+    make of the dict of these keys, in this order.
     """
-    body: dict[str, object] = {"domain": domain, "name": event.name, "url": event.url}
+    parts = ['{"domain":', _quote(domain), ',"name":', _quote(event.name)]
+    parts += (',"url":', _quote(event.url))
     if event.referrer:
-        body["referrer"] = event.referrer
+        parts += (',"referrer":', _quote(event.referrer))
     if event.props:
-        body["props"] = event.props
+        parts += (',"props":', _encoder.encode(event.props))
     if event.revenue is not None:
-        body["revenue"] = event.revenue.to_json()
+        parts += (',"revenue":', _encoder.encode(event.revenue.to_json()))
     if not event.interactive:
-        body["interactive"] = False
+        parts.append(',"interactive":false')
+    parts.append("}")
     # A lone surrogate would make the body invalid UTF-8 (a 400); "?" keeps the event.
-    return _encoder.encode(body).encode("utf-8", "replace")
+    return "".join(parts).encode("utf-8", "replace")

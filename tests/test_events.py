@@ -9,6 +9,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import plausible_wsgi as pw
 from plausible_wsgi.events import encode_event, make_event
@@ -178,6 +180,38 @@ def test_encoded_body_uses_long_keys_and_omits_defaults() -> None:
         "url": URL,
         "interactive": False,
     }
+
+
+@given(
+    name=st.text(min_size=1),
+    url=st.text(),
+    referrer=st.one_of(st.none(), st.text()),
+    props=st.one_of(st.none(), st.dictionaries(st.text(), st.text(), max_size=3)),
+    revenue=st.booleans(),
+    interactive=st.booleans(),
+)
+def test_encoded_body_is_the_json_encoding_of_its_dict(
+    name: str,
+    url: str,
+    referrer: str | None,
+    props: dict[str, str] | None,
+    revenue: bool,
+    interactive: bool,
+) -> None:
+    """The body assembled piece by piece is byte for byte the encoder's output."""
+    money = pw.Revenue("EUR", "1.5") if revenue else None
+    event = pw.Event(pw.EventKind.CUSTOM, name, url, referrer, props, money, interactive)
+    expected: dict[str, object] = {"domain": 'exa\u00e9"mple', "name": name, "url": url}
+    if referrer:
+        expected["referrer"] = referrer
+    if props:
+        expected["props"] = props
+    if money is not None:
+        expected["revenue"] = money.to_json()
+    if not interactive:
+        expected["interactive"] = False
+    reference = json.dumps(expected, ensure_ascii=False, separators=(",", ":"))
+    assert encode_event(event, expected["domain"]) == reference.encode("utf-8", "replace")  # type: ignore[arg-type]
 
 
 def test_lone_surrogates_do_not_break_the_body() -> None:
