@@ -93,51 +93,54 @@ class Deliverer(Generic[T]):
     def deliver(self, item: T, admission: Admission, resend: bool) -> Settlement | Requeue:
         """Deliver one item with retries: how it ended, or back to the buffer."""
         started = _monotonic()
-        attempts = [1]
-        unsent = [True]  # every failure so far was a refused connection
         try:
-            try:
-                return self._attempt(item, admission, resend)
-            except AttemptError as failure:
-                unsent[0] = failure.kind == "connect"
-                policy = self.retry
-                if policy is None or not policy.is_retry(failure) or self.abort.is_set():
+            return self._attempt(item, admission, resend)  # most events: once, at once
+        except AttemptError as failure:
+            return self._after_failure(item, failure, started)
+        except Exception as exc:
+            return self._unexpected(exc)
+
+    def _after_failure(
+        self, item: T, failure: AttemptError, started: float
+    ) -> Settlement | Requeue:
+        """Retry after a failed first attempt, as the policy allows: how it ended."""
+        attempts = [1]
+        unsent = [failure.kind == "connect"]  # every failure so far refused to connect
+        try:
+            policy = self.retry
+            if policy is None or not policy.is_retry(failure) or self.abort.is_set():
+                raise failure
+
+            def again() -> Settlement:
+                attempts[0] += 1
+                try:
+                    return self._resend(item)
+                except AttemptError as exc:
+                    unsent[0] = unsent[0] and exc.kind == "connect"
                     raise
 
-                def again() -> Settlement:
-                    attempts[0] += 1
-                    try:
-                        return self._resend(item)
-                    except AttemptError as exc:
-                        unsent[0] = unsent[0] and exc.kind == "connect"
-                        raise
-
-                return run_retries(
-                    policy,
-                    failure,
-                    started,
-                    again,
-                    wait=self.abort.wait,
-                    may_continue=self._may_retry,
-                )
+            return run_retries(
+                policy, failure, started, again, wait=self.abort.wait, may_continue=self._may_retry
+            )
         except _BreakerOpen:
             return Requeue.UNSENT if unsent[0] else Requeue.MAYBE_RECORDED
         except Shutdown:
             return Settlement.SHUTDOWN
-        except AttemptError as failure:
+        except AttemptError as last:
             if self.abort.is_set():
                 return Settlement.SHUTDOWN
-            if not self.breaker_closed() and (self.retry or _NO_RETRY).is_retry(failure):
+            if not self.breaker_closed() and (self.retry or _NO_RETRY).is_retry(last):
                 # Unreachable or overloaded: keep it for after the outage.
                 return Requeue.UNSENT if unsent[0] else Requeue.MAYBE_RECORDED
-            return self._failed(failure, attempts[0])
+            return self._failed(last, attempts[0])
         except Exception as exc:
-            # No traceback at ERROR: exception messages may quote the visitor's data.
-            logger.error(
-                "%s: unexpected %s while delivering an event", self.name, type(exc).__name__
-            )
-            logger.debug("delivery error", exc_info=True)
-            return Settlement.GAVE_UP
+            return self._unexpected(exc)
+
+    def _unexpected(self, exc: Exception) -> Settlement:
+        # No traceback at ERROR: exception messages may quote the visitor's data.
+        logger.error("%s: unexpected %s while delivering an event", self.name, type(exc).__name__)
+        logger.debug("delivery error", exc_info=True)
+        return Settlement.GAVE_UP
 
     def _failed(self, failure: AttemptError, attempts: int) -> Settlement:
         how = f"after {attempts} attempts" if attempts > 1 else "not retried"

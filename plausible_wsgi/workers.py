@@ -192,21 +192,24 @@ class WorkerPool(Generic[T]):
         """Deliver events one after another until there is nothing to do."""
         item, size, admission = first
         busy = self._busy
+        requeued = self._requeued
         while True:
-            resend = id(item) in self._requeued
+            resend = bool(requeued) and id(item) in requeued
             busy[me] = started = _monotonic()
             try:
                 result = self._one.deliver(item, admission, resend)
             finally:
                 del busy[me]
             self._last_took = _monotonic() - started
-            if not isinstance(result, Requeue):
+            if self._on_settle is not None and not isinstance(result, Requeue):
                 # Reported before it is counted: once flush() returns, a spool has
                 # heard of every item it waited for.
                 self._report(item, result)
             with self._lock:
                 final = self._settle(item, size, result)
-                evicted, self._evicted = self._evicted, []
+                evicted = self._evicted
+                if evicted:
+                    self._evicted = []
                 nxt = self._next_in_drain(admission)
                 if nxt is None:
                     self._draining -= 1
@@ -224,11 +227,12 @@ class WorkerPool(Generic[T]):
             admission = Admission.NORMAL
 
     def _next_in_drain(self, admission: Admission) -> Optional[tuple[T, int]]:
+        paused_until = self._one.paused_until
         if (
             not self._buffer
             or admission is Admission.PROBE  # the next look decides what follows a probe
             or self._abort.is_set()
-            or _monotonic() < self._one.paused_until
+            or (paused_until and _monotonic() < paused_until)
             or not self._one.breaker_closed()
         ):
             return None
@@ -252,7 +256,8 @@ class WorkerPool(Generic[T]):
                 return None
         else:
             settlement = result
-        self._requeued.pop(key, None)
+        if self._requeued:
+            self._requeued.pop(key, None)
         self._ledger.settle(settlement)
         waiters = self._flush_waiters
         if waiters and self._ledger.settled >= min(waiters):
