@@ -191,7 +191,7 @@ def _scheme_rows(sink: Sink, scheme: str, n: int, rounds: int) -> list[dict[str,
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
-    n, rounds = (300, 1) if quick else (4000, 3)
+    n, rounds = (300, 1) if quick else (4000, 5)
     rows: list[dict[str, Any]] = []
     for scheme in ("http", "https"):
         try:
