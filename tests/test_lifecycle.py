@@ -100,7 +100,7 @@ def report():
         s = c.stats()
         print("accounted", s.accepted == 20, s.queued == 0, dict(s.dropped))
 collectors = [
-    pw.PlausibleCollector(d, endpoint={endpoint!r}, timeout=30, shutdown_timeout=1.0)
+    pw.PlausibleCollector(d, endpoint={endpoint!r}, timeout=30, shutdown_timeout=3.0)
     for d in ("a.example.com", "b.example.com", "c.example.com")
 ]
 for c in collectors:
@@ -114,7 +114,9 @@ started = time.monotonic()
             silent.close()
     assert proc.returncode == 0, proc.stderr
     elapsed = float(proc.stdout.split("elapsed ")[1].split()[0])
-    assert elapsed < 1.6, proc.stdout  # one 1 s budget for three collectors, not 3 s
+    # One 3 s budget shared by the three collectors; one each in turn would take
+    # at least 9 s. The 5.5 s between is the margin for a loaded machine.
+    assert elapsed < 8.5, proc.stdout
     assert proc.stdout.count("accounted True True") == 3, proc.stdout
 
 
