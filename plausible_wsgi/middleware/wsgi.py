@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..agents import AgentClassifier
 from ..context import RequestInfo, bind_request, unbind_request
-from ..request import PathPattern, client_ip, decode_path, referrer_origin, request_host
+from ..proxies import client_ip
+from ..request import PathPattern, decode_path, referrer_origin, request_host
 from ..tracking import Collector
 from .decision import RequestFacts, ResponseFacts
 from .options import (
