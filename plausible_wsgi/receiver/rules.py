@@ -60,7 +60,6 @@ __all__ = [
     "TRACKED_QUERY_PARAMS",
     "NormalisedEvent",
     "Rejection",
-    "evaluate",
     "normalise",
     "referrer_host",
     "root_domain",
@@ -124,17 +123,8 @@ class NormalisedEvent:
     query_params: dict[str, str] = field(hash=False)
 
 
-def evaluate(
-    raw: bytes, content_type: str | None = "application/json"
-) -> tuple[NormalisedEvent, ...] | Rejection:
-    """The whole verdict on a body as the endpoint would read it (no size limit)."""
-    try:
-        payload = _body.parse(content_type, raw, truncated=False)
-    except _body.BodyError as error:
-        return Rejection(error.status, {"request": [error.message]})
-    return normalise(payload)
-
-
+# 59 lines and 16 branches: it follows request.ex's order step by step, kept in one
+# piece so that it reads side by side with Plausible's source.
 def normalise(payload: Mapping[str, Any]) -> tuple[NormalisedEvent, ...] | Rejection:
     """Validate a request map and build one event per domain, or the ``400``.
 
