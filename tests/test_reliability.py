@@ -31,8 +31,8 @@ from faults import (
     duplicates,
     ids_received,
     measure_cpu,
-    wait_until,
 )
+from sink import wait_until
 
 import plausible_wsgi as pw
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
