@@ -60,9 +60,9 @@ __all__ = [
     "TRACKED_QUERY_PARAMS",
     "NormalisedEvent",
     "Rejection",
+    "evaluate",
     "normalise",
     "referrer_host",
-    "root_domain",
 ]
 
 _BLANK = "can't be blank"
@@ -121,6 +121,17 @@ class NormalisedEvent:
     interactive: bool
     #: The :data:`TRACKED_QUERY_PARAMS` found in the URL (last value of each).
     query_params: dict[str, str] = field(hash=False)
+
+
+def evaluate(
+    raw: bytes, content_type: str | None = "application/json"
+) -> tuple[NormalisedEvent, ...] | Rejection:
+    """The whole verdict on a body as the endpoint would read it (no size limit)."""
+    try:
+        payload = _body.parse(content_type, raw, truncated=False)
+    except _body.BodyError as error:
+        return Rejection(error.status, {"request": [error.message]})
+    return normalise(payload)
 
 
 # 59 lines and 16 branches: it follows request.ex's order step by step, kept in one
@@ -184,19 +195,6 @@ def normalise(payload: Mapping[str, Any]) -> tuple[NormalisedEvent, ...] | Rejec
         )
         for domain in domains
     )
-
-
-def root_domain(hostname: str) -> str:
-    """The registrable domain of ``hostname``, approximated as its last two labels.
-
-    The server asks the Public Suffix List, so ``shop.example.co.uk`` gives
-    ``example.co.uk`` there and ``co.uk`` here; IP addresses and single labels are
-    returned unchanged. Only the visitor id depends on it.
-    """
-    labels = hostname.split(".")
-    if len(labels) <= 2 or ":" in hostname or labels[-1].isdigit():
-        return hostname
-    return ".".join(labels[-2:])
 
 
 def referrer_host(referrer: str) -> str | None:

@@ -14,9 +14,7 @@ import time
 from collections import OrderedDict
 from datetime import datetime, timezone
 
-from .rules import root_domain
-
-__all__ = ["Visitors"]
+__all__ = ["Visitors", "root_domain"]
 
 _SESSION_SECONDS = 30 * 60  # Plausible's session length
 _MAX_SESSIONS = 100_000
@@ -65,3 +63,16 @@ class Visitors:
     def clear(self) -> None:
         with self._lock:
             self._sessions.clear()
+
+
+def root_domain(hostname: str) -> str:
+    """The registrable domain of ``hostname``, approximated as its last two labels.
+
+    The server asks the Public Suffix List, so ``shop.example.co.uk`` gives
+    ``example.co.uk`` there and ``co.uk`` here; IP addresses and single labels are
+    returned unchanged. Only the visitor id depends on it.
+    """
+    labels = hostname.split(".")
+    if len(labels) <= 2 or ":" in hostname or labels[-1].isdigit():
+        return hostname
+    return ".".join(labels[-2:])
