@@ -33,7 +33,7 @@ from .stats import CollectorStats, DropReason
 __all__ = ["SpoolFeeder", "feeders"]
 
 #: Settlements after which a row is deleted: the POST was answered or gave up for good.
-_FINAL = frozenset({"sent", "server_dropped", "failed"})
+_FINAL = frozenset({"sent", "server_dropped", "failed", "vetoed"})
 #: Seconds a process's claim lasts without renewal; renewed every pump tick.
 LEASE_SECONDS = 60.0
 #: Seconds between pump ticks (claiming backlog, renewing leases).

@@ -1,0 +1,168 @@
+"""The user's delivery hooks: ``before_send``, ``on_error`` and ``on_drop``.
+
+They run in delivery threads (or in ``close()``'s thread for events its deadline cut
+off), never in ``track()``: a slow or failing hook cannot slow a request. A hook that
+raises is logged (rate-limited) and counted in ``stats().hook_errors``; the event goes
+on as if the hook were absent (``before_send``: sent unchanged).
+
+A collector without hooks builds none of this and pays nothing per event.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from typing import Callable, Optional, Union, cast
+
+from ._log import RateLimitedLog, logger
+from .errors import InvalidEventError
+from .events import (
+    ACTION,
+    CUSTOM,
+    PAGEVIEW,
+    Event,
+    Revenue,
+    ValidEvent,
+    encode_event,
+    validate_event,
+)
+from .spool import SpoolRecord
+from .stats import DropReason, Settlement
+
+__all__ = ["BeforeSend", "Hooks", "OnDrop", "OnError"]
+
+#: ``before_send(event) -> event | None``: the event to send instead; None vetoes it.
+BeforeSend = Callable[[Event], Optional[Event]]
+#: ``on_error(event, reason, detail)``: the event failed for good (rejected, gave up).
+OnError = Callable[[Event, Settlement, str], object]
+#: ``on_drop(event, reason, detail)``: the event was dropped, and why.
+OnDrop = Callable[[Event, DropReason, str], object]
+
+Item = Union[Event, SpoolRecord]
+
+#: The fixed details of settlements that have no answer to quote.
+_DETAILS = {
+    Settlement.QUEUE_FULL: "the buffer was full; the oldest event made room",
+    Settlement.SHUTDOWN: "the close deadline passed before it was delivered",
+    Settlement.VETOED: "before_send returned None",
+}
+
+
+def event_of(item: Item) -> Event:
+    """The event a buffered item stands for (a spooled row is decoded from its body)."""
+    if not isinstance(item, SpoolRecord):
+        return item
+    record = item
+    data = json.loads(record.body)
+    name = data["name"]
+    revenue = data.get("revenue")
+    interactive = data.get("interactive", True)
+    return Event(
+        PAGEVIEW if name == "pageview" else (CUSTOM if interactive else ACTION),
+        name,
+        data["url"],
+        referrer=data.get("referrer"),
+        props=data.get("props"),
+        revenue=Revenue(revenue["currency"], revenue["amount"]) if revenue else None,
+        interactive=interactive,
+        user_agent=record.user_agent,
+        client_ip=record.client_ip,
+    )
+
+
+class Hooks:
+    """The hooks of one collector, and what it needs to call them."""
+
+    def __init__(
+        self,
+        name: str,
+        domain: str,
+        *,
+        before_send: Optional[BeforeSend],
+        on_error: Optional[OnError],
+        on_drop: Optional[OnDrop],
+    ) -> None:
+        self.name = name
+        self.domain = domain
+        self.before_send = before_send
+        self.on_error = on_error
+        self.on_drop = on_drop
+        #: Hook calls that raised.
+        self.errors = 0
+        self._count = itertools.count(1)
+        self._log = RateLimitedLog()
+        # id(item) -> (event as sent, body), so that before_send runs once per event
+        # however many attempts it takes; forgotten when the item settles.
+        self._prepared: dict[int, tuple[Event, bytes]] = {}
+        # The last attempt's detail per delivery thread, read when its item settles.
+        self._local = threading.local()
+
+    def prepare(self, item: Item) -> Optional[tuple[Event, bytes]]:
+        """The event to send and its body after ``before_send``; None when vetoed."""
+        key = id(item)
+        prepared = self._prepared.get(key)
+        if prepared is not None:
+            return prepared
+        event = event_of(item)
+        assert self.before_send is not None
+        changed: object
+        try:
+            changed = cast(object, self.before_send(event))  # checked below: user code
+        except Exception:
+            self._raised("before_send")
+            changed = event
+        if changed is None:
+            return None
+        if not isinstance(changed, Event):  # a user's function: checked at run time
+            self._raised("before_send", f"returned a {type(changed).__name__}, not an Event")
+            changed = event
+        elif changed is not event and type(changed) is not ValidEvent:
+            try:
+                changed = validate_event(changed)
+            except InvalidEventError as exc:
+                self._raised("before_send", f"returned an invalid event (field {exc.field})")
+                changed = event
+        body = encode_event(changed, self.domain)
+        self._prepared[key] = prepared = (changed, body)
+        return prepared
+
+    def detail(self, text: str) -> None:
+        """What the current thread's last attempt ended with (for the hooks' ``detail``)."""
+        self._local.detail = text
+
+    def settled(self, item: Item, settlement: Settlement, keeps: bool) -> None:
+        """Call ``on_error``/``on_drop`` for ``item``; ``keeps``: a spool keeps it."""
+        prepared = self._prepared.pop(id(item), None)
+        if settlement is Settlement.SENT or keeps:
+            return
+        failed = settlement is Settlement.REJECTED or settlement is Settlement.GAVE_UP
+        if (self.on_error if failed else self.on_drop) is None:
+            return
+        event = prepared[0] if prepared is not None else event_of(item)
+        detail = _DETAILS.get(settlement) or str(getattr(self._local, "detail", ""))
+        try:
+            if failed:
+                assert self.on_error is not None
+                self.on_error(event, settlement, detail)
+            else:
+                reason = settlement.drop_reason
+                assert self.on_drop is not None
+                assert reason is not None
+                self.on_drop(event, reason, detail)
+        except Exception:
+            self._raised("on_error" if failed else "on_drop")
+
+    def _raised(self, hook: str, why: str = "raised") -> None:
+        self.errors = next(self._count)  # next() is atomic: no lock to renew at fork
+        # No traceback at ERROR: the exception may quote the visitor's data.
+        logger.debug("%s hook error", hook, exc_info=True)
+        self._log.log(
+            logging.ERROR,
+            hook,
+            "%s: the %s hook %s; delivery goes on without it",
+            self.name,
+            hook,
+            why,
+        )
