@@ -29,7 +29,7 @@ from .events import (
     validate_event,
 )
 from .health import DEFAULT_STALL_AFTER, Health
-from .hooks import BeforeSend, Hooks, OnDrop, OnError
+from .hooks import BeforeSend, OnDrop, OnError, make_hooks
 from .spool import Spool, SpoolRecord
 from .spool_feeder import SpoolFeeder
 from .stats import CollectorStats, DropReason, Settlement
@@ -114,18 +114,13 @@ class PlausibleCollector(Tracker):
         (``dropped["expired"]``): Plausible joins a session only within 30 minutes.
     :param deliver: with a spool, False only writes it (no threads, no sockets here):
         ``python -m plausible_wsgi relay`` sends.
-    :param before_send: ``before_send(event) -> event | None``, called once per event
-        in a delivery thread before it is encoded: return it changed to enrich it, or
-        None to veto it (``dropped["vetoed"]``).
-    :param on_error: ``on_error(event, reason, detail)`` for an event that failed for
-        good; ``reason`` is ``Settlement.REJECTED`` (a 4xx) or ``Settlement.GAVE_UP``.
-    :param on_drop: ``on_drop(event, reason, detail)`` for an accepted event that was
-        dropped; ``reason`` a :class:`~plausible_wsgi.DropReason` (``server_dropped``,
-        ``queue_full``, ``shutdown``, ``vetoed``). The hooks run in delivery threads
-        (or in ``close()``'s), never in ``track()``; one that raises is logged and
-        counted in ``stats().hook_errors``. ``detail`` is a short text.
+    :param before_send: ``before_send(event) -> event | None``, once per event before
+        it is encoded: a changed event to send, or None to veto it (``vetoed``).
+    :param on_error: ``on_error(event, Settlement, detail)``: failed for good.
+    :param on_drop: ``on_drop(event, DropReason, detail)``: an accepted event dropped.
+        Hooks run in delivery threads (see :mod:`plausible_wsgi.hooks`).
     :param stall_warning_after: seconds without a delivery, while attempts fail,
-        before a WARNING (also on stderr when logging is not configured).
+        before a WARNING (see :mod:`plausible_wsgi.health`).
 
     Usage::
 
@@ -200,22 +195,9 @@ class PlausibleCollector(Tracker):
             max_retry_after=(retry or _DEFAULT_RETRY).max_retry_after,
         )
         self._rejections = RateLimitedLog()
-        for hook_name, hook in (
-            ("before_send", before_send),
-            ("on_error", on_error),
-            ("on_drop", on_drop),
-        ):
-            if hook is not None and not callable(hook):
-                raise ConfigurationError(f"{hook_name} must be callable or None, got {hook!r}")
-        self._hooks: Optional[Hooks] = None
-        if before_send is not None or on_error is not None or on_drop is not None:
-            self._hooks = Hooks(
-                self.name,
-                self.domain,
-                before_send=before_send,
-                on_error=on_error,
-                on_drop=on_drop,
-            )
+        self._hooks = make_hooks(
+            self.name, self.domain, before_send=before_send, on_error=on_error, on_drop=on_drop
+        )
         self._health = Health(
             self.name,
             _check_seconds("stall_warning_after", stall_warning_after),

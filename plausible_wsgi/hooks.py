@@ -5,6 +5,16 @@ off), never in ``track()``: a slow or failing hook cannot slow a request. A hook
 raises is logged (rate-limited) and counted in ``stats().hook_errors``; the event goes
 on as if the hook were absent (``before_send``: sent unchanged).
 
+- ``on_error(event, reason, detail)``: ``Settlement.REJECTED`` (a 4xx; ``detail``
+  quotes the answer) or ``Settlement.GAVE_UP`` (out of retries; the last failure).
+- ``on_drop(event, reason, detail)``: a :class:`~plausible_wsgi.DropReason` —
+  ``server_dropped`` (``202`` with ``x-plausible-dropped``), ``queue_full``,
+  ``shutdown``, ``vetoed``. With a spool, ``queue_full``/``shutdown`` events stay in
+  the spool (not dropped: no call), and ``expired``/``in_doubt`` rows are discarded by
+  the spool without being read back, so they are counted but not reported one by one.
+  Events refused by ``track()`` itself (``closed``, ``invalid``) are not reported:
+  ``track()`` returned False.
+
 A collector without hooks builds none of this and pays nothing per event.
 """
 
@@ -17,7 +27,7 @@ import threading
 from typing import Callable, Optional, Union, cast
 
 from ._log import RateLimitedLog, logger
-from .errors import InvalidEventError
+from .errors import ConfigurationError, InvalidEventError
 from .events import (
     ACTION,
     CUSTOM,
@@ -31,7 +41,7 @@ from .events import (
 from .spool import SpoolRecord
 from .stats import DropReason, Settlement
 
-__all__ = ["BeforeSend", "Hooks", "OnDrop", "OnError"]
+__all__ = ["BeforeSend", "Hooks", "OnDrop", "OnError", "make_hooks"]
 
 #: ``before_send(event) -> event | None``: the event to send instead; None vetoes it.
 BeforeSend = Callable[[Event], Optional[Event]]
@@ -70,6 +80,24 @@ def event_of(item: Item) -> Event:
         user_agent=record.user_agent,
         client_ip=record.client_ip,
     )
+
+
+def make_hooks(
+    name: str,
+    domain: str,
+    *,
+    before_send: Optional[BeforeSend],
+    on_error: Optional[OnError],
+    on_drop: Optional[OnDrop],
+) -> Optional[Hooks]:
+    """The collector's :class:`Hooks`; None when it has none (nothing to pay per event)."""
+    given = {"before_send": before_send, "on_error": on_error, "on_drop": on_drop}
+    for hook_name, hook in given.items():
+        if hook is not None and not callable(hook):
+            raise ConfigurationError(f"{hook_name} must be callable or None, got {hook!r}")
+    if before_send is None and on_error is None and on_drop is None:
+        return None
+    return Hooks(name, domain, before_send=before_send, on_error=on_error, on_drop=on_drop)
 
 
 class Hooks:

@@ -340,9 +340,12 @@ class SpoolFeeder:
         _add(dropped, DropReason.EXPIRED, expired)
         _add(dropped, DropReason.IN_DOUBT, in_doubt_dropped)
         _add(dropped, DropReason.QUEUE_FULL, self._spool.evicted if self._spool else 0)
+        last = stats.last_drop_reason
         return dataclasses.replace(
             stats,
             dropped=dropped,
+            # What the spool kept was not dropped after all.
+            last_drop_reason=last if last in dropped else None,
             spooled=sum(handed_back.values()),
             in_doubt=in_doubt,
             spool_backlog=self.backlog(),

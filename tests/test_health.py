@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -141,3 +142,22 @@ def test_last_drop_reason_follows_the_latest_drop(
 def test_stall_warning_after_is_checked() -> None:
     with pytest.raises(pw.ConfigurationError, match="stall_warning_after"):
         pw.PlausibleCollector("example.com", stall_warning_after=-1)
+
+
+@pytest.mark.parametrize("spooled", [False, True])
+def test_the_close_deadline_warning_says_what_becomes_of_the_events(
+    spooled: bool, tmp_path: Path, make_collector: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="plausible_wsgi")
+    spool = str(tmp_path / "spool.db") if spooled else None
+    c = make_collector(dead_endpoint(), batch_size=1000, flush_interval=3600, spool=spool)
+    c.track("Late", url=URL, user_agent=UA, client_ip=IP)
+    c.close(timeout=0)
+    message = wait_for_record(caplog, "the close deadline passed").getMessage()
+    if spooled:
+        assert "kept for a later delivery" in message
+        assert "dropped" not in message
+        assert c.stats().spool_backlog == 1
+    else:
+        assert "(dropped)" in message
+        assert c.stats().dropped == {"shutdown": 1}
