@@ -227,6 +227,7 @@ class PlausibleCollector(Tracker):
                 max_age=_check_seconds("spool_max_age", spool_max_age),
                 deliver=bool(deliver),
                 resend_in_doubt=(retry or _DEFAULT_RETRY).retry_connection_cuts,
+                on_gone=None if self._hooks is None else self._hooks.dropped,
             )
 
     def _make_engine(

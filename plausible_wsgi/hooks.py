@@ -9,9 +9,10 @@ on as if the hook were absent (``before_send``: sent unchanged).
   quotes the answer) or ``Settlement.GAVE_UP`` (out of retries; the last failure).
 - ``on_drop(event, reason, detail)``: a :class:`~plausible_wsgi.DropReason` —
   ``server_dropped`` (``202`` with ``x-plausible-dropped``), ``queue_full``,
-  ``shutdown``, ``vetoed``. With a spool, ``queue_full``/``shutdown`` events stay in
-  the spool (not dropped: no call), and ``expired``/``in_doubt`` rows are discarded by
-  the spool without being read back, so they are counted but not reported one by one.
+  ``shutdown``, ``vetoed``; with a spool also ``expired`` and ``in_doubt`` (a row
+  whose POST went out unanswered, not resent), reported from the spool's pump thread.
+  With a spool, ``queue_full``/``shutdown`` events stay in the spool (not dropped: no
+  call).
   Events refused by ``track()`` itself (``closed``, ``invalid``) are not reported:
   ``track()`` returned False.
 
@@ -57,6 +58,11 @@ _DETAILS = {
     Settlement.QUEUE_FULL: "the buffer was full; the oldest event made room",
     Settlement.SHUTDOWN: "the close deadline passed before it was delivered",
     Settlement.VETOED: "before_send returned None",
+}
+#: The details of drops a spool makes.
+_DROP_DETAILS = {
+    DropReason.EXPIRED: "spooled longer than spool_max_age; Plausible would start a new session",
+    DropReason.IN_DOUBT: "its POST went out unanswered before its process died; not resent",
 }
 
 
@@ -170,17 +176,28 @@ class Hooks:
             return
         event = prepared[0] if prepared is not None else event_of(item)
         detail = _DETAILS.get(settlement) or str(getattr(self._local, "detail", ""))
+        if not failed:
+            reason = settlement.drop_reason
+            assert reason is not None
+            self._call_on_drop(event, reason, detail)
+            return
         try:
-            if failed:
-                assert self.on_error is not None
-                self.on_error(event, settlement, detail)
-            else:
-                reason = settlement.drop_reason
-                assert self.on_drop is not None
-                assert reason is not None
-                self.on_drop(event, reason, detail)
+            assert self.on_error is not None
+            self.on_error(event, settlement, detail)
         except Exception:
-            self._raised("on_error" if failed else "on_drop")
+            self._raised("on_error")
+
+    def dropped(self, item: Item, reason: DropReason) -> None:
+        """Call ``on_drop`` for an item dropped outside the engine (a spool's row)."""
+        if self.on_drop is not None:
+            self._call_on_drop(event_of(item), reason, _DROP_DETAILS.get(reason, ""))
+
+    def _call_on_drop(self, event: Event, reason: DropReason, detail: str) -> None:
+        assert self.on_drop is not None
+        try:
+            self.on_drop(event, reason, detail)
+        except Exception:
+            self._raised("on_drop")
 
     def _raised(self, hook: str, why: str = "raised") -> None:
         self.errors = next(self._count)  # next() is atomic: no lock to renew at fork

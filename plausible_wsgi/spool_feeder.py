@@ -64,6 +64,8 @@ class SpoolFeeder:
     :param deliver: False writes rows only; nothing is claimed, no thread runs.
     :param resend_in_doubt: whether a row whose POST went out unanswered before its
         owner died is sent again (``RetryConfig.retry_connection_cuts``).
+    :param on_gone: called in the pump thread for each row the spool deleted unsent
+        (``expired``, or ``in_doubt`` when not resent): the collector's ``on_drop``.
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class SpoolFeeder:
         max_age: float = 1800.0,
         deliver: bool = True,
         resend_in_doubt: bool = True,
+        on_gone: Optional[Callable[[SpoolRecord, DropReason], None]] = None,
     ) -> None:
         self.name = name
+        self.on_gone = on_gone
         self._spool_or_path = spool
         self._put = put
         self.capacity = capacity
@@ -276,6 +280,11 @@ class SpoolFeeder:
                 claim.expired,
                 spool.max_age,
             )
+        if self.on_gone is not None:
+            for gone in claim.expired_rows:
+                self.on_gone(gone, DropReason.EXPIRED)
+            for gone in claim.in_doubt_dropped_rows:
+                self.on_gone(gone, DropReason.IN_DOUBT)
         for record in claim.records:
             if not self._put(record):
                 self.settled(record, DropReason.CLOSED)
