@@ -155,6 +155,8 @@ class PlausibleCollector(Tracker):
         on_drop: Optional[OnDrop] = None,
         stall_warning_after: float = DEFAULT_STALL_AFTER,
     ) -> None:
+        # Every keyword as given, for for_domain(): one list of settings, not two.
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "domain")}
         #: The Plausible site every event is recorded on.
         self.domain = _check_domain(domain)
         #: Base URL of the Plausible instance.
@@ -168,26 +170,6 @@ class PlausibleCollector(Tracker):
         self.name = f"plausible:{self.domain}"
         #: Bound, in seconds, on the flush in ``close()`` and at interpreter exit.
         self.shutdown_timeout = _check_seconds("shutdown_timeout", shutdown_timeout)
-        self._settings = {
-            "endpoint": self.endpoint,
-            "batch_size": batch_size,
-            "flush_interval": flush_interval,
-            "max_queue_size": max_queue_size,
-            "max_buffer_bytes": max_buffer_bytes,
-            "max_workers": max_workers,
-            "timeout": timeout,
-            "retry": retry,
-            "circuit_breaker": circuit_breaker,
-            "shutdown_timeout": shutdown_timeout,
-            "ca_bundle": ca_bundle,
-            "spool": spool,
-            "spool_max_age": spool_max_age,
-            "deliver": deliver,
-            "before_send": before_send,
-            "on_error": on_error,
-            "on_drop": on_drop,
-            "stall_warning_after": stall_warning_after,
-        }
         self._transport = HttpTransport(
             self.endpoint,
             timeout=_check_seconds("timeout", timeout),
@@ -213,22 +195,34 @@ class PlausibleCollector(Tracker):
             circuit_breaker=circuit_breaker,
             spooled=spool is not None,
         )
-        self._feeder: Optional[SpoolFeeder] = None
+        self._feeder = self._make_feeder(
+            spool, spool_max_age, deliver, max_queue_size, retry or _DEFAULT_RETRY
+        )
+
+    def _make_feeder(
+        self,
+        spool: Union[str, os.PathLike[str], Spool, None],
+        max_age: float,
+        deliver: bool,
+        capacity: int,
+        retry: RetryConfig,
+    ) -> Optional[SpoolFeeder]:
+        if spool is None:
+            return None
         if isinstance(spool, os.PathLike):
             spool = os.fspath(spool)
-        if spool is not None:
-            if not isinstance(spool, (str, Spool)):
-                raise ConfigurationError(f"spool must be a file path or a Spool, got {spool!r}")
-            self._feeder = SpoolFeeder(
-                spool,
-                self._engine.put,
-                name=self.name,
-                capacity=max_queue_size,
-                max_age=_check_seconds("spool_max_age", spool_max_age),
-                deliver=bool(deliver),
-                resend_in_doubt=(retry or _DEFAULT_RETRY).retry_connection_cuts,
-                on_gone=None if self._hooks is None else self._hooks.dropped,
-            )
+        if not isinstance(spool, (str, Spool)):
+            raise ConfigurationError(f"spool must be a file path or a Spool, got {spool!r}")
+        return SpoolFeeder(
+            spool,
+            self._engine.put,
+            name=self.name,
+            capacity=capacity,
+            max_age=_check_seconds("spool_max_age", max_age),
+            deliver=bool(deliver),
+            resend_in_doubt=retry.retry_connection_cuts,
+            on_gone=None if self._hooks is None else self._hooks.dropped,
+        )
 
     def _make_engine(
         self,
@@ -272,7 +266,7 @@ class PlausibleCollector(Tracker):
         For example a separate site for bot traffic, so bots never create visitors in
         the main one.
         """
-        return PlausibleCollector(domain, **self._settings)  # type: ignore[arg-type]
+        return PlausibleCollector(domain, **self._settings)
 
     def _last_success_at(self) -> Optional[float]:
         return self._engine.last_success_at
