@@ -24,7 +24,7 @@ from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
 from .lifecycle import close_all as shutdown
 from .middleware import MiddlewareStats, PlausibleMiddleware
-from .stats import CollectorStats
+from .stats import CollectorStats, DropReason, Settlement
 from .tracking import Collector, Props, PropValue, RevenueLike, Tracker
 
 __version__ = "0.1.0"
@@ -34,6 +34,7 @@ __all__ = [
     "Collector",
     "CollectorStats",
     "ConfigurationError",
+    "DropReason",
     "Event",
     "EventKind",
     "InvalidEventError",
@@ -46,6 +47,7 @@ __all__ = [
     "RetryConfig",
     "Revenue",
     "RevenueLike",
+    "Settlement",
     "Tracker",
     "__version__",
     "shutdown",

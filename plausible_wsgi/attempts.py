@@ -78,12 +78,6 @@ class Deliverer(Generic[T]):
         self.last_success_at: Optional[float] = None
         self.last_failure_at: Optional[float] = None
 
-    def carry_over(self, old: Deliverer[T]) -> None:
-        """Keep ``old``'s counters (a forked child's fresh deliverer)."""
-        self.retried = old.retried
-        self.last_success_at = old.last_success_at
-        self.last_failure_at = old.last_failure_at
-
     def admit(self) -> Admission:
         return Admission.NORMAL if self.breaker is None else self.breaker.admit()
 
@@ -174,6 +168,10 @@ class Deliverer(Generic[T]):
             if breaker is not None:
                 breaker.release(admission)
             raise
+        if settlement is Settlement.VETOED:  # nothing went out: no verdict on the server
+            if breaker is not None:
+                breaker.release(admission)
+            return settlement
         if breaker is not None:
             breaker.record_success(admission)
         if settlement is Settlement.REJECTED:

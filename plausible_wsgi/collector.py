@@ -8,11 +8,13 @@ middleware talks to and the :class:`Tracker` base that gives any collector the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from typing import Optional, Union
 
 from ._log import RateLimitedLog
+from .attempt import AttemptError
 from .checks import check_count as _check_count
 from .checks import check_domain as _check_domain
 from .checks import check_endpoint as _check_endpoint
@@ -26,6 +28,8 @@ from .events import (
     encode_event,
     validate_event,
 )
+from .health import DEFAULT_STALL_AFTER, Health
+from .hooks import BeforeSend, OnDrop, OnError, make_hooks
 from .spool import Spool, SpoolRecord
 from .spool_feeder import SpoolFeeder
 from .stats import CollectorStats, DropReason, Settlement
@@ -52,6 +56,7 @@ _SPOOL_SETTLEMENTS: dict[Settlement, str] = {
     Settlement.GAVE_UP: "failed",
     Settlement.QUEUE_FULL: DropReason.QUEUE_FULL,
     Settlement.SHUTDOWN: DropReason.SHUTDOWN,
+    Settlement.VETOED: "vetoed",
 }
 
 
@@ -109,6 +114,13 @@ class PlausibleCollector(Tracker):
         (``dropped["expired"]``): Plausible joins a session only within 30 minutes.
     :param deliver: with a spool, False only writes it (no threads, no sockets here):
         ``python -m plausible_wsgi relay`` sends.
+    :param before_send: ``before_send(event) -> event | None``, once per event before
+        it is encoded: a changed event to send, or None to veto it (``vetoed``).
+    :param on_error: ``on_error(event, Settlement, detail)``: failed for good.
+    :param on_drop: ``on_drop(event, DropReason, detail)``: an accepted event dropped.
+        Hooks run in delivery threads (see :mod:`plausible_wsgi.hooks`).
+    :param stall_warning_after: seconds without a delivery, while attempts fail,
+        before a WARNING (see :mod:`plausible_wsgi.health`).
 
     Usage::
 
@@ -138,7 +150,13 @@ class PlausibleCollector(Tracker):
         spool: Union[str, os.PathLike[str], Spool, None] = None,
         spool_max_age: float = 1800.0,
         deliver: bool = True,
+        before_send: Optional[BeforeSend] = None,
+        on_error: Optional[OnError] = None,
+        on_drop: Optional[OnDrop] = None,
+        stall_warning_after: float = DEFAULT_STALL_AFTER,
     ) -> None:
+        # Every keyword as given, for for_domain(): one list of settings, not two.
+        self._settings = {k: v for k, v in locals().items() if k not in ("self", "domain")}
         #: The Plausible site every event is recorded on.
         self.domain = _check_domain(domain)
         #: Base URL of the Plausible instance.
@@ -152,22 +170,6 @@ class PlausibleCollector(Tracker):
         self.name = f"plausible:{self.domain}"
         #: Bound, in seconds, on the flush in ``close()`` and at interpreter exit.
         self.shutdown_timeout = _check_seconds("shutdown_timeout", shutdown_timeout)
-        self._settings = {
-            "endpoint": self.endpoint,
-            "batch_size": batch_size,
-            "flush_interval": flush_interval,
-            "max_queue_size": max_queue_size,
-            "max_buffer_bytes": max_buffer_bytes,
-            "max_workers": max_workers,
-            "timeout": timeout,
-            "retry": retry,
-            "circuit_breaker": circuit_breaker,
-            "shutdown_timeout": shutdown_timeout,
-            "ca_bundle": ca_bundle,
-            "spool": spool,
-            "spool_max_age": spool_max_age,
-            "deliver": deliver,
-        }
         self._transport = HttpTransport(
             self.endpoint,
             timeout=_check_seconds("timeout", timeout),
@@ -175,6 +177,14 @@ class PlausibleCollector(Tracker):
             max_retry_after=(retry or _DEFAULT_RETRY).max_retry_after,
         )
         self._rejections = RateLimitedLog()
+        self._hooks = make_hooks(
+            self.name, self.domain, before_send=before_send, on_error=on_error, on_drop=on_drop
+        )
+        self._health = Health(
+            self.name,
+            _check_seconds("stall_warning_after", stall_warning_after),
+            self._last_success_at,
+        )
         self._engine = self._make_engine(
             batch_size=batch_size,
             flush_interval=flush_interval,
@@ -185,21 +195,34 @@ class PlausibleCollector(Tracker):
             circuit_breaker=circuit_breaker,
             spooled=spool is not None,
         )
-        self._feeder: Optional[SpoolFeeder] = None
+        self._feeder = self._make_feeder(
+            spool, spool_max_age, deliver, max_queue_size, retry or _DEFAULT_RETRY
+        )
+
+    def _make_feeder(
+        self,
+        spool: Union[str, os.PathLike[str], Spool, None],
+        max_age: float,
+        deliver: bool,
+        capacity: int,
+        retry: RetryConfig,
+    ) -> Optional[SpoolFeeder]:
+        if spool is None:
+            return None
         if isinstance(spool, os.PathLike):
             spool = os.fspath(spool)
-        if spool is not None:
-            if not isinstance(spool, (str, Spool)):
-                raise ConfigurationError(f"spool must be a file path or a Spool, got {spool!r}")
-            self._feeder = SpoolFeeder(
-                spool,
-                self._engine.put,
-                name=self.name,
-                capacity=max_queue_size,
-                max_age=_check_seconds("spool_max_age", spool_max_age),
-                deliver=bool(deliver),
-                resend_in_doubt=(retry or _DEFAULT_RETRY).retry_connection_cuts,
-            )
+        if not isinstance(spool, (str, Spool)):
+            raise ConfigurationError(f"spool must be a file path or a Spool, got {spool!r}")
+        return SpoolFeeder(
+            spool,
+            self._engine.put,
+            name=self.name,
+            capacity=capacity,
+            max_age=_check_seconds("spool_max_age", max_age),
+            deliver=bool(deliver),
+            resend_in_doubt=retry.retry_connection_cuts,
+            on_gone=None if self._hooks is None else self._hooks.dropped,
+        )
 
     def _make_engine(
         self,
@@ -213,8 +236,9 @@ class PlausibleCollector(Tracker):
         circuit_breaker: Optional[CircuitBreakerConfig],
         spooled: bool,
     ) -> DeliveryEngine[Union[Event, SpoolRecord]]:
+        hooked = self._hooks is not None
         return DeliveryEngine(
-            self._send,
+            self._send_hooked if hooked else self._send,
             name=self.name,
             key=(self.endpoint, self.domain),
             batch_size=_check_count("batch_size", batch_size),
@@ -229,7 +253,8 @@ class PlausibleCollector(Tracker):
             on_abort=self._transport.abort,
             on_fork=self._transport.reset,
             on_idle=self._transport.close,
-            on_settle=self._settled if spooled else None,
+            on_settle=self._settled if spooled or hooked else None,
+            durable=spooled,
         )
 
     def __repr__(self) -> str:
@@ -241,7 +266,10 @@ class PlausibleCollector(Tracker):
         For example a separate site for bot traffic, so bots never create visitors in
         the main one.
         """
-        return PlausibleCollector(domain, **self._settings)  # type: ignore[arg-type]
+        return PlausibleCollector(domain, **self._settings)
+
+    def _last_success_at(self) -> Optional[float]:
+        return self._engine.last_success_at
 
     def _send(self, item: Union[Event, SpoolRecord]) -> Settlement:
         if type(item) is SpoolRecord:
@@ -250,8 +278,48 @@ class PlausibleCollector(Tracker):
             body = item.body
         else:
             body = encode_event(item, self.domain)  # type: ignore[arg-type]
-        response = self._transport.send(body, item.user_agent, item.client_ip)
-        if response.outcome is Outcome.REJECTED:
+        return self._post(body, item.user_agent, item.client_ip)
+
+    def _send_hooked(self, item: Union[Event, SpoolRecord]) -> Settlement:
+        """``_send`` with the hooks: ``before_send`` once per event, details kept."""
+        hooks = self._hooks
+        assert hooks is not None
+        if hooks.before_send is None:
+            user_agent, client_ip = item.user_agent, item.client_ip
+            body = item.body if type(item) is SpoolRecord else encode_event(item, self.domain)  # type: ignore[arg-type]
+        else:
+            prepared = hooks.prepare(item)
+            if prepared is None:
+                return Settlement.VETOED
+            event, body = prepared
+            user_agent, client_ip = event.user_agent, event.client_ip
+        if type(item) is SpoolRecord:
+            assert self._feeder is not None
+            self._feeder.mark_attempt(item)
+        return self._post(body, user_agent, client_ip)
+
+    def _post(self, body: bytes, user_agent: Optional[str], client_ip: Optional[str]) -> Settlement:
+        hooks = self._hooks
+        try:
+            response = self._transport.send(body, user_agent, client_ip)
+        except AttemptError as exc:
+            self._health.failed(exc.kind.value)
+            if hooks is not None:
+                hooks.detail(str(exc)[:200])
+            raise
+        outcome = response.outcome
+        if outcome is Outcome.SENT:
+            self._health.answers += 1
+            return Settlement.SENT
+        if outcome is Outcome.SERVER_DROPPED:
+            self._health.dropped(response.dropped)
+            if hooks is not None:
+                hooks.detail(f"x-plausible-dropped: {response.dropped}")
+        else:
+            if hooks is not None:
+                hooks.detail(
+                    f"HTTP {response.status}: " + response.body[:200].decode("utf-8", "replace")
+                )
             self._rejections.log(
                 logging.WARNING,
                 f"rejected:{response.status}",
@@ -260,7 +328,7 @@ class PlausibleCollector(Tracker):
                 response.status,
                 response.body[:500].decode("utf-8", "replace"),
             )
-        return _SETTLEMENTS[response.outcome]
+        return _SETTLEMENTS[outcome]
 
     def _accept(self, event: Event) -> bool:
         event = _capped(event)
@@ -272,8 +340,13 @@ class PlausibleCollector(Tracker):
         return self._engine.put(event)
 
     def _settled(self, item: Union[Event, SpoolRecord], settlement: Settlement) -> None:
+        kept = False
         if type(item) is SpoolRecord and self._feeder is not None:
             self._feeder.settled(item, _SPOOL_SETTLEMENTS[settlement])
+            # Given back unsent: the spool keeps it for a later delivery.
+            kept = settlement is Settlement.QUEUE_FULL or settlement is Settlement.SHUTDOWN
+        if self._hooks is not None:
+            self._hooks.settled(item, settlement, kept)
 
     def collect(self, event: Event) -> bool:
         """Queue an already built event; an invalid one is counted and dropped."""
@@ -298,8 +371,9 @@ class PlausibleCollector(Tracker):
 
         Settled, not delivered: an event that failed for good (a dead endpoint once the
         retries are spent, a 400) or was dropped also settles. What was delivered is in
-        ``stats().sent`` (``failed`` and ``dropped`` say what was not). ``None`` waits
-        up to ``shutdown_timeout``.
+        ``stats().sent`` and ``stats().last_success_at`` (``failed``, ``dropped`` and
+        ``last_drop_reason`` say what was not; ``on_error``/``on_drop`` tell each
+        event). ``None`` waits up to ``shutdown_timeout``.
         """
         return self._engine.flush(timeout)
 
@@ -322,7 +396,11 @@ class PlausibleCollector(Tracker):
     def stats(self) -> CollectorStats:
         """A snapshot of the counters; see :class:`~plausible_wsgi.CollectorStats`."""
         stats = self._engine.stats()
-        return stats if self._feeder is None else self._feeder.adjust(stats)
+        if self._feeder is not None:
+            stats = self._feeder.adjust(stats)
+        if self._hooks is not None and self._hooks.errors:
+            stats = dataclasses.replace(stats, hook_errors=self._hooks.errors)
+        return stats
 
     def start(self) -> None:
         """Start delivering now rather than on first use; with a spool, begin taking

@@ -232,63 +232,6 @@ def _set_route(request: HttpRequest) -> None:
             scope[ROUTE_ENVIRON_KEY] = route
 
 
-class PlausibleMiddleware:
-    """Django middleware recording page views and actions, configured by ``PLAUSIBLE``.
-
-    - Settings are read (and checked) when Django loads the middleware; the
-      collectors are shared by every middleware instance of the process.
-    - While the view runs, :func:`track` and ``collector.track()`` default to this
-      request's URL, referrer, User-Agent and IP.
-    - The response is returned unchanged; recording never raises into Django.
-
-    Synchronous only (Django adapts it under ASGI, but ``request.META`` then is not
-    a WSGI environ: run Django under WSGI).
-    """
-
-    sync_capable = True
-    async_capable = False
-
-    def __init__(self, get_response: GetResponse) -> None:
-        self.get_response = get_response
-        _get_state()
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        environ = request.META
-        out: list[HttpResponseBase] = []
-        token = _call.set((self.get_response, request, out))
-        try:
-            body = _get_state().middleware(environ, _discard_start_response)
-            try:
-                for _ in body:
-                    pass
-            finally:
-                close = getattr(body, "close", None)
-                if close is not None:
-                    close()
-        finally:
-            _call.reset(token)
-        return out[0]
-
-    def process_view(
-        self,
-        request: HttpRequest,
-        view_func: Callable[..., HttpResponseBase],
-        view_args: tuple[object, ...],
-        view_kwargs: dict[str, object],
-    ) -> None:
-        _set_route(request)
-
-
-def _discard_start_response(
-    status: str, headers: list[tuple[str, str]], exc_info: object = None
-) -> Callable[[bytes], object]:
-    return _no_write
-
-
-def _no_write(data: bytes) -> None:
-    raise RuntimeError("the Django response body is not written through WSGI here")
-
-
 class RouteMiddleware:
     """Only names the route, for the WSGI-wrapping setup.
 
@@ -314,6 +257,52 @@ class RouteMiddleware:
         view_kwargs: dict[str, object],
     ) -> None:
         _set_route(request)
+
+
+class PlausibleMiddleware(RouteMiddleware):
+    """Django middleware recording page views and actions, configured by ``PLAUSIBLE``.
+
+    - Settings are read (and checked) when Django loads the middleware; the
+      collectors are shared by every middleware instance of the process.
+    - While the view runs, :func:`track` and ``collector.track()`` default to this
+      request's URL, referrer, User-Agent and IP.
+    - The response is returned unchanged; recording never raises into Django.
+
+    Synchronous only (Django adapts it under ASGI, but ``request.META`` then is not
+    a WSGI environ: run Django under WSGI). Names the route as
+    :class:`RouteMiddleware` does.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+        _get_state()
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        environ = request.META
+        out: list[HttpResponseBase] = []
+        token = _call.set((self.get_response, request, out))
+        try:
+            body = _get_state().middleware(environ, _discard_start_response)
+            try:
+                for _ in body:
+                    pass
+            finally:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            _call.reset(token)
+        return out[0]
+
+
+def _discard_start_response(
+    status: str, headers: list[tuple[str, str]], exc_info: object = None
+) -> Callable[[bytes], object]:
+    return _no_write
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError("the Django response body is not written through WSGI here")
 
 
 class _SettingsTracker(Tracker):

@@ -57,6 +57,8 @@ class DeliveryEngine(WorkerPool[T]):
     :param on_fork: called in a forked child, before anything else; must not log.
     :param on_idle: called when the workers end (idle, or closed): release connections.
     :param on_settle: ``(item, settlement)``, once per buffered item (see above).
+    :param durable: the items outlive the engine (a spool keeps those not delivered):
+        the close-deadline warning says they are kept, not dropped.
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class DeliveryEngine(WorkerPool[T]):
         on_fork: Optional[Callable[[], None]] = None,
         on_idle: Optional[Callable[[], None]] = None,
         on_settle: Optional[Callable[[T, Settlement], None]] = None,
+        durable: bool = False,
     ) -> None:
         self.name = name
+        self.durable = durable
         self._send = send
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -129,17 +133,16 @@ class DeliveryEngine(WorkerPool[T]):
         return self._pid != _getpid()
 
     def after_fork_in_child(self) -> None:
-        """Replace the parent's locks, threads and connections; count what it owns.
+        """Replace the parent's locks, threads, connections and counters.
 
-        Runs in the child right after ``fork()``: it must not take any lock the
-        parent may have held, and must not log (the logging lock may be held).
+        The child's counters start at zero: the events buffered at the fork are the
+        parent's (it delivers them and counts them); counting them here too, as sent or
+        as dropped, would make totals summed across workers lie. Runs in the child
+        right after ``fork()``: it must not take any lock the parent may have held,
+        and must not log (the logging lock may be held).
         """
-        inherited = len(self._buffer) + self._in_flight
-        old = self._one
         self._fresh_state()
-        self._one.carry_over(old)
-        if inherited:
-            self._ledger.drop_unbuffered(DropReason.FORK, inherited)
+        self._ledger = Ledger()
         self._warnings.after_fork_in_child()
         if self._on_fork is not None:
             self._on_fork()
@@ -263,11 +266,12 @@ class DeliveryEngine(WorkerPool[T]):
                 self._warnings.log(
                     logging.WARNING,
                     "shutdown",
-                    "%s: the close deadline passed with %d events still buffered (dropped) "
+                    "%s: the close deadline passed with %d events still buffered (%s) "
                     "and %d being sent (cut off); a larger shutdown_timeout gives them more "
                     "time",
                     self.name,
                     len(left),
+                    "kept for a later delivery" if self.durable else "dropped",
                     in_flight,
                 )
         finally:
@@ -288,6 +292,11 @@ class DeliveryEngine(WorkerPool[T]):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def last_success_at(self) -> Optional[float]:
+        """``time.time()`` of the last 2xx answer; None until one came."""
+        return self._one.last_success_at
 
     def stats(self) -> CollectorStats:
         if self._pid != _getpid():

@@ -21,8 +21,13 @@ Two ways, for the two ways a Python app is run:
 
 Metrics (label ``collector``, the collector's ``name``):
 ``plausible_wsgi_events_sent_total``, ``..._failed_total``, ``..._retried_total``,
-``..._dropped_total`` (label ``reason``), and gauges ``plausible_wsgi_events_queued``,
-``plausible_wsgi_events_in_flight``.
+``..._dropped_total`` (label ``reason``), ``..._spooled_total``, ``..._in_doubt_total``,
+``plausible_wsgi_hook_errors_total``; gauges ``plausible_wsgi_events_queued``,
+``plausible_wsgi_events_in_flight``, ``plausible_wsgi_spool_backlog`` (with a spool; the
+largest across workers, who share the file) and
+``plausible_wsgi_last_success_timestamp_seconds`` / ``..._last_failure_...`` (the latest
+across workers; absent until it happens). ``last_drop_reason`` is a string, not a metric:
+``..._dropped_total`` by reason says more.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as _PromCollector
 
-from .collector import Collector
+from .collector import Collector, PlausibleCollector
 from .stats import CollectorStats
 
 __all__ = ["StatsCollector", "mirror"]
@@ -46,11 +51,29 @@ _COUNTERS = (
     ("sent", "Events Plausible accepted and counts."),
     ("failed", "Events that failed for good (rejected, or out of retries)."),
     ("retried", "Retry attempts made."),
+    ("spooled", "Events left in the spool for another deliverer."),
+    ("in_doubt", "Spooled events taken over after a process died mid-POST."),
 )
 _GAUGES = (
     ("queued", "Events buffered, waiting for a worker."),
     ("in_flight", "Events being delivered right now."),
 )
+#: (stats field, metric name, help): absent while the field is None; in multiprocess
+#: mode the largest across workers (a shared spool's size, the latest time).
+_OPTIONAL = (
+    ("spool_backlog", "plausible_wsgi_spool_backlog", "Rows in the spool file."),
+    (
+        "last_success_at",
+        "plausible_wsgi_last_success_timestamp_seconds",
+        "When Plausible last answered 2xx.",
+    ),
+    (
+        "last_failure_at",
+        "plausible_wsgi_last_failure_timestamp_seconds",
+        "When a delivery attempt last failed.",
+    ),
+)
+_HOOK_ERRORS = ("plausible_wsgi_hook_errors", "Calls of before_send/on_error/on_drop that raised.")
 _DROPPED = "Events not delivered, by reason."
 
 
@@ -79,6 +102,17 @@ class StatsCollector(_PromCollector):
             for name, stats in snapshots:
                 gauge.add_metric([name], getattr(stats, field))
             yield gauge
+        hook_errors = CounterMetricFamily(*_HOOK_ERRORS, labels=["collector"])
+        for name, stats in snapshots:
+            hook_errors.add_metric([name], stats.hook_errors)
+        yield hook_errors
+        for field, metric, doc in _OPTIONAL:
+            gauge = GaugeMetricFamily(metric, doc, labels=["collector"])
+            for name, stats in snapshots:
+                value = getattr(stats, field)
+                if value is not None:
+                    gauge.add_metric([name], value)
+            yield gauge
 
 
 class _Mirror:
@@ -102,6 +136,11 @@ class _Mirror:
                 multiprocess_mode="livesum",
             )
             for field, doc in _GAUGES
+        }
+        self.hook_errors = Counter(*_HOOK_ERRORS, ["collector"], registry=registry)
+        self.optional = {
+            field: Gauge(metric, doc, ["collector"], registry=registry, multiprocess_mode="max")
+            for field, metric, doc in _OPTIONAL
         }
         self._last: dict[tuple[str, ...], float] = {}
         self._lock = threading.Lock()
@@ -127,10 +166,22 @@ class _Mirror:
                     self._add("dropped", self.dropped, (name, reason), count)
                 for field, gauge in self.gauges.items():
                     gauge.labels(name).set(getattr(stats, field))
+                self._add("hook_errors", self.hook_errors, (name,), stats.hook_errors)
+                for field, gauge in self.optional.items():
+                    value = getattr(stats, field)
+                    if value is not None:
+                        gauge.labels(name).set(value)
 
     def after_fork(self) -> None:
-        """A forked worker starts from the parent's figures, already written by it."""
+        """In a forked worker: the parent's figures are written already (by it).
+
+        A :class:`PlausibleCollector`'s counters start at zero in the child, so every
+        count it reports is new; other collectors (``MemoryCollector``) keep the
+        parent's counts, of which only the increments are new.
+        """
         self._lock = threading.Lock()
+        restarted = {c.name for c in self.collectors if isinstance(c, PlausibleCollector)}
+        self._last = {key: v for key, v in self._last.items() if key[1] not in restarted}
 
 
 def mirror(

@@ -95,6 +95,9 @@ class Claim(NamedTuple):
     in_doubt: int
     #: Of those, the rows deleted unsent (``resend_in_doubt=False``).
     in_doubt_dropped: int
+    #: The rows deleted unsent, expired first-come: for the ``on_drop`` hook.
+    expired_rows: tuple[SpoolRecord, ...] = ()
+    in_doubt_dropped_rows: tuple[SpoolRecord, ...] = ()
 
 
 # About 300 lines, over the usual ~250: every statement on the file's one table lives
@@ -308,8 +311,9 @@ class Spool:
     ) -> Claim:
         oldest_allowed = now - self.max_age
         records: list[SpoolRecord] = []
-        gone: list[tuple[int]] = []
-        expired = in_doubt = 0
+        expired: list[SpoolRecord] = []
+        doubtful: list[SpoolRecord] = []
+        in_doubt = 0
         after = 0
         # Oldest first (id order); expired rows come first and are deleted on the way,
         # so one more round may be needed to fill ``limit``.
@@ -325,22 +329,22 @@ class Spool:
                 record = SpoolRecord(*row)
                 after = record.id
                 if record.created < oldest_allowed:
-                    expired += 1
-                    gone.append((record.id,))
+                    expired.append(record)
                     continue
                 if record.attempts:
                     in_doubt += 1
                     if not resend_in_doubt:
-                        gone.append((record.id,))
+                        doubtful.append(record)
                         continue
                 records.append(record)
-        conn.executemany("DELETE FROM events WHERE id = ?", gone)
+        conn.executemany("DELETE FROM events WHERE id = ?", [(r.id,) for r in expired + doubtful])
         conn.executemany(
             "UPDATE events SET owner_pid = ?, owner_tag = ?, lease_until = ? WHERE id = ?",
             [(self._pid, self._tag, now + lease_seconds, r.id) for r in records],
         )
-        dropped = 0 if resend_in_doubt else in_doubt
-        return Claim(records, expired, in_doubt, dropped)
+        return Claim(
+            records, len(expired), in_doubt, len(doubtful), tuple(expired), tuple(doubtful)
+        )
 
     # -- the bound -------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from .stats import CollectorStats, DropReason
 __all__ = ["SpoolFeeder", "feeders"]
 
 #: Settlements after which a row is deleted: the POST was answered or gave up for good.
-_FINAL = frozenset({"sent", "server_dropped", "failed"})
+_FINAL = frozenset({"sent", "server_dropped", "failed", "vetoed"})
 #: Seconds a process's claim lasts without renewal; renewed every pump tick.
 LEASE_SECONDS = 60.0
 #: Seconds between pump ticks (claiming backlog, renewing leases).
@@ -64,6 +64,8 @@ class SpoolFeeder:
     :param deliver: False writes rows only; nothing is claimed, no thread runs.
     :param resend_in_doubt: whether a row whose POST went out unanswered before its
         owner died is sent again (``RetryConfig.retry_connection_cuts``).
+    :param on_gone: called in the pump thread for each row the spool deleted unsent
+        (``expired``, or ``in_doubt`` when not resent): the collector's ``on_drop``.
     """
 
     def __init__(
@@ -76,8 +78,10 @@ class SpoolFeeder:
         max_age: float = 1800.0,
         deliver: bool = True,
         resend_in_doubt: bool = True,
+        on_gone: Optional[Callable[[SpoolRecord, DropReason], None]] = None,
     ) -> None:
         self.name = name
+        self.on_gone = on_gone
         self._spool_or_path = spool
         self._put = put
         self.capacity = capacity
@@ -276,6 +280,11 @@ class SpoolFeeder:
                 claim.expired,
                 spool.max_age,
             )
+        if self.on_gone is not None:
+            for gone in claim.expired_rows:
+                self.on_gone(gone, DropReason.EXPIRED)
+            for gone in claim.in_doubt_dropped_rows:
+                self.on_gone(gone, DropReason.IN_DOUBT)
         for record in claim.records:
             if not self._put(record):
                 self.settled(record, DropReason.CLOSED)
@@ -340,9 +349,12 @@ class SpoolFeeder:
         _add(dropped, DropReason.EXPIRED, expired)
         _add(dropped, DropReason.IN_DOUBT, in_doubt_dropped)
         _add(dropped, DropReason.QUEUE_FULL, self._spool.evicted if self._spool else 0)
+        last = stats.last_drop_reason
         return dataclasses.replace(
             stats,
             dropped=dropped,
+            # What the spool kept was not dropped after all.
+            last_drop_reason=last if last in dropped else None,
             spooled=sum(handed_back.values()),
             in_doubt=in_doubt,
             spool_backlog=self.backlog(),

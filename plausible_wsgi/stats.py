@@ -25,8 +25,8 @@ class DropReason(str, enum.Enum):
     SERVER_DROPPED = "server_dropped"
     #: Still buffered or in flight when ``close()`` or interpreter exit ran out of time.
     SHUTDOWN = "shutdown"
-    #: Inherited from the parent process by a forked child; the parent delivers them.
-    FORK = "fork"
+    #: ``before_send`` returned None.
+    VETOED = "vetoed"
     #: ``track()`` after ``close()``.
     CLOSED = "closed"
     #: A spooled event older than ``spool_max_age``: Plausible would start a new session.
@@ -51,6 +51,8 @@ class Settlement(enum.Enum):
     QUEUE_FULL = "queue_full"
     #: Cut off by the close deadline.
     SHUTDOWN = "shutdown"
+    #: ``before_send`` returned None: never sent.
+    VETOED = "vetoed"
 
     @property
     def answered(self) -> bool:
@@ -67,6 +69,7 @@ _DROPS = {
     Settlement.SERVER_DROPPED: DropReason.SERVER_DROPPED,
     Settlement.QUEUE_FULL: DropReason.QUEUE_FULL,
     Settlement.SHUTDOWN: DropReason.SHUTDOWN,
+    Settlement.VETOED: DropReason.VETOED,
 }
 
 
@@ -106,6 +109,10 @@ class CollectorStats:
     in_doubt: int = 0
     #: Rows in the spool file (every process's) at the snapshot; None without a spool.
     spool_backlog: Optional[int] = None
+    #: The ``dropped`` key most recently counted; None until a drop.
+    last_drop_reason: Optional[str] = None
+    #: Calls of the ``before_send``/``on_error``/``on_drop`` hooks that raised.
+    hook_errors: int = 0
 
     @property
     def accepted(self) -> int:
@@ -132,6 +139,7 @@ class Ledger:
         self.dropped: dict[str, int] = {}
         #: Buffered items settled so far, however (``flush()`` waits on it).
         self.settled = 0
+        self.last_drop: Optional[str] = None
 
     def settle(self, settlement: Settlement, n: int = 1) -> None:
         """Count ``n`` buffered items that ended as ``settlement``."""
@@ -146,12 +154,13 @@ class Ledger:
         self.settled += n
 
     def drop_unbuffered(self, reason: DropReason, n: int = 1) -> None:
-        """Count items accepted but never buffered (closed, invalid, inherited at fork)."""
+        """Count items accepted but never buffered (closed, invalid)."""
         self._add(reason.value, n)
 
     def _add(self, key: str, n: int) -> None:
         dropped = self.dropped
         dropped[key] = dropped[key] + n if key in dropped else n
+        self.last_drop = key
 
     def snapshot(self, **live: object) -> CollectorStats:
         """A :class:`CollectorStats` of these counts plus the ``live`` fields."""
@@ -159,5 +168,6 @@ class Ledger:
             sent=self.sent,
             failed=self.failed,
             dropped=dict(self.dropped),
+            last_drop_reason=self.last_drop,
             **live,  # type: ignore[arg-type]
         )

@@ -42,15 +42,6 @@ URL = "https://example.com/"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    """Check ``predicate`` every 5 ms until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(0.005)
-
-
 def ids_received(receiver: PlausibleReceiver) -> collections.Counter[str]:
     """How many times each event id (prop ``id``) was accepted by the receiver."""
     return collections.Counter(e.props.get("id", "") for e in receiver.events)
@@ -222,7 +213,7 @@ def _reset(sock: object) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _read_request(conn: socket.socket) -> Optional[bytes]:
+def read_request(conn: socket.socket) -> Optional[bytes]:
     """Read one HTTP request from ``conn``; its body, or ``None`` if the peer left."""
     data = b""
     while b"\r\n\r\n" not in data:
@@ -274,7 +265,7 @@ class RecordingResetServer:
     def _handle(self, conn: socket.socket) -> None:
         with conn:
             try:
-                body = _read_request(conn)
+                body = read_request(conn)
                 if body is None:
                     return
                 with self._lock:

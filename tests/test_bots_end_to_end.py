@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
-from test_agents import BOTS, HUMANS
+from agent_samples import BOTS, HUMANS
 from werkzeug.middleware.lint import LintMiddleware
 from werkzeug.test import Client
 

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults import wait_until
 from gunicorn_proc import Gunicorn
+from sink import wait_until
 
 from plausible_wsgi.receiver import PlausibleReceiver
 

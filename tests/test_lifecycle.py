@@ -100,7 +100,7 @@ def report():
         s = c.stats()
         print("accounted", s.accepted == 20, s.queued == 0, dict(s.dropped))
 collectors = [
-    pw.PlausibleCollector(d, endpoint={endpoint!r}, timeout=30, shutdown_timeout=1.0)
+    pw.PlausibleCollector(d, endpoint={endpoint!r}, timeout=30, shutdown_timeout=3.0)
     for d in ("a.example.com", "b.example.com", "c.example.com")
 ]
 for c in collectors:
@@ -114,7 +114,9 @@ started = time.monotonic()
             silent.close()
     assert proc.returncode == 0, proc.stderr
     elapsed = float(proc.stdout.split("elapsed ")[1].split()[0])
-    assert elapsed < 1.6, proc.stdout  # one 1 s budget for three collectors, not 3 s
+    # One 3 s budget shared by the three collectors; one each in turn would take
+    # at least 9 s. The 5.5 s between is the margin for a loaded machine.
+    assert elapsed < 8.5, proc.stdout
     assert proc.stdout.count("accounted True True") == 3, proc.stdout
 
 
@@ -125,28 +127,36 @@ def test_forked_child_delivers_its_own_events_and_parent_its_own(http_sink: Sink
         + f"""
 c = pw.PlausibleCollector("example.com", endpoint={http_sink.url!r}, batch_size=1000,
                           flush_interval=3600)
+c.track("Parent", url=URL, props={{"i": -1}})
+assert c.flush(5)  # the parent's counters are not zero at the fork
 for i in range(5):
     c.track("Parent", url=URL, props={{"i": i}})
 pid = os.fork()
 if pid == 0:
     s = c.stats()
-    print("child inherited", s.queued, dict(s.dropped), flush=True)
+    print("child inherited", s.queued, s.sent, dict(s.dropped), s.accepted, s.last_success_at,
+          flush=True)
     for i in range(7):
         c.track("Child", url=URL, props={{"i": i}})
     ok = c.flush(5)
-    print("child flushed", ok, c.stats().sent, flush=True)
+    s = c.stats()
+    print("child flushed", ok, s.sent, dict(s.dropped), s.accepted, flush=True)
     sys.exit(0)
 _, status = os.waitpid(pid, 0)
-print("child status", status, flush=True)
+ok = c.flush(5)
+s = c.stats()
+print("parent flushed", ok, s.sent, dict(s.dropped), s.accepted, "child status", status, flush=True)
 """
     )
     assert proc.returncode == 0, proc.stderr
-    assert "child inherited 0 {'fork': 5}" in proc.stdout, proc.stdout
-    assert "child flushed True 7" in proc.stdout, proc.stdout
-    assert "child status 0" in proc.stdout
-    hits = http_sink.wait_for(12, timeout=5)
+    # The child starts from zero: the 5 buffered events are the parent's, neither
+    # sent nor dropped by the child, so totals summed across processes are true.
+    assert "child inherited 0 0 {} 0 None" in proc.stdout, proc.stdout
+    assert "child flushed True 7 {} 7" in proc.stdout, proc.stdout
+    assert "parent flushed True 6 {} 6 child status 0" in proc.stdout, proc.stdout
+    hits = http_sink.wait_for(13, timeout=5)
     names = sorted((h.json["name"], int(h.json["props"]["i"])) for h in hits)
-    assert names == sorted([("Parent", i) for i in range(5)] + [("Child", i) for i in range(7)])
+    assert names == sorted([("Parent", i) for i in range(-1, 5)] + [("Child", i) for i in range(7)])
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -198,5 +208,5 @@ print("flushed", c.flush(5), c.stats().sent)
 """
     )
     assert proc.returncode == 0, proc.stderr
-    assert "flushed True 2" in proc.stdout, proc.stdout
+    assert "flushed True 1" in proc.stdout, proc.stdout  # the "child" counts its own only
     assert len(http_sink.wait_for(2, timeout=5)) == 2

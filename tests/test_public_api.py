@@ -31,6 +31,10 @@ def test_contract_names_and_defaults() -> None:
         "spool": None,
         "spool_max_age": 1800.0,
         "deliver": True,
+        "before_send": None,
+        "on_error": None,
+        "on_drop": None,
+        "stall_warning_after": 300.0,
     }
     assert pw.RetryConfig() == pw.RetryConfig(max_retries=3, initial_backoff=0.5, max_backoff=10.0)
     assert pw.CircuitBreakerConfig() == pw.CircuitBreakerConfig(

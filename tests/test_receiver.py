@@ -433,7 +433,7 @@ def test_a_long_delay_does_not_hold_up_stop() -> None:
         post(receiver, PAGEVIEW, timeout=0.2)
     started = time.monotonic()
     receiver.stop()
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # not the 60 s delays
 
 
 @pytest.mark.parametrize(

@@ -12,21 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+from sink import wait_until
 
 from plausible_wsgi.receiver import PlausibleReceiver
 from plausible_wsgi.receiver.records import KEPT_HEADER_BYTES
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 BODY = b'{"name": "pageview", "url": "https://example.com/", "domain": "example.com"}'
-
-
-def wait_until(condition: object, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def closed_by_peer(sock: socket.socket, timeout: float = 20.0) -> bool:
@@ -62,7 +54,7 @@ def slow_clients(receiver: PlausibleReceiver, count: int) -> Iterator[list[socke
 def test_slow_clients_cannot_lock_out_real_ones() -> None:
     baseline = threading.active_count()
     with PlausibleReceiver(max_connections=8) as receiver, slow_clients(receiver, 60) as slow:
-        assert wait_until(lambda: receiver.open_connections <= 8)
+        wait_until(lambda: receiver.open_connections <= 8, timeout=20)
         response = requests.post(
             f"{receiver.url}/api/event",
             data=BODY,
@@ -75,7 +67,7 @@ def test_slow_clients_cannot_lock_out_real_ones() -> None:
         # The oldest slow clients were cut to make room, their threads gone.
         assert closed_by_peer(slow[0])
         # One serving thread plus at most 8 handler threads.
-        assert wait_until(lambda: threading.active_count() <= baseline + 1 + 8)
+        wait_until(lambda: threading.active_count() <= baseline + 1 + 8, timeout=20)
 
 
 def test_busy_connections_are_not_cut_for_newcomers() -> None:
@@ -96,7 +88,7 @@ def test_busy_connections_are_not_cut_for_newcomers() -> None:
         assert receiver.wait_for_attempts(1, timeout=20)
         with slow_clients(receiver, 5) as slow:
             assert closed_by_peer(slow[0])
-            assert wait_until(lambda: receiver.open_connections <= 2)
+            wait_until(lambda: receiver.open_connections <= 2, timeout=20)
             receiver.app.delay = 0.0
             receiver.app.interrupt_delays()
             first.join(30)
@@ -109,7 +101,7 @@ def test_idle_connections_are_closed() -> None:
         silent = socket.create_connection(("127.0.0.1", receiver.port), timeout=10)
         with silent:
             assert closed_by_peer(silent)
-        assert wait_until(lambda: receiver.open_connections == 0)
+        wait_until(lambda: receiver.open_connections == 0, timeout=20)
 
 
 def test_malformed_chunked_body_is_a_400_without_a_traceback(

@@ -14,16 +14,15 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from wsgi_helpers import call, html_app, linted, make_environ
 
 from plausible_wsgi.middleware import PlausibleMiddleware
+from plausible_wsgi.proxies import client_ip, normalize_ip
 from plausible_wsgi.request import (
     PLAUSIBLE_QUERY_PARAMS,
     HostPolicy,
     PathRules,
     QueryPolicy,
-    client_ip,
     decode_path,
     escape_path,
     fit_url,
-    normalize_ip,
 )
 from plausible_wsgi.testing import MemoryCollector
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults import UA, TlsSink, make_self_signed_cert, wait_until
+from faults import UA, TlsSink, make_self_signed_cert
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sink import SilentServer
+from sink import SilentServer, wait_until
 from werkzeug.test import EnvironBuilder
 
 import plausible_wsgi as pw

@@ -120,14 +120,23 @@ def test_rows_older_than_spool_max_age_count_as_expired(
     for i in range(3):
         track(writer, i)
     time.sleep(0.2)
-    relay = make_collector(http_sink.url, spool=str(path), spool_max_age=0.1)
+    reported: list[tuple[str, pw.DropReason, str]] = []
+    relay = make_collector(
+        http_sink.url,
+        spool=str(path),
+        spool_max_age=0.1,
+        on_drop=lambda event, reason, detail: reported.append((event.url, reason, detail)),
+    )
     relay.start()
     deadline = time.monotonic() + 10
-    while relay.stats().dropped.get("expired", 0) < 3:
+    while relay.stats().dropped.get("expired", 0) < 3 or len(reported) < 3:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     assert http_sink.hits == []
     assert stored(path) == 0
+    assert sorted(url for url, _, _ in reported) == [f"https://example.com/{i}" for i in range(3)]
+    assert {reason for _, reason, _ in reported} == {pw.DropReason.EXPIRED}
+    assert all("spool_max_age" in detail for _, _, detail in reported)
 
 
 def test_an_unusable_spool_falls_back_to_memory_with_one_warning(
@@ -202,7 +211,13 @@ def test_sigkill_mid_delivery_loses_nothing(
     assert before < total  # the kill came mid-delivery
 
     retry = pw.RetryConfig(retry_connection_cuts=policy == "resend")
-    relay = make_collector(http_sink.url, spool=str(path), retry=retry)
+    reported: list[pw.DropReason] = []
+    relay = make_collector(
+        http_sink.url,
+        spool=str(path),
+        retry=retry,
+        on_drop=lambda event, reason, detail: reported.append(reason),
+    )
     relay.start()
     deadline = time.monotonic() + 30
     while stored(path):
@@ -220,6 +235,10 @@ def test_sigkill_mid_delivery_loses_nothing(
         assert sum(got.values()) == len(got)  # nothing twice
         # An in-doubt event may have reached the sink before the kill: dropped, yet there.
         assert total - len(got) <= stats.dropped.get("in_doubt", 0) <= in_flight_at_kill
+        while len(reported) < stats.dropped.get("in_doubt", 0):  # on_drop saw each
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert reported == [pw.DropReason.IN_DOUBT] * stats.dropped.get("in_doubt", 0)
 
 
 def test_spool_takes_a_path_object_and_refuses_anything_else(

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from faults import read_request
 from sink import SilentServer, wait_until
 
 import plausible_wsgi as pw
@@ -44,27 +45,6 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
-
-
-def read_request(conn: socket.socket) -> bool:
-    """Read one request (head and Content-Length body); False at end of stream."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    while len(body) < length:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        body += chunk
-    return True
 
 
 class RawServer:
@@ -103,7 +83,7 @@ class RawServer:
         conn.close()
 
     def request(self, conn: socket.socket) -> bool:
-        if not read_request(conn):
+        if read_request(conn) is None:
             return False
         with self.lock:
             self.requests += 1

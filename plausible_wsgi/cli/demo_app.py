@@ -25,6 +25,7 @@ __all__ = [
     "EXCLUDE_PATHS",
     "AppServer",
     "DemoApp",
+    "FinishCount",
     "Finished",
     "Recording",
     "Unavailable",
@@ -84,7 +85,24 @@ class _Closing:
             self._on_close()
 
 
-class Finished:
+class FinishCount:
+    """A count of finished requests that a thread can wait on."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._count = 0
+
+    def done(self) -> None:
+        with self._changed:
+            self._count += 1
+            self._changed.notify_all()
+
+    def wait(self, n: int, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._count >= n, timeout)
+
+
+class Finished(FinishCount):
     """Counts requests whose response the server has closed.
 
     The middleware records an event when the server closes the response, which may
@@ -93,28 +111,18 @@ class Finished:
     """
 
     def __init__(self, app: WSGIApplication) -> None:
+        super().__init__()
         self.app = app
-        self._changed = threading.Condition()
-        self._count = 0
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         try:
             iterable = self.app(environ, start_response)
         except BaseException:
-            self._done()
+            self.done()
             raise
-        response = _Closing(iterable, self._done)
+        response = _Closing(iterable, self.done)
         environ[_CLOSE_KEY] = response.close
         return response
-
-    def _done(self) -> None:
-        with self._changed:
-            self._count += 1
-            self._changed.notify_all()
-
-    def wait(self, n: int, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self._count >= n, timeout)
 
 
 class AppServer:

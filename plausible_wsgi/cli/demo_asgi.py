@@ -13,7 +13,7 @@ import typing as t
 from .._demo import AsgiApp, asgi_shop
 from ..asgi import PlausibleMiddleware
 from ..collector import PlausibleCollector
-from .demo_app import EXCLUDE_PATHS, DemoApp, Unavailable
+from .demo_app import EXCLUDE_PATHS, DemoApp, FinishCount, Unavailable
 
 __all__ = ["AsgiFinished", "AsgiServer", "asgi_app"]
 
@@ -22,7 +22,7 @@ _Receive = t.Callable[[], t.Awaitable[t.MutableMapping[str, t.Any]]]
 _Send = t.Callable[[t.MutableMapping[str, t.Any]], t.Awaitable[None]]
 
 
-class AsgiFinished:
+class AsgiFinished(FinishCount):
     """Counts HTTP requests the app has finished, like :class:`demo_app.Finished`.
 
     The middleware records a page view before its call returns, so once this count
@@ -30,22 +30,15 @@ class AsgiFinished:
     """
 
     def __init__(self, app: AsgiApp) -> None:
+        super().__init__()
         self.app = app
-        self._changed = threading.Condition()
-        self._count = 0
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         try:
             await self.app(scope, receive, send)
         finally:
             if scope["type"] == "http":
-                with self._changed:
-                    self._count += 1
-                    self._changed.notify_all()
-
-    def wait(self, n: int, timeout: float) -> bool:
-        with self._changed:
-            return self._changed.wait_for(lambda: self._count >= n, timeout)
+                self.done()
 
 
 class AsgiServer:

@@ -105,13 +105,8 @@ def follow_events(receiver: PlausibleReceiver, term: Terminal, after: int = 0) -
 
 def event_line(record: ReceivedEvent, term: Terminal) -> str:
     clock = datetime.fromtimestamp(record.received_at).strftime("%H:%M:%S")
-    outcome = f"{record.outcome:<8}"
-    if record.outcome == "accepted":
-        outcome = term.green(outcome)
-    elif record.outcome == "dropped":
-        outcome = term.yellow(outcome)
-    else:
-        outcome = term.red(outcome)
+    colour = {"accepted": term.green, "dropped": term.yellow}.get(record.outcome, term.red)
+    outcome = colour(f"{record.outcome:<8}")
     name = record.name or "?"
     where = f"{record.domain}{record.pathname}" if record.pathname else (record.url or "")
     parts = [f"{clock}  {outcome} {record.status}  {name:<12} {where}"]

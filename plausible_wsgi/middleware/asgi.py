@@ -35,7 +35,8 @@ from collections.abc import Awaitable, MutableMapping, Sequence
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from ..context import RequestInfo, bind_request, unbind_request
-from ..request import forwarded_ip, referrer_origin, valid_host
+from ..proxies import forwarded_ip
+from ..request import referrer_origin, valid_host
 from ..tracking import Collector
 from .decision import RequestFacts, ResponseFacts
 from .options import ROUTE_ENVIRON_KEY, MiddlewareOptions

@@ -113,6 +113,8 @@ class Decision(NamedTuple):
 _SKIPPED = {reason: Decision(skip=reason) for reason in Skip if reason is not Skip.BOT}
 
 
+# 16 branches, one per rule, in the order a request is refused: the order is the
+# behaviour (which skip reason counts it), so it stays readable in one place.
 def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptions) -> Decision:
     """What to record for a finished request (``should_track`` aside).
 

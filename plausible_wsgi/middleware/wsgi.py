@@ -8,12 +8,13 @@ network; collectors deliver in the background.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+from collections.abc import Container, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..agents import AgentClassifier
 from ..context import RequestInfo, bind_request, unbind_request
-from ..request import PathPattern, client_ip, decode_path, referrer_origin, request_host
+from ..proxies import client_ip
+from ..request import PathPattern, decode_path, referrer_origin, request_host
 from ..tracking import Collector
 from .decision import RequestFacts, ResponseFacts
 from .options import (
@@ -26,10 +27,10 @@ from .options import (
 )
 from .pages import Page
 from .recorder import Recorder, content_headers
+from .response import ResponseBody, SizedResponseBody, Started, status_code
 from .stats import MiddlewareStats
 
 if TYPE_CHECKING:
-    from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["PlausibleMiddleware"]
@@ -172,7 +173,7 @@ class PlausibleMiddleware:
         except Exception as exc:
             self.recorder.error("reading the request", exc, request=True)
             return self.app(environ, start_response)
-        started = _Started(start_response)
+        started = Started(start_response)
         info = request.info
         token = bind_request(info) if info is not None else None
         try:
@@ -180,7 +181,7 @@ class PlausibleMiddleware:
         except BaseException:
             if token is not None:
                 unbind_request(token)
-            self._finish(request, started, None, failed=True)
+            self._finish(request, started, None, True)
             raise
         if token is not None:
             unbind_request(token)
@@ -191,10 +192,10 @@ class PlausibleMiddleware:
             view = dict(environ) if self.options.should_track is not None else None
             file_wrapper = environ.get("wsgi.file_wrapper")
             if isinstance(file_wrapper, type) and isinstance(iterable, file_wrapper):
-                self._finish(request, started, view)
+                self._finish(request, started, view, False)
                 return iterable
-            body = _SizedBody if hasattr(iterable, "__len__") else _Body
-            return body(self, request, started, view, iterable)
+            body = SizedResponseBody if hasattr(iterable, "__len__") else ResponseBody
+            return body(self._finish, request, started, view, iterable)
         except Exception as exc:
             self.recorder.error("wrapping the response", exc)
             return iterable
@@ -247,14 +248,13 @@ class PlausibleMiddleware:
     def _finish(
         self,
         request: RequestFacts,
-        started: _Started,
+        started: Started,
         view: Optional[dict[str, Any]],
-        *,
-        failed: bool = False,
+        failed: bool,
     ) -> None:
         content_type, disposition = content_headers(started.headers)
         response = ResponseFacts(
-            status=_status_code(started.status),
+            status=status_code(started.status),
             content_type=content_type,
             content_disposition=disposition,
             failed=failed,
@@ -276,130 +276,3 @@ class PlausibleMiddleware:
         still pass through afterwards, untracked by the closed collectors.
         """
         self.recorder.close(timeout)
-
-
-class _Started:
-    """The status and headers the application starts its response with."""
-
-    __slots__ = ("headers", "server_start_response", "status")
-
-    def __init__(self, server_start_response: StartResponse) -> None:
-        self.server_start_response = server_start_response
-        self.status: Optional[str] = None
-        self.headers: list[tuple[str, str]] = []
-
-    def start_response(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        exc_info: Optional[OptExcInfo] = None,
-        /,
-    ) -> Callable[[bytes], object]:
-        self.status = status
-        self.headers = headers
-        if exc_info is None:
-            return self.server_start_response(status, headers)
-        return self.server_start_response(status, headers, exc_info)
-
-
-class _Body:
-    """The application's response as the server iterates and closes it.
-
-    The request context is bound around every step so that ``track()`` works inside
-    streaming responses too; the request is recorded exactly once, at ``close()``.
-    """
-
-    __slots__ = (
-        "_iterator",
-        "closed",
-        "failed",
-        "iterable",
-        "middleware",
-        "request",
-        "started",
-        "view",
-    )
-
-    def __init__(
-        self,
-        middleware: PlausibleMiddleware,
-        request: RequestFacts,
-        started: _Started,
-        view: Optional[dict[str, Any]],
-        iterable: Iterable[bytes],
-    ) -> None:
-        self.middleware = middleware
-        self.request = request
-        self.started = started
-        self.view = view
-        self.iterable = iterable
-        self.failed = False
-        self.closed = False
-        self._iterator: Optional[Iterator[bytes]] = None
-
-    def _step(self, function: Callable[[Any], Any], argument: Any) -> Any:
-        """``function(argument)`` with the request bound; notes if the app raised."""
-        info = self.request.info
-        token = bind_request(info) if info is not None else None
-        try:
-            return function(argument)
-        except StopIteration:
-            raise
-        except BaseException:
-            self.failed = True
-            raise
-        finally:
-            if token is not None:
-                unbind_request(token)
-
-    def __iter__(self) -> Iterator[bytes]:
-        if self._iterator is None:
-            iterable = self.iterable
-            if type(iterable) in (list, tuple):
-                # No application code runs while a list is iterated: skip the wrapper.
-                self._iterator = iter(iterable)
-                return self._iterator
-            self._iterator = self._step(iter, iterable)
-        return self
-
-    def __next__(self) -> bytes:
-        if self._iterator is None:
-            iter(self)
-        iterator = self._iterator
-        assert iterator is not None
-        chunk: bytes = self._step(next, iterator)
-        return chunk
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            close = getattr(self.iterable, "close", None)
-            if close is not None:
-                info = self.request.info
-                token = bind_request(info) if info is not None else None
-                try:
-                    close()
-                finally:
-                    if token is not None:
-                        unbind_request(token)
-        finally:
-            self.middleware._finish(self.request, self.started, self.view, failed=self.failed)
-
-
-class _SizedBody(_Body):
-    """For iterables with a length: servers use ``len() == 1`` to set Content-Length."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return len(self.iterable)  # type: ignore[arg-type]
-
-
-def _status_code(status: Optional[str]) -> Optional[int]:
-    """The code of a status line (``"404 Not Found"`` → 404)."""
-    try:
-        return int(status[:3])  # type: ignore[index]
-    except (TypeError, ValueError):
-        return None

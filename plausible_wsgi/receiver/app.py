@@ -21,15 +21,12 @@ reset) and :attr:`ReceiverApp.delay` slows every answer down.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import secrets
 import threading
 import time
 import typing as t
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 
 from werkzeug.wrappers import Request, Response
 
@@ -60,6 +57,7 @@ from .records import (
     record_size,
     rejected_fields,
 )
+from .visitors import Visitors
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -70,10 +68,11 @@ __all__ = ["Attempt", "Fault", "Outcome", "ReceivedEvent", "ReceiverApp"]
 FEED_LIMIT = 500
 #: Default bound on the bytes records and attempts hold (estimated); the oldest go.
 MAX_BYTES = 64 * 1024 * 1024
-_SESSION_SECONDS = 30 * 60  # Plausible's session length
-_MAX_SESSIONS = 100_000
 
 
+# About 360 lines (the module 470), over the usual ~250 (~400): one lock guards the
+# records, attempts and faults, and every public reader takes it; parsing, rules,
+# drops, visitors and record shapes already live in their own modules.
 class ReceiverApp:
     """A WSGI app answering like Plausible's Events API and recording every event.
 
@@ -129,14 +128,12 @@ class ReceiverApp:
         self._records: deque[ReceivedEvent] = deque()
         self._attempts: deque[Attempt] = deque()
         self._bytes = 0
-        self._sessions: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._visitors = Visitors()
         self._faults: deque[Fault] = deque()
         self._next_id = 1
         self._request_count = 0
         self._accepted = 0
         self._totals: Counter[str] = Counter()
-        self._salt_day = ""
-        self._salt = b""
 
     # -- scripting -------------------------------------------------------------------
 
@@ -165,7 +162,7 @@ class ReceiverApp:
         with self._lock:
             self._records.clear()
             self._attempts.clear()
-            self._sessions.clear()
+            self._visitors.clear()
             self._bytes = 0
             self._request_count = 0
             self._accepted = 0
@@ -311,20 +308,7 @@ class ReceiverApp:
             "agent_name": None if agent is None else agent.agent,
             "agent_operator": None if agent is None else agent.operator,
         }
-        payload: Mapping[str, t.Any] = {}
-        verdict: tuple[rules.NormalisedEvent, ...] | rules.Rejection
-        try:
-            payload = parsing.parse(content_type, raw, truncated)
-            if not drops.acceptable(headers.get("accept"), request.args.get("_format")):
-                verdict = rules.Rejection(406, {"request": ["not acceptable: use JSON"]})
-            else:
-                verdict = rules.normalise(payload)
-        except parsing.BodyError as error:
-            verdict = rules.Rejection(error.status, {"request": [error.message]})
-        except MalformedURI as error:
-            # Elixir's URI.decode raises: Plausible's answer is a 500.
-            verdict = rules.Rejection(500, {"url": [str(error)]})
-
+        payload, verdict = _verdict(request, headers, content_type, raw, truncated)
         if isinstance(verdict, rules.Rejection):
             text = raw[:KEPT_BODY_BYTES].decode("utf-8", "replace")
             self._record([rejected_fields(verdict, payload, text)], common)
@@ -338,7 +322,7 @@ class ReceiverApp:
         )
         drafts = []
         for event in verdict:
-            visitor = self._visitor_id(user_agent, client_ip, event.domain, event.hostname)
+            visitor = self._visitors.id(user_agent, client_ip, event.domain, event.hostname)
             reason = "spam_referrer" if spam else self._drop_reason(event, headers, agent, visitor)
             reason = reason or self._drop_private(client_ip)
             drafts.append(
@@ -376,36 +360,13 @@ class ReceiverApp:
             return "dc_ip"
         if drops.plausible_drops_agent(user_agent, agent):
             return "bot"
-        now, key = time.monotonic(), (event.domain, visitor)
-        with self._lock:
-            if event.name in ("engagement", "pageleave"):
-                last = self._sessions.get(key)
-                if last is None or now - last > _SESSION_SECONDS:
-                    return "no_session"
-            self._sessions[key] = now
-            self._sessions.move_to_end(key)
-            while len(self._sessions) > _MAX_SESSIONS:
-                self._sessions.popitem(last=False)
+        needs_session = event.name in ("engagement", "pageleave")
+        if not self._visitors.visit(event.domain, visitor, needs_session=needs_session):
+            return "no_session"
         return None
 
     def _drop_private(self, client_ip: str) -> str | None:
         return "private_ip" if self.drop_private_ips and _is_private(client_ip) else None
-
-    def _visitor_id(self, user_agent: str, client_ip: str, domain: str, hostname: str) -> str:
-        """A daily visitor hash, like Plausible's but not equal to it.
-
-        Plausible hashes ``user_agent <> remote_ip <> domain <> root_domain(hostname)``
-        with SipHash and a daily salt; we use keyed BLAKE2b (SipHash is not in
-        :mod:`hashlib`) with a random salt drawn per app and per UTC day. So the same
-        visitor keeps one id for a day, and ids mean nothing outside this app.
-        """
-        day = datetime.now(timezone.utc).date().isoformat()
-        with self._lock:
-            if day != self._salt_day:
-                self._salt_day, self._salt = day, secrets.token_bytes(16)
-            salt = self._salt
-        material = user_agent + client_ip + domain + rules.root_domain(hostname)
-        return hashlib.blake2b(material.encode("utf-8"), digest_size=8, key=salt).hexdigest()
 
     def _record(self, drafts: list[dict[str, t.Any]], common: Mapping[str, t.Any]) -> None:
         with self._lock:
@@ -476,6 +437,27 @@ class ReceiverApp:
         response = json_response(200, feed)
         response.headers["Cache-Control"] = "no-store"
         return response
+
+
+def _verdict(
+    request: Request,
+    headers: Mapping[str, str],
+    content_type: str | None,
+    raw: bytes,
+    truncated: bool,
+) -> tuple[Mapping[str, t.Any], tuple[rules.NormalisedEvent, ...] | rules.Rejection]:
+    """The body as read (``{}`` when unreadable) and the events it makes, or the refusal."""
+    payload: Mapping[str, t.Any] = {}
+    try:
+        payload = parsing.parse(content_type, raw, truncated)
+        if not drops.acceptable(headers.get("accept"), request.args.get("_format")):
+            return payload, rules.Rejection(406, {"request": ["not acceptable: use JSON"]})
+        return payload, rules.normalise(payload)
+    except parsing.BodyError as error:
+        return payload, rules.Rejection(error.status, {"request": [error.message]})
+    except MalformedURI as error:
+        # Elixir's URI.decode raises: Plausible's answer is a 500.
+        return payload, rules.Rejection(500, {"url": [str(error)]})
 
 
 def _is_private(ip: str) -> bool:

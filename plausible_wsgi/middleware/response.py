@@ -1,0 +1,152 @@
+"""The WSGI response as the middleware sees it: its start and its body.
+
+:class:`ResponseBody` passes the application's chunks through unchanged, binds the
+request around every step (so ``track()`` works in streaming responses) and calls
+its ``finish`` exactly once, at ``close()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from ..context import bind_request, unbind_request
+from .decision import RequestFacts
+
+if TYPE_CHECKING:
+    from _typeshed import OptExcInfo
+    from _typeshed.wsgi import StartResponse
+
+__all__ = ["Finish", "ResponseBody", "SizedResponseBody", "Started", "status_code"]
+
+
+class Started:
+    """The status and headers the application starts its response with."""
+
+    __slots__ = ("headers", "server_start_response", "status")
+
+    def __init__(self, server_start_response: StartResponse) -> None:
+        self.server_start_response = server_start_response
+        self.status: Optional[str] = None
+        self.headers: list[tuple[str, str]] = []
+
+    def start_response(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        exc_info: Optional[OptExcInfo] = None,
+        /,
+    ) -> Callable[[bytes], object]:
+        self.status = status
+        self.headers = headers
+        if exc_info is None:
+            return self.server_start_response(status, headers)
+        return self.server_start_response(status, headers, exc_info)
+
+
+class ResponseBody:
+    """The application's response as the server iterates and closes it.
+
+    The request context is bound around every step so that ``track()`` works inside
+    streaming responses too; the request is recorded exactly once, at ``close()``.
+    """
+
+    __slots__ = (
+        "_iterator",
+        "closed",
+        "failed",
+        "finish",
+        "iterable",
+        "request",
+        "started",
+        "view",
+    )
+
+    def __init__(
+        self,
+        finish: Finish,
+        request: RequestFacts,
+        started: Started,
+        view: Optional[dict[str, Any]],
+        iterable: Iterable[bytes],
+    ) -> None:
+        self.finish = finish
+        self.request = request
+        self.started = started
+        self.view = view
+        self.iterable = iterable
+        self.failed = False
+        self.closed = False
+        self._iterator: Optional[Iterator[bytes]] = None
+
+    def _step(self, function: Callable[[Any], Any], argument: Any) -> Any:
+        """``function(argument)`` with the request bound; notes if the app raised."""
+        info = self.request.info
+        token = bind_request(info) if info is not None else None
+        try:
+            return function(argument)
+        except StopIteration:
+            raise
+        except BaseException:
+            self.failed = True
+            raise
+        finally:
+            if token is not None:
+                unbind_request(token)
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._iterator is None:
+            iterable = self.iterable
+            if type(iterable) in (list, tuple):
+                # No application code runs while a list is iterated: skip the wrapper.
+                self._iterator = iter(iterable)
+                return self._iterator
+            self._iterator = self._step(iter, iterable)
+        return self
+
+    def __next__(self) -> bytes:
+        if self._iterator is None:
+            iter(self)
+        iterator = self._iterator
+        assert iterator is not None
+        chunk: bytes = self._step(next, iterator)
+        return chunk
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            close = getattr(self.iterable, "close", None)
+            if close is not None:
+                info = self.request.info
+                token = bind_request(info) if info is not None else None
+                try:
+                    close()
+                finally:
+                    if token is not None:
+                        unbind_request(token)
+        finally:
+            self.finish(self.request, self.started, self.view, self.failed)
+
+
+class SizedResponseBody(ResponseBody):
+    """For iterables with a length: servers use ``len() == 1`` to set Content-Length."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self.iterable)  # type: ignore[arg-type]
+
+
+def status_code(status: Optional[str]) -> Optional[int]:
+    """The code of a status line (``"404 Not Found"`` → 404)."""
+    try:
+        return int(status[:3])  # type: ignore[index]
+    except (TypeError, ValueError):
+        return None
+
+
+#: Called once when the response ends: (request, started, environ copy for
+#: ``should_track`` or None, whether the application raised).
+Finish = Callable[[RequestFacts, "Started", Optional[dict[str, Any]], bool], None]
