@@ -429,6 +429,7 @@ SUMMARY_ROWS = [
     [
         pytest.param((), "the Flask example shop (examples/flask_app.py)", id="wsgi"),
         pytest.param(("--asgi",), "over ASGI under uvicorn", id="asgi"),
+        pytest.param(("--spool",), "only writes it (deliver=False); a relay", id="spool"),
     ],
 )
 def test_demo_exits_0_with_the_summary(flags: tuple[str, ...], app: str) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import random
+import tempfile
 import time
 import typing as t
 from dataclasses import dataclass
@@ -72,6 +74,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="auto",
         help="which app to serve: the Flask example, the built-in WSGI twin, "
         "or auto (Flask example when available; default)",
+    )
+    demo.add_argument(
+        "--spool",
+        action="store_true",
+        help="durable mode: the app's collector commits every event to a SQLite spool "
+        "(deliver=False) and a relay collector drains it, as with `relay`",
     )
     demo.add_argument(
         "--asgi",
@@ -190,6 +198,8 @@ class _Setup:
     server: demo_app.AppServer | demo_asgi.AsgiServer
     finished: demo_app.Finished | demo_asgi.AsgiFinished
     note: str | None
+    #: With ``--spool``: the file the app writes and the relay drains.
+    spool: str | None = None
 
 
 def _start(args: argparse.Namespace, term: Terminal, stack: contextlib.ExitStack) -> _Setup | None:
@@ -201,24 +211,52 @@ def _start(args: argparse.Namespace, term: Terminal, stack: contextlib.ExitStack
         term.error(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}")
         return None
     stack.callback(receiver.stop)
+    spool = None
+    if args.spool:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="plausible-demo-"))
+        spool = os.path.join(folder, "spool.sqlite3")
+    # The collector that sends; with --spool it is the relay, draining the spool file.
     collector = PlausibleCollector(
-        DEMO_DOMAIN, endpoint=receiver.url, flush_interval=0.5, shutdown_timeout=5.0
+        DEMO_DOMAIN, endpoint=receiver.url, flush_interval=0.5, shutdown_timeout=5.0, spool=spool
     )
     stack.callback(collector.close)
+    if spool is not None:
+        # The app's collector only commits each event to the spool (no threads, no
+        # sockets), like a web worker beside `python -m plausible_wsgi relay`.
+        writer = PlausibleCollector(DEMO_DOMAIN, endpoint=receiver.url, spool=spool, deliver=False)
+        stack.callback(writer.close)
+        collector.start()
+        setup = _start_app(args, term, stack, receiver=receiver, collector=collector, writer=writer)
+        if setup is not None:
+            setup.spool = spool
+        return setup
+    return _start_app(args, term, stack, receiver=receiver, collector=collector, writer=collector)
+
+
+def _start_app(
+    args: argparse.Namespace,
+    term: Terminal,
+    stack: contextlib.ExitStack,
+    *,
+    receiver: PlausibleReceiver,
+    collector: PlausibleCollector,
+    writer: PlausibleCollector,
+) -> _Setup | None:
+    """The app, tracking into ``writer``, under its server; ``collector`` delivers."""
     if args.asgi:
-        return _start_asgi(args, term, stack, receiver, collector)
+        return _start_asgi(args, term, stack, receiver=receiver, collector=collector, writer=writer)
     note = None
     app: demo_app.DemoApp | None = None
     if args.app in ("auto", "flask"):
         try:
-            app = demo_app.flask_example(collector)
+            app = demo_app.flask_example(writer)
         except demo_app.Unavailable as exc:
             if args.app == "flask":
                 term.error(str(exc))
                 return None
             note = str(exc)
     if app is None:
-        app = demo_app.builtin_app(collector)
+        app = demo_app.builtin_app(writer)
     if app.middleware is not None:
         stack.callback(app.middleware.close)
     assert app.wsgi is not None  # both WSGI choices have one
@@ -236,12 +274,14 @@ def _start_asgi(
     args: argparse.Namespace,
     term: Terminal,
     stack: contextlib.ExitStack,
+    *,
     receiver: PlausibleReceiver,
     collector: PlausibleCollector,
+    writer: PlausibleCollector,
 ) -> _Setup | None:
     from . import demo_asgi  # noqa: PLC0415 (uvicorn and the ASGI side only when asked for)
 
-    app, asgi = demo_asgi.asgi_app(collector)
+    app, asgi = demo_asgi.asgi_app(writer)
     finished = demo_asgi.AsgiFinished(asgi)
     try:
         server = demo_asgi.AsgiServer(finished, "127.0.0.1", args.app_port)
@@ -267,6 +307,11 @@ def _print_setup(setup: _Setup, term: Terminal) -> None:
         f"exclude_paths={json.dumps(demo_app.EXCLUDE_PATHS)})"
     )
     term.print(f'  collector  PlausibleCollector("{DEMO_DOMAIN}", endpoint="{url}")')
+    if setup.spool is not None:
+        term.print(
+            f"  spool      {setup.spool}: the app's collector only writes it "
+            "(deliver=False); a relay collector sends"
+        )
     term.print()
 
 
@@ -293,9 +338,19 @@ def _drive(args: argparse.Namespace, setup: _Setup, term: Terminal) -> Traffic:
     return traffic
 
 
+def _delivered(collector: PlausibleCollector, timeout: float) -> bool:
+    """``flush()``; with a spool, first until the relay has taken every row."""
+    deadline = time.monotonic() + timeout
+    while collector.stats().spool_backlog:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return collector.flush(max(0.0, deadline - time.monotonic()))
+
+
 def _report(setup: _Setup, traffic: Traffic, started: float, term: Terminal) -> bool:
     """Delivery, the summary table and the verdict; True when everything arrived."""
-    settled = setup.finished.wait(traffic.answered, 10.0) and setup.collector.flush(10.0)
+    settled = setup.finished.wait(traffic.answered, 10.0) and _delivered(setup.collector, 10.0)
     stats = setup.collector.stats()
     dropped = sum(stats.dropped.values())
     term.print(
