@@ -27,23 +27,26 @@ if t.TYPE_CHECKING:
 __all__ = ["add_parser", "run"]
 
 
+_DESCRIPTION = (
+    "Start a local Plausible receiver and the example shop under a real WSGI\n"
+    "server (werkzeug, threaded) wrapped in PlausibleMiddleware, drive traffic\n"
+    "through it, and compare what the receiver got with what was expected:\n\n"
+    "  - page views from several visitors (IP from X-Forwarded-For, browser UAs)\n"
+    "  - a Signup goal with props, a Purchase goal with revenue\n"
+    "  - AI agents and crawlers (ChatGPT-User, GPTBot, PerplexityBot, Googlebot),\n"
+    '    recorded as "Bot Visit" events with agent/kind/operator props\n'
+    "  - excluded paths and a JSON endpoint, which record nothing\n\n"
+    "Uses examples/flask_app.py when run from a clone with Flask installed,\n"
+    "else a built-in plain-WSGI twin of it."
+)
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     demo = commands.add_parser(
         "demo",
         help="receiver + example app + traffic, end to end on loopback",
         formatter_class=HELP,
-        description=(
-            "Start a local Plausible receiver and the example shop under a real WSGI\n"
-            "server (werkzeug, threaded) wrapped in PlausibleMiddleware, drive traffic\n"
-            "through it, and compare what the receiver got with what was expected:\n\n"
-            "  - page views from several visitors (IP from X-Forwarded-For, browser UAs)\n"
-            "  - a Signup goal with props, a Purchase goal with revenue\n"
-            "  - AI agents and crawlers (ChatGPT-User, GPTBot, PerplexityBot, Googlebot),\n"
-            '    recorded as "Bot Visit" events with agent/kind/operator props\n'
-            "  - excluded paths and a JSON endpoint, which record nothing\n\n"
-            "Uses examples/flask_app.py when run from a clone with Flask installed,\n"
-            "else a built-in plain-WSGI twin of it."
-        ),
+        description=_DESCRIPTION,
         epilog="Exit status 0 when every expected event arrived, 1 otherwise.",
     )
     demo.add_argument(
