@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import plausible_wsgi as pw
 from bench._common import row, skipped
 from bench._sink import Sink
-from plausible_wsgi.transport import HttpTransport
+from plausible_wsgi.delivery.transport import HttpTransport
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "203.0.113.7"

@@ -19,7 +19,7 @@ import importlib
 import logging
 
 from .collector import PlausibleCollector
-from .config import CircuitBreakerConfig, RetryConfig
+from .delivery.policies import CircuitBreakerConfig, RetryConfig
 from .errors import ConfigurationError, InvalidEventError, PlausibleError
 from .events import Event, EventKind, Revenue
 from .lifecycle import close_all as shutdown

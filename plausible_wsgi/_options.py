@@ -18,7 +18,7 @@ from typing import Callable, NamedTuple, Optional
 
 from .checks import check_collectors
 from .collector import Collector, PlausibleCollector
-from .config import CircuitBreakerConfig, RetryConfig
+from .delivery.policies import CircuitBreakerConfig, RetryConfig
 from .errors import ConfigurationError
 from .middleware import PlausibleMiddleware
 

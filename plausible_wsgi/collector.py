@@ -1,7 +1,7 @@
 """Collectors: where events go.
 
 :class:`PlausibleCollector` delivers to Plausible through the
-:class:`~plausible_wsgi.engine.DeliveryEngine`. The :class:`Collector` protocol the
+:class:`~plausible_wsgi.delivery.engine.DeliveryEngine`. The :class:`Collector` protocol the
 middleware talks to and the :class:`Tracker` base that gives any collector the
 ``track*`` methods live in :mod:`plausible_wsgi.tracking` (re-exported here).
 """
@@ -14,13 +14,16 @@ import os
 from typing import Optional, Union
 
 from ._log import RateLimitedLog
-from .attempt import AttemptError
 from .checks import check_count as _check_count
 from .checks import check_domain as _check_domain
 from .checks import check_endpoint as _check_endpoint
 from .checks import check_seconds as _check_seconds
-from .config import CircuitBreakerConfig, RetryConfig
-from .engine import DEFAULT_MAX_BUFFER_BYTES, DeliveryEngine
+from .delivery.engine import DEFAULT_MAX_BUFFER_BYTES, DeliveryEngine
+from .delivery.failure import AttemptError
+from .delivery.health import DEFAULT_STALL_AFTER, Health
+from .delivery.hooks import BeforeSend, OnDrop, OnError, make_hooks
+from .delivery.policies import CircuitBreakerConfig, RetryConfig
+from .delivery.transport import HttpTransport, Outcome
 from .errors import ConfigurationError, InvalidEventError
 from .events import (
     Event,
@@ -28,13 +31,10 @@ from .events import (
     encode_event,
     validate_event,
 )
-from .health import DEFAULT_STALL_AFTER, Health
-from .hooks import BeforeSend, OnDrop, OnError, make_hooks
-from .spool import Spool, SpoolRecord
-from .spool_feeder import SpoolFeeder
+from .spool.feeder import SpoolFeeder
+from .spool.store import Spool, SpoolRecord
 from .stats import CollectorStats, DropReason, Settlement
 from .tracking import Collector, Tracker
-from .transport import HttpTransport, Outcome
 
 __all__ = ["Collector", "PlausibleCollector", "Tracker"]
 
@@ -107,7 +107,7 @@ class PlausibleCollector(Tracker):
     :param circuit_breaker: a :class:`CircuitBreakerConfig`; ``None`` disables it.
     :param shutdown_timeout: bound, in seconds, on the flush in ``close()`` and at exit.
     :param ca_bundle: CA bundle path for a self-hosted instance with a private CA.
-    :param spool: a SQLite file (or a :class:`~plausible_wsgi.spool.Spool`) every event
+    :param spool: a SQLite file (or a :class:`~plausible_wsgi.spool.store.Spool`) every event
         is committed to before ``track()`` returns, shared by the processes of a host;
         delivered rows are deleted, rows of a process that died are taken over.
     :param spool_max_age: seconds after which a spooled event is not sent any more
@@ -118,9 +118,9 @@ class PlausibleCollector(Tracker):
         it is encoded: a changed event to send, or None to veto it (``vetoed``).
     :param on_error: ``on_error(event, Settlement, detail)``: failed for good.
     :param on_drop: ``on_drop(event, DropReason, detail)``: an accepted event dropped.
-        Hooks run in delivery threads (see :mod:`plausible_wsgi.hooks`).
+        Hooks run in delivery threads (see :mod:`plausible_wsgi.delivery.hooks`).
     :param stall_warning_after: seconds without a delivery, while attempts fail,
-        before a WARNING (see :mod:`plausible_wsgi.health`).
+        before a WARNING (see :mod:`plausible_wsgi.delivery.health`).
 
     Usage::
 

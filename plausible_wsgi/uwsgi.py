@@ -40,9 +40,9 @@ import types
 from collections.abc import Mapping
 from typing import Callable, Optional
 
-from . import spool_feeder
 from ._log import logger
 from .lifecycle import close_all
+from .spool import feeder as spool_feeder
 
 __all__ = ["check_options", "install"]
 

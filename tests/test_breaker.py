@@ -9,7 +9,7 @@ import pytest
 from sink import wait_until
 
 import plausible_wsgi as pw
-from plausible_wsgi.breaker import Admission, Breaker
+from plausible_wsgi.delivery.breaker import Admission, Breaker
 
 
 class Boom(Exception):

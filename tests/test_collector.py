@@ -12,7 +12,7 @@ import pytest
 from sink import Answer, SilentServer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
-from plausible_wsgi.breaker import Admission, Breaker
+from plausible_wsgi.delivery.breaker import Admission, Breaker
 
 Make = Callable[..., pw.PlausibleCollector]
 URL = "https://example.com/pricing?utm_source=hn"
@@ -500,7 +500,7 @@ def test_a_failed_probe_after_a_short_draw_opens_the_breaker_again(
     """The shortest draw must still lead to a real probe whose failure reopens the
     breaker for a new period; pybreaker refusing the probe unseen left it open with
     no time left, so the dispatcher probed again at once, in a loop."""
-    monkeypatch.setattr("plausible_wsgi.breaker.random.uniform", lambda low, high: low)
+    monkeypatch.setattr("plausible_wsgi.delivery.breaker.random.uniform", lambda low, high: low)
     breaker = Breaker(pw.CircuitBreakerConfig(max_consecutive_failures=1, timeout=0.4, jitter=0.5))
     breaker.record_failure(Admission.NORMAL, ConnectionRefusedError())
     assert 0.1 < breaker.seconds_until_probe() <= 0.2  # 0.4 s, drawn at its shortest
@@ -523,7 +523,7 @@ def test_self_hosted_endpoint_with_path_prefix(http_sink: Sink, make_collector: 
 def test_retry_after_http_date_is_honoured() -> None:
     from email.utils import formatdate
 
-    from plausible_wsgi.resilience import parse_retry_after
+    from plausible_wsgi.delivery.retry_after import parse_retry_after
 
     now = time.time()
     assert parse_retry_after(formatdate(now + 30, usegmt=True), now=now) == pytest.approx(30, abs=1)

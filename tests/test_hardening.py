@@ -19,11 +19,11 @@ from faults import RecordingResetServer
 from sink import Answer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
-from plausible_wsgi.engine import DeliveryEngine
+from plausible_wsgi.delivery.engine import DeliveryEngine
+from plausible_wsgi.delivery.failure import AttemptError
+from plausible_wsgi.delivery.workers import _MAX_REQUEUES
 from plausible_wsgi.lifecycle import MANY_ALIKE
-from plausible_wsgi.resilience import AttemptError
 from plausible_wsgi.stats import Settlement
-from plausible_wsgi.workers import _MAX_REQUEUES
 
 Make = Callable[..., pw.PlausibleCollector]
 URL = "https://example.com/"

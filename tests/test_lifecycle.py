@@ -196,7 +196,7 @@ def test_fork_without_hooks_is_caught_by_the_pid_check(http_sink: Sink) -> None:
     proc, _ = run(
         PRELUDE
         + f"""
-import plausible_wsgi.engine as d
+import plausible_wsgi.delivery.engine as d
 c = pw.PlausibleCollector("example.com", endpoint={http_sink.url!r}, batch_size=1)
 c.track("Warmup", url=URL)
 assert c.flush(5)

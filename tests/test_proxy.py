@@ -59,7 +59,7 @@ def test_no_proxy_and_loopback_are_never_proxied(
         collector.close()
     assert http_sink.wait_for(1)[0].path == "/api/event"
 
-    from plausible_wsgi.transport import _proxy_for
+    from plausible_wsgi.delivery.transport import _proxy_for
 
     no_proxy_env.setenv("NO_PROXY", "plausible.test")
     assert _proxy_for("http", "plausible.test") is None
@@ -157,8 +157,8 @@ def test_https_endpoint_tunnels_through_connect_with_tls_verified_end_to_end(
 def test_a_proxy_refusing_the_tunnel_is_a_connect_failure_and_nothing_is_sent(
     no_proxy_env: pytest.MonkeyPatch,
 ) -> None:
-    from plausible_wsgi.attempt import AttemptError, FailureKind
-    from plausible_wsgi.transport import HttpTransport
+    from plausible_wsgi.delivery.failure import AttemptError, FailureKind
+    from plausible_wsgi.delivery.transport import HttpTransport
 
     listener = socket.create_server(("127.0.0.1", 0))
     heads: list[bytes] = []

@@ -22,7 +22,7 @@ from real_servers import stored
 from sink import Sink, dead_endpoint
 
 import plausible_wsgi as pw
-from plausible_wsgi.relay import render_status, run_relay
+from plausible_wsgi.spool.relay import render_status, run_relay
 
 ROOT = Path(__file__).resolve().parent.parent
 Make = Callable[..., pw.PlausibleCollector]

@@ -35,8 +35,8 @@ from faults import (
 from sink import wait_until
 
 import plausible_wsgi as pw
+from plausible_wsgi.delivery.retry_after import parse_retry_after
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
-from plausible_wsgi.resilience import parse_retry_after
 
 FAST_RETRY = pw.RetryConfig(max_retries=8, initial_backoff=0.005, max_backoff=0.05)
 

@@ -8,8 +8,8 @@ import time
 import pytest
 
 import plausible_wsgi as pw
-from plausible_wsgi.resilience import AttemptError
-from plausible_wsgi.retry import run_retries
+from plausible_wsgi.delivery.failure import AttemptError
+from plausible_wsgi.delivery.retry import run_retries
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from plausible_wsgi.spool import Spool, SpoolError
+from plausible_wsgi.spool.store import Spool, SpoolError
 
 BODY = b'{"domain":"example.com","name":"pageview","url":"https://example.com/"}'
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def test_claim_delete_release(path: Path) -> None:
 def test_rows_of_a_dead_process_are_reclaimed_of_a_living_one_not(path: Path) -> None:
     writer = """
         import sys, time
-        from plausible_wsgi.spool import Spool
+        from plausible_wsgi.spool.store import Spool
         spool = Spool(sys.argv[1])
         for _ in range(3):
             spool.append(b"{}", "UA", None, lease_seconds=600)
@@ -118,7 +118,7 @@ def test_rows_of_a_dead_process_are_reclaimed_of_a_living_one_not(path: Path) ->
 def test_an_expired_lease_is_reclaimed_from_a_living_owner(path: Path) -> None:
     writer = """
         import sys, time
-        from plausible_wsgi.spool import Spool
+        from plausible_wsgi.spool.store import Spool
         Spool(sys.argv[1]).append(b"{}", "UA", None, lease_seconds=0.05)
         print("written", flush=True)
         time.sleep(60)
@@ -209,7 +209,7 @@ def test_a_forked_child_opens_its_own_connection(path: Path) -> None:
     out = run_script(
         """
         import os, sys
-        from plausible_wsgi.spool import Spool
+        from plausible_wsgi.spool.store import Spool
         spool = Spool(sys.argv[1])
         spool.append(b"{}", "parent", None)
         before = spool._conn()
@@ -237,7 +237,7 @@ def test_several_processes_append_to_one_file(path: Path) -> None:
     writer = textwrap.dedent(
         """
         import sys
-        from plausible_wsgi.spool import Spool
+        from plausible_wsgi.spool.store import Spool
         spool = Spool(sys.argv[1])
         for i in range(300):
             spool.append(b"{}", sys.argv[2], None)
@@ -258,7 +258,7 @@ def test_rows_of_a_zombie_are_reclaimed(path: Path) -> None:
     """A killed process nobody reaped yet (a container without an init) is dead."""
     writer = """
         import sys, time
-        from plausible_wsgi.spool import Spool
+        from plausible_wsgi.spool.store import Spool
         Spool(sys.argv[1]).append(b"{}", "UA", None, lease_seconds=600)
         print("written", flush=True)
         time.sleep(60)

@@ -22,7 +22,7 @@ from real_servers import stored
 from sink import Answer, Sink, dead_endpoint
 
 import plausible_wsgi as pw
-from plausible_wsgi import spool_feeder
+from plausible_wsgi.spool import feeder as spool_feeder
 
 ROOT = Path(__file__).resolve().parent.parent
 Make = Callable[..., pw.PlausibleCollector]

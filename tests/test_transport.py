@@ -30,9 +30,9 @@ from faults import read_request
 from sink import SilentServer, wait_until
 
 import plausible_wsgi as pw
-from plausible_wsgi.attempt import AttemptError, FailureKind
+from plausible_wsgi.delivery.failure import AttemptError, FailureKind
+from plausible_wsgi.delivery.transport import _IDLE_CHECK_AFTER, HttpTransport, Outcome
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
-from plausible_wsgi.transport import _IDLE_CHECK_AFTER, HttpTransport, Outcome
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "203.0.113.7"
@@ -649,8 +649,8 @@ def test_the_whole_attempt_deadline_covers_a_hung_tls_handshake(tls_silent: str)
 GEVENT_SILENT = """
 from gevent import monkey; monkey.patch_all()
 import socket, sys, threading, time
-from plausible_wsgi.attempt import AttemptError
-from plausible_wsgi.transport import HttpTransport
+from plausible_wsgi.delivery.failure import AttemptError
+from plausible_wsgi.delivery.transport import HttpTransport
 server = socket.create_server(("127.0.0.1", 0))
 def hang():
     conn, _ = server.accept()

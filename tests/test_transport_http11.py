@@ -13,8 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from plausible_wsgi import http11
-from plausible_wsgi.http11 import Answer, AnswerReader, BrokenAnswer, RequestTemplate, UnsafeHeader
+from plausible_wsgi.delivery import http11
+from plausible_wsgi.delivery.http11 import (
+    Answer,
+    AnswerReader,
+    BrokenAnswer,
+    RequestTemplate,
+    UnsafeHeader,
+)
 
 
 class Feed:

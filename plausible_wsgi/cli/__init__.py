@@ -15,7 +15,7 @@ Commands, one module each:
 ``doctor`` (:mod:`.doctor`)
     Checks a real setup end to end: the endpoint's health, one debug event, whether
     the site exists, and whether the visitor data would look like a visitor's.
-``relay`` (:mod:`plausible_wsgi.relay`)
+``relay`` (:mod:`plausible_wsgi.spool.relay`)
     Drains a spool written by ``deliver=False`` web processes: a sidecar, one per host.
 
 Exit status: ``0`` success, ``1`` failure (event dropped or rejected, server
@@ -32,7 +32,8 @@ import sys
 import typing as t
 from collections.abc import Sequence
 
-from .. import __version__, relay
+from .. import __version__
+from ..spool import relay
 from . import demo, doctor, send, serve
 from .args import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, HELP
 from .send import BROWSER_USER_AGENT

@@ -1,6 +1,6 @@
 """``send``: one event to any endpoint, sent by the collector's own transport, explained.
 
-The event goes through :class:`~plausible_wsgi.transport.HttpTransport`, as the
+The event goes through :class:`~plausible_wsgi.delivery.transport.HttpTransport`, as the
 collector sends it: the same connection handling, TLS verification and outbound
 proxy (``HTTPS_PROXY``/``NO_PROXY``), so what ``send`` reports is what the collector
 would meet from this machine.
@@ -13,12 +13,12 @@ import ipaddress
 import json
 
 from ..agents import classify_user_agent
-from ..attempt import AttemptError, FailureKind
 from ..checks import check_domain, check_endpoint
+from ..delivery.failure import AttemptError, FailureKind
+from ..delivery.transport import HttpTransport, Outcome, Response
 from ..errors import ConfigurationError, InvalidEventError
 from ..events import EventKind, Revenue, encode_event, make_event
 from ..middleware import DEFAULT_BOT_USER_AGENT
-from ..transport import HttpTransport, Outcome, Response
 from .args import EXIT_FAILED, EXIT_OK, EXIT_USAGE, HELP, UsageError, add_connection_arguments
 from .terminal import Terminal
 

@@ -24,7 +24,7 @@ from typing import Callable, Optional
 
 import pybreaker
 
-from .config import CircuitBreakerConfig
+from .policies import CircuitBreakerConfig
 
 __all__ = ["Admission", "Breaker"]
 

@@ -11,11 +11,11 @@ import dataclasses
 import random
 from typing import TYPE_CHECKING, Optional
 
-from .checks import check_number
-from .errors import ConfigurationError
+from ..checks import check_number
+from ..errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .attempt import AttemptError
+    from .failure import AttemptError
 
 __all__ = ["CircuitBreakerConfig", "RetryConfig"]
 

@@ -2,7 +2,7 @@
 
 Each row is what one ``POST /api/event`` needs — the encoded JSON body, the visitor's
 User-Agent and IP — plus when it was made and who is delivering it. The store knows
-nothing of HTTP; :class:`~plausible_wsgi.relay.SpoolFeeder` moves rows into a delivery
+nothing of HTTP; :class:`~plausible_wsgi.spool.feeder.SpoolFeeder` moves rows into a delivery
 engine.
 
 Durability (``journal_mode=WAL``, ``synchronous=NORMAL``): ``append()`` returns after
@@ -37,8 +37,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple, Optional
 
-from .spool_conn import GATE, ThreadConnections, execute
-from .spool_owner import alive, process_tag
+from .connections import GATE, ThreadConnections, execute
+from .owner import alive, process_tag
 
 __all__ = ["Claim", "Spool", "SpoolError", "SpoolRecord"]
 

@@ -27,9 +27,9 @@ import logging
 import threading
 from typing import Callable, Optional, Union, cast
 
-from ._log import RateLimitedLog, logger
-from .errors import ConfigurationError, InvalidEventError
-from .events import (
+from .._log import RateLimitedLog, logger
+from ..errors import ConfigurationError, InvalidEventError
+from ..events import (
     ACTION,
     CUSTOM,
     PAGEVIEW,
@@ -39,8 +39,8 @@ from .events import (
     encode_event,
     validate_event,
 )
-from .spool import SpoolRecord
-from .stats import DropReason, Settlement
+from ..spool.store import SpoolRecord
+from ..stats import DropReason, Settlement
 
 __all__ = ["BeforeSend", "Hooks", "OnDrop", "OnError", "make_hooks"]
 

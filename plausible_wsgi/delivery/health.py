@@ -22,7 +22,7 @@ import collections
 import time
 from typing import Callable, Optional
 
-from .notices import warn
+from ..notices import warn
 
 __all__ = ["DEFAULT_STALL_AFTER", "DROPPED_SHARE", "DROPPED_WINDOW", "Health"]
 

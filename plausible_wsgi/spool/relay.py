@@ -25,9 +25,9 @@ import time
 from collections.abc import Iterator
 from typing import Optional, TextIO
 
-from .collector import PlausibleCollector
-from .spool import Spool, SpoolError
-from .stats import CollectorStats
+from ..collector import PlausibleCollector
+from ..stats import CollectorStats
+from .store import Spool, SpoolError
 
 __all__ = ["add_parser", "render_status", "run_relay"]
 

@@ -26,9 +26,9 @@ import time
 import weakref
 from typing import Callable, Optional, Union
 
-from ._log import RateLimitedLog, logger
-from .spool import Spool, SpoolError, SpoolRecord
-from .stats import CollectorStats, DropReason
+from .._log import RateLimitedLog, logger
+from ..stats import CollectorStats, DropReason
+from .store import Spool, SpoolError, SpoolRecord
 
 __all__ = ["SpoolFeeder", "feeders"]
 

@@ -2,13 +2,13 @@
 
 Any collector can reuse it: give it a ``send(item)`` that makes one attempt and
 returns a :class:`~plausible_wsgi.stats.Settlement` (sent, server-dropped, rejected)
-or raises :class:`~plausible_wsgi.resilience.AttemptError`. It knows nothing of HTTP.
+or raises :class:`~plausible_wsgi.delivery.retry_after.AttemptError`. It knows nothing of HTTP.
 
 - ``put()`` appends under a lock and wakes a worker only when ``batch_size`` events
   wait (or a worker must be started): no syscall per event. The buffer is bounded in
   events and in bytes; when full, the *oldest* event goes, counted as ``queue_full``.
-- The workers (:mod:`plausible_wsgi.workers`) deliver; one event's attempts, retries
-  and breaker verdicts are :mod:`plausible_wsgi.attempts`'; fork and exit are
+- The workers (:mod:`plausible_wsgi.delivery.workers`) deliver; one event's attempts, retries
+  and breaker verdicts are :mod:`plausible_wsgi.delivery.deliverer`'; fork and exit are
   :mod:`plausible_wsgi.lifecycle`'s.
 - Locking is reentrant, and ``put()`` changes state in an order that a signal
   handler raising between two steps cannot break: ``track()``, ``stats()`` or
@@ -27,13 +27,13 @@ import threading
 import time
 from typing import Callable, Optional, TypeVar
 
-from . import lifecycle
-from ._log import RateLimitedLog
-from .attempts import Deliverer
+from .. import lifecycle
+from .._log import RateLimitedLog
+from ..stats import CollectorStats, DropReason, Ledger, Settlement
 from .breaker import Breaker
 from .buffer import Buffer
-from .config import CircuitBreakerConfig, RetryConfig
-from .stats import CollectorStats, DropReason, Ledger, Settlement
+from .deliverer import Deliverer
+from .policies import CircuitBreakerConfig, RetryConfig
 from .workers import WorkerPool
 
 __all__ = ["DEFAULT_MAX_BUFFER_BYTES", "DeliveryEngine"]

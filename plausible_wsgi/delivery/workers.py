@@ -26,12 +26,12 @@ import threading
 import time
 from typing import Callable, Generic, Optional, TypeVar
 
-from . import lifecycle
-from ._log import RateLimitedLog, logger
-from .attempts import Deliverer, Requeue
+from .. import lifecycle
+from .._log import RateLimitedLog, logger
+from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .stats import Ledger, Settlement
+from .deliverer import Deliverer, Requeue
 
 __all__ = ["WorkerPool"]
 
@@ -47,7 +47,7 @@ _monotonic = time.monotonic
 
 
 class WorkerPool(Generic[T]):
-    """The worker half of :class:`~plausible_wsgi.engine.DeliveryEngine`.
+    """The worker half of :class:`~plausible_wsgi.delivery.engine.DeliveryEngine`.
 
     One lock guards the buffer, the ledger and the fields below; the engine creates
     them (``_fresh_state``) and holds the request-path half of the protocol.

@@ -1,9 +1,9 @@
 """One event's delivery: its attempts, its retries, the breaker's verdict.
 
 :class:`Deliverer` makes the first attempt of an event directly (most succeed at
-once), then lets :func:`~plausible_wsgi.retry.run_retries` resend it as the
-:class:`~plausible_wsgi.config.RetryConfig` allows. Every attempt is reported to the
-:class:`~plausible_wsgi.breaker.Breaker`; a ``Retry-After`` pauses every worker of the
+once), then lets :func:`~plausible_wsgi.delivery.retry.run_retries` resend it as the
+:class:`~plausible_wsgi.delivery.policies.RetryConfig` allows. Every attempt is reported to the
+:class:`~plausible_wsgi.delivery.breaker.Breaker`; a ``Retry-After`` pauses every worker of the
 engine. The result is a :class:`~plausible_wsgi.stats.Settlement`, or ``None`` when
 the event should go back to the buffer because the breaker opened during its
 attempts.
@@ -17,12 +17,12 @@ import threading
 import time
 from typing import Callable, Generic, Optional, TypeVar
 
-from ._log import RateLimitedLog, logger
-from .attempt import AttemptError
+from .._log import RateLimitedLog, logger
+from ..stats import Settlement
 from .breaker import Admission, Breaker
-from .config import RetryConfig
+from .failure import AttemptError
+from .policies import RetryConfig
 from .retry import run_retries
-from .stats import Settlement
 
 __all__ = ["Deliverer", "Requeue", "Shutdown"]
 

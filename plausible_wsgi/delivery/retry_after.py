@@ -1,9 +1,7 @@
-"""Reading a server's ``Retry-After``; :class:`AttemptError` is re-exported from
-:mod:`plausible_wsgi.attempt` for the modules that imported it from here.
+"""Reading a server's ``Retry-After`` (delta-seconds or HTTP-date).
 
-The retry policy's decisions are :class:`~plausible_wsgi.config.RetryConfig`'s, the
-retries are run by :mod:`plausible_wsgi.retry`, the breaker is
-:mod:`plausible_wsgi.breaker`.
+The retry policy's decisions are :class:`~plausible_wsgi.delivery.policies.RetryConfig`'s;
+the retries are run by :mod:`plausible_wsgi.delivery.retry`.
 """
 
 from __future__ import annotations
@@ -13,9 +11,7 @@ import email.utils
 import time
 from typing import Optional
 
-from .attempt import AttemptError
-
-__all__ = ["AttemptError", "parse_retry_after"]
+__all__ = ["parse_retry_after"]
 
 
 def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> Optional[float]:

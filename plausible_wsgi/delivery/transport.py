@@ -2,7 +2,7 @@
 deadline, abort.
 
 This is the only module that touches the network; the bytes on the wire are
-:mod:`plausible_wsgi.http11`'s (why a purpose-built HTTP/1.1 path, with figures, is
+:mod:`plausible_wsgi.delivery.http11`'s (why a purpose-built HTTP/1.1 path, with figures, is
 written there). Each delivery worker thread keeps one keep-alive connection, so the
 pool is exactly as large as the worker pool.
 
@@ -15,14 +15,14 @@ pool is exactly as large as the worker pool.
   resolver's own timeouts bound it.)
 - **No silent resend**: only when a reused connection is seen dead *before* writing,
   or the very first write fails with nothing accepted, is the request sent again on a
-  fresh connection; anything later is an :class:`~plausible_wsgi.attempt.AttemptError`
+  fresh connection; anything later is an :class:`~plausible_wsgi.delivery.failure.AttemptError`
   for the retry policy (``cut`` = the server may have recorded it).
 - TLS is verified (certifi's bundle, or ``ca_bundle``); verification cannot be turned
   off. An HTTP proxy named by the environment is used as requests would.
 
 Outcomes are translated here, at one boundary: a 2xx is final (with or without
 ``x-plausible-dropped``), another 4xx means the event is invalid, everything else
-raises :class:`~plausible_wsgi.attempt.AttemptError` for the retry policy to judge.
+raises :class:`~plausible_wsgi.delivery.failure.AttemptError` for the retry policy to judge.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ import weakref
 from typing import Any, Optional
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from .attempt import AttemptError, FailureKind
+from .failure import AttemptError, FailureKind
 from .http11 import AnswerReader, BrokenAnswer, RequestTemplate, UnsafeHeader, connect_request
-from .resilience import parse_retry_after
+from .retry_after import parse_retry_after
 
 __all__ = ["HttpTransport", "Outcome", "Response", "classify"]
 

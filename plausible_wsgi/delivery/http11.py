@@ -1,7 +1,7 @@
 """HTTP/1.1 on the wire for one Plausible POST: a request template and an answer reader.
 
 Pure protocol over a socket-like ``recv_into``: no connections, deadlines or engine here
-(those are :mod:`plausible_wsgi.transport`'s).
+(those are :mod:`plausible_wsgi.delivery.transport`'s).
 
 - :class:`RequestTemplate`: the request line and fixed headers are encoded once; per
   event only ``User-Agent``, ``X-Forwarded-For``/``X-Plausible-IP``, ``Content-Length``

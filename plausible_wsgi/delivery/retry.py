@@ -1,6 +1,6 @@
 """The retries of one event, run by ``retrying`` under a :class:`RetryConfig`.
 
-The policy's decisions are :class:`~plausible_wsgi.config.RetryConfig`'s own
+The policy's decisions are :class:`~plausible_wsgi.delivery.policies.RetryConfig`'s own
 (``is_retry``, ``backoff``, ``deadline``); this module only drives them:
 
 - The first attempt is made by the engine without any of this: most events succeed
@@ -21,8 +21,8 @@ from typing import Callable, TypeVar
 
 import retrying
 
-from .attempt import AttemptError
-from .config import RetryConfig
+from .failure import AttemptError
+from .policies import RetryConfig
 
 __all__ = ["run_retries"]
 
