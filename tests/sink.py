@@ -7,6 +7,7 @@ by default. It is deliberately dumb: the Plausible rules live in the receiver.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import http.server
 import json
@@ -133,12 +134,23 @@ def sink() -> Iterator[Sink]:
         s.close()
 
 
+#: The port of dead_endpoint(): bound, never listened on, held until the process exits.
+_dead_port: list[socket.socket] = []
+
+
 def dead_endpoint() -> str:
-    """A loopback URL on which connections are refused."""
-    with socket.socket() as sock:
+    """A loopback URL on which connections are refused.
+
+    The port stays bound (without listening) for the life of the process: a port
+    released at once could be given to another test's sink, or to another process on
+    the machine, which would then receive what a collector here kept retrying.
+    """
+    if not _dead_port:
+        sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+        atexit.register(sock.close)
+        _dead_port.append(sock)
+    return f"http://127.0.0.1:{_dead_port[0].getsockname()[1]}"
 
 
 class SilentServer:

@@ -501,15 +501,21 @@ def test_a_failed_probe_after_a_short_draw_opens_the_breaker_again(
     breaker for a new period; pybreaker refusing the probe unseen left it open with
     no time left, so the dispatcher probed again at once, in a loop."""
     monkeypatch.setattr("plausible_wsgi.delivery.breaker.random.uniform", lambda low, high: low)
-    breaker = Breaker(pw.CircuitBreakerConfig(max_consecutive_failures=1, timeout=0.4, jitter=0.5))
+    # A clock of our own: a stall of the machine between two lines cannot eat the draw.
+    now = [1000.0]
+    config = pw.CircuitBreakerConfig(max_consecutive_failures=1, timeout=0.4, jitter=0.5)
+    breaker = Breaker(config, clock=lambda: now[0])
     breaker.record_failure(Admission.NORMAL, ConnectionRefusedError())
-    assert 0.1 < breaker.seconds_until_probe() <= 0.2  # 0.4 s, drawn at its shortest
-    wait_until(lambda: breaker.seconds_until_probe() == 0, timeout=5)
+    assert breaker.seconds_until_probe() == pytest.approx(0.2)  # 0.4 s, drawn at its shortest
+    assert breaker.admit() is Admission.DENIED
+    now[0] += 0.2
+    assert breaker.seconds_until_probe() == 0
     admission = breaker.admit()
     assert admission is Admission.PROBE
     breaker.record_failure(admission, ConnectionRefusedError())
     assert breaker.state == "open"
-    assert breaker.seconds_until_probe() > 0.1  # a new open period, not an instant retry
+    # A new open period, not an instant retry:
+    assert breaker.seconds_until_probe() == pytest.approx(0.2)
     assert breaker.admit() is Admission.DENIED
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from sink import dead_endpoint
 
 import plausible_wsgi as pw
 from plausible_wsgi.receiver import PlausibleReceiver
-from tests.sink import dead_endpoint
 
 URL = "https://example.com/pricing?visitor=secret"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -49,6 +49,7 @@ def test_nothing_delivered_for_a_while_is_a_warning_without_visitor_data(
         stall_warning_after=0.2,
         retry=pw.RetryConfig(max_retries=10_000, initial_backoff=0.01, max_backoff=0.02),
         circuit_breaker=None,
+        batch_size=1,  # sent at once, not after the 5 s batching window
     )
     c.track("Signup", url=URL, user_agent=UA, client_ip=IP)
     record = wait_for_record(caplog, "nothing delivered for")
@@ -78,7 +79,7 @@ def test_the_stall_warning_reaches_stderr_when_logging_is_not_configured() -> No
 
     sys.stderr = Tee()
     c = pw.PlausibleCollector("example.com", endpoint={dead_endpoint()!r},
-        stall_warning_after=0.2, circuit_breaker=None, shutdown_timeout=0.5,
+        stall_warning_after=0.2, circuit_breaker=None, shutdown_timeout=0.5, batch_size=1,
         retry=pw.RetryConfig(max_retries=10_000, initial_backoff=0.01, max_backoff=0.02))
     c.track("Signup", url="https://example.com/", user_agent="Mozilla/5.0", client_ip="8.8.4.4")
     print("seen", seen.wait(20), flush=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
+from sink import Answer, Sink, dead_endpoint
 
 import plausible_wsgi as pw
 from plausible_wsgi.receiver import PlausibleReceiver
-from tests.sink import Answer, Sink, dead_endpoint
 
 URL = "https://example.com/pricing"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
