@@ -39,6 +39,7 @@ def clean_env() -> dict[str, str]:
     """The environment without PLAUSIBLE_* settings, so the shell cannot steer a run."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PLAUSIBLE_")}
     env.pop("NO_COLOR", None)
+    env["PYTHONFAULTHANDLER"] = "1"  # stacks on SIGABRT, should one hang (Process.finish)
     return env
 
 
@@ -82,8 +83,17 @@ class Process:
                 return found
 
     def finish(self, timeout: float = WAIT) -> int:
-        """Wait for the exit; collect the rest of the output."""
-        code = self.proc.wait(timeout)
+        """Wait for the exit; collect the rest of the output. A process that does not
+        exit is made to print its threads' stacks (PYTHONFAULTHANDLER) for the report."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait(WAIT)
+            self._reader.join(WAIT)
+            while not self._queue.empty():
+                self.lines.append(self._queue.get_nowait() or "")
+            pytest.fail(f"still running {timeout}s after the signal:\n{self.output}")
         self._reader.join(timeout)
         while True:
             line = self._queue.get_nowait() if not self._queue.empty() else None

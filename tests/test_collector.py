@@ -215,6 +215,9 @@ def test_retry_after_pauses_every_worker(http_sink: Sink, make_collector: Make) 
     collector = make_collector(http_sink.url, max_workers=4, batch_size=1)
     collector.track("First", url=URL)
     wait_until(lambda: len(http_sink.hits) >= 1)
+    # The sink records the hit before it answers: wait until the collector has read the
+    # answer, or the events below can go out before it knows of the pause.
+    wait_until(lambda: collector.stats().last_failure_at is not None)
     throttled_at = http_sink.hits[0].at
     for _ in range(3):
         collector.track("Other", url=URL)
