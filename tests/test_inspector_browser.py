@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ GPTBOT = (
     "+https://openai.com/gptbot)"
 )
 XSS_NAME = '<img src=x onerror="window.__pwned=1">'
-LAUNCH_TIMEOUT = 30.0
+LAUNCH_TIMEOUT = 90.0  # a first launch on a loaded machine: fonts, profile
 PAGE_TIMEOUT_MS = 15_000
 
 
@@ -95,24 +96,20 @@ class DevTools:
         self._socket.close()
 
 
-@pytest.fixture
-def chromium() -> Path:
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """One headless Chromium for the module (a launch costs seconds on a loaded
+    machine); its DevTools port. Each test gets a tab of its own (``page``)."""
     if not CHROMIUM.exists():
         _require(str(CHROMIUM))
     try:
         import websocket  # noqa: F401
     except ImportError:
         _require("websocket-client")
-    return CHROMIUM
-
-
-@pytest.fixture
-def page(chromium: Path, tmp_path: Path) -> Iterator[DevTools]:
-    profile = tmp_path / "profile"
-    profile.mkdir()
+    profile = tmp_path_factory.mktemp("chromium-profile")
     process = subprocess.Popen(
         [
-            str(chromium),
+            str(CHROMIUM),
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -129,16 +126,9 @@ def page(chromium: Path, tmp_path: Path) -> Iterator[DevTools]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    devtools: DevTools | None = None
     try:
-        port = _devtools_port(process, profile / "DevToolsActivePort")
-        targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        [target] = [t for t in targets if t["type"] == "page"][:1]
-        devtools = DevTools(target["webSocketDebuggerUrl"])
-        yield devtools
+        yield _devtools_port(process, profile / "DevToolsActivePort")
     finally:
-        if devtools is not None:
-            devtools.close()
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -147,9 +137,23 @@ def page(chromium: Path, tmp_path: Path) -> Iterator[DevTools]:
             process.wait(timeout=10)
 
 
+@pytest.fixture
+def page(browser: int) -> Iterator[DevTools]:
+    """A new tab, closed after the test."""
+    devtools_url = f"http://127.0.0.1:{browser}/json"
+    target = requests.put(f"{devtools_url}/new?about:blank", timeout=30).json()
+    devtools = DevTools(target["webSocketDebuggerUrl"])
+    try:
+        yield devtools
+    finally:
+        devtools.close()
+        requests.get(f"{devtools_url}/close/{target['id']}", timeout=30)
+
+
 def _devtools_port(process: subprocess.Popen[bytes], active_port: Path) -> int:
     """Chromium writes its DevTools port to a file once it listens."""
-    for _ in range(int(LAUNCH_TIMEOUT / 0.05)):
+    deadline = time.monotonic() + LAUNCH_TIMEOUT
+    while time.monotonic() < deadline:
         if active_port.exists():
             first_line = active_port.read_text().split("\n", 1)[0]
             if first_line.isdigit():
