@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,13 @@ from typing import Any, Callable
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# A suite started in the background by a non-interactive shell (`make test &`, a CI
+# step) inherits SIGINT ignored, and so would every process it starts: Python leaves
+# an ignored SIGINT ignored, and the tests that stop a child with SIGINT would wait
+# for it in vain. Runs in the controller and in each worker, before any child.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from sink import Sink, sink
 
