@@ -50,7 +50,7 @@ setup(
             "gunicorn>=21.2",
         ],
         "dev": [
-            "pytest>=7.4",
+            "pytest>=8.4",  # --disable-plugin-autoload (pyproject addopts)
             "pytest-timeout>=2.1",
             "pytest-xdist>=3.5",
             "hypothesis>=6.80",
