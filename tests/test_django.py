@@ -7,10 +7,12 @@ each test swaps ``settings.PLAUSIBLE`` with ``override_settings``.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import django
 import pytest
@@ -19,6 +21,7 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import Client, override_settings
 from django.urls import include, path
+from sink import Answer, Sink, dead_endpoint, wait_until
 from werkzeug.test import Client as WSGIClient
 
 import plausible_wsgi as pw
@@ -144,6 +147,80 @@ def test_settings_build_a_collector_that_delivers() -> None:
 def test_bad_settings_are_improperly_configured(value: object, message: str) -> None:
     with override_settings(PLAUSIBLE=value), pytest.raises(ImproperlyConfigured, match=message):
         pw_django.PlausibleMiddleware(lambda request: HttpResponse())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("BEFORE_SEND", 42),
+        ("ON_ERROR", "print"),
+        ("ON_DROP", "log"),
+        ("STALL_WARNING_AFTER", "5 minutes"),
+    ],
+)
+def test_a_bad_hook_or_stall_setting_raises_at_setup(key: str, value: object) -> None:
+    settings = {"DOMAIN": "example.com", key: value}
+    with override_settings(PLAUSIBLE=settings), pytest.raises(pw.ConfigurationError) as raised:
+        pw_django.PlausibleMiddleware(lambda request: HttpResponse())
+    assert isinstance(raised.value, ImproperlyConfigured)
+    assert key.lower() in str(raised.value)
+
+
+def test_hooks_from_settings_reach_the_collector(http_sink: Sink) -> None:
+    """``BEFORE_SEND`` rewrites and vetoes, ``ON_DROP`` hears the veto, ``ON_ERROR`` a
+    rejection: each as given to the collector."""
+    reported: list[tuple[str, str, object]] = []
+
+    def before_send(event: pw.Event) -> Optional[pw.Event]:
+        if event.url.endswith("/items/1/"):
+            return None
+        return event._replace(props={"via": "settings"})
+
+    settings = {
+        "DOMAIN": "example.com",
+        "ENDPOINT": http_sink.url,
+        "BEFORE_SEND": before_send,
+        "ON_DROP": lambda event, why, detail: reported.append(("drop", event.url, why)),
+        "ON_ERROR": lambda event, why, detail: reported.append(("error", event.url, why)),
+    }
+    client = Client(**VISITOR)
+    with override_settings(PLAUSIBLE=settings):
+        collector = pw_django.collector()
+        client.get("/items/1/")
+        assert collector.flush(10)
+        http_sink.answer(Answer(status=400, body=b'{"errors": {"url": ["is invalid"]}}'))
+        client.get("/items/2/")
+        assert collector.flush(10)
+        client.get("/")
+    # Leaving override_settings closed the collector: everything was flushed.
+    wait_until(lambda: len(reported) == 2)
+    assert reported == [
+        ("drop", "http://testserver/items/1/", pw.DropReason.VETOED),
+        ("error", "http://testserver/items/2/", pw.Settlement.REJECTED),
+    ]
+    assert [(hit.json["url"], hit.json.get("props"), hit.status) for hit in http_sink.hits] == [
+        ("http://testserver/items/2/", {"via": "settings"}, 400),
+        ("http://testserver/", {"via": "settings"}, 202),
+    ]
+
+
+def test_stall_warning_after_from_settings_reaches_the_collector(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A threshold far under the default (5 minutes) warns while the endpoint is dead."""
+    caplog.set_level(logging.WARNING, logger="plausible_wsgi")
+    settings = {
+        "DOMAIN": "example.com",
+        "ENDPOINT": dead_endpoint(),
+        "STALL_WARNING_AFTER": 0.05,
+        "FLUSH_INTERVAL": 0.05,
+        "RETRY": {"max_retries": 10_000, "initial_backoff": 0.01, "max_backoff": 0.02},
+        "CIRCUIT_BREAKER": None,
+        "SHUTDOWN_TIMEOUT": 0.1,
+    }
+    with override_settings(PLAUSIBLE=settings):
+        Client(**VISITOR).get("/")
+        wait_until(lambda: "nothing delivered for" in caplog.text)
 
 
 def test_misspelt_setting_is_a_configuration_error_naming_the_key() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import flask
 import pytest
+from sink import Answer, Sink, dead_endpoint, wait_until
 from werkzeug.test import Client, TestResponse
 
 import plausible_wsgi as pw
@@ -167,6 +169,15 @@ def test_config_keys_cover_every_collector_and_middleware_argument() -> None:
             id="collector-and-domain",
         ),
         pytest.param({"PLAUSIBLE_COLLECTOR": "nope"}, "must be a collector", id="not-a-collector"),
+        *(
+            pytest.param({"PLAUSIBLE_DOMAIN": "x.com", key: value}, name, id=name)
+            for key, name, value in [
+                ("PLAUSIBLE_BEFORE_SEND", "before_send", 42),
+                ("PLAUSIBLE_ON_ERROR", "on_error", "print"),
+                ("PLAUSIBLE_ON_DROP", "on_drop", "log"),
+                ("PLAUSIBLE_STALL_WARNING_AFTER", "stall_warning_after", "5 minutes"),
+            ]
+        ),
     ],
 )
 def test_invalid_config_names_the_setting(config: dict[str, object], message: str) -> None:
@@ -274,3 +285,74 @@ def test_events_reach_a_receiver() -> None:
         assert event.user_agent == BROWSER
         assert event.client_ip == "198.51.100.7"
         assert event.domain == "example.com"
+
+
+def test_hooks_from_config_reach_the_collector(http_sink: Sink) -> None:
+    """``PLAUSIBLE_BEFORE_SEND`` rewrites and vetoes, ``PLAUSIBLE_ON_DROP`` hears the
+    veto, ``PLAUSIBLE_ON_ERROR`` a rejection: each as given to the collector."""
+    reported: list[tuple[str, str, object]] = []
+
+    def before_send(event: pw.Event) -> Optional[pw.Event]:
+        if event.url.endswith("/pricing"):
+            return None
+        return event._replace(props={"via": "config"})
+
+    app = flask_app.create_app(
+        {
+            "PLAUSIBLE_ENDPOINT": http_sink.url,
+            "PLAUSIBLE_BEFORE_SEND": before_send,
+            "PLAUSIBLE_ON_DROP": lambda event, why, detail: reported.append(
+                ("drop", event.url, why)
+            ),
+            "PLAUSIBLE_ON_ERROR": lambda event, why, detail: reported.append(
+                ("error", event.url, why)
+            ),
+        }
+    )
+    client = app.test_client()
+    with app.app_context():
+        collector = app.extensions["plausible"].collector
+        request(client, "GET", "/pricing")
+        assert collector.flush(10)
+        http_sink.answer(Answer(status=400, body=b'{"errors": {"url": ["is invalid"]}}'))
+        request(client, "GET", "/items/2")
+        assert collector.flush(10)
+        request(client, "GET", "/")
+        assert collector.flush(10)
+        app.extensions["plausible"].middleware.close()
+    wait_until(lambda: len(reported) == 2)
+    assert reported == [
+        ("drop", "http://localhost/pricing", pw.DropReason.VETOED),
+        ("error", "http://localhost/items/2", pw.Settlement.REJECTED),
+    ]
+    assert [(hit.json["url"], hit.json.get("props"), hit.status) for hit in http_sink.hits] == [
+        ("http://localhost/items/2", {"via": "config"}, 400),
+        ("http://localhost/", {"via": "config"}, 202),
+    ]
+
+
+def test_stall_warning_after_from_config_reaches_the_collector(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A threshold far under the default (5 minutes) warns while the endpoint is dead."""
+    caplog.set_level(logging.WARNING, logger="plausible_wsgi")
+    app = flask_app.create_app(
+        {
+            "PLAUSIBLE_ENDPOINT": dead_endpoint(),
+            "PLAUSIBLE_STALL_WARNING_AFTER": 0.05,
+            "PLAUSIBLE_FLUSH_INTERVAL": 0.05,
+            "PLAUSIBLE_RETRY": {
+                "max_retries": 10_000,
+                "initial_backoff": 0.01,
+                "max_backoff": 0.02,
+            },
+            "PLAUSIBLE_CIRCUIT_BREAKER": None,
+            "PLAUSIBLE_SHUTDOWN_TIMEOUT": 0.1,
+        }
+    )
+    try:
+        request(app.test_client(), "GET", "/")
+        wait_until(lambda: "nothing delivered for" in caplog.text)
+    finally:
+        with app.app_context():
+            app.extensions["plausible"].middleware.close()
