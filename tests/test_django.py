@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
 
 import django
 import pytest
@@ -21,7 +20,8 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import Client, override_settings
 from django.urls import include, path
-from sink import Answer, Sink, dead_endpoint, wait_until
+from settings_hooks import STALL_OPTIONS, SettingsHooks
+from sink import Sink, dead_endpoint, wait_until
 from werkzeug.test import Client as WSGIClient
 
 import plausible_wsgi as pw
@@ -169,39 +169,13 @@ def test_a_bad_hook_or_stall_setting_raises_at_setup(key: str, value: object) ->
 def test_hooks_from_settings_reach_the_collector(http_sink: Sink) -> None:
     """``BEFORE_SEND`` rewrites and vetoes, ``ON_DROP`` hears the veto, ``ON_ERROR`` a
     rejection: each as given to the collector."""
-    reported: list[tuple[str, str, object]] = []
-
-    def before_send(event: pw.Event) -> Optional[pw.Event]:
-        if event.url.endswith("/items/1/"):
-            return None
-        return event._replace(props={"via": "settings"})
-
-    settings = {
-        "DOMAIN": "example.com",
-        "ENDPOINT": http_sink.url,
-        "BEFORE_SEND": before_send,
-        "ON_DROP": lambda event, why, detail: reported.append(("drop", event.url, why)),
-        "ON_ERROR": lambda event, why, detail: reported.append(("error", event.url, why)),
-    }
+    hooks = SettingsHooks(("/items/1/", "/items/2/", "/"))
+    settings = {"DOMAIN": "example.com", "ENDPOINT": http_sink.url, **hooks.options()}
     client = Client(**VISITOR)
     with override_settings(PLAUSIBLE=settings):
-        collector = pw_django.collector()
-        client.get("/items/1/")
-        assert collector.flush(10)
-        http_sink.answer(Answer(status=400, body=b'{"errors": {"url": ["is invalid"]}}'))
-        client.get("/items/2/")
-        assert collector.flush(10)
-        client.get("/")
+        hooks.visit(http_sink, client.get, pw_django.collector().flush)
     # Leaving override_settings closed the collector: everything was flushed.
-    wait_until(lambda: len(reported) == 2)
-    assert reported == [
-        ("drop", "http://testserver/items/1/", pw.DropReason.VETOED),
-        ("error", "http://testserver/items/2/", pw.Settlement.REJECTED),
-    ]
-    assert [(hit.json["url"], hit.json.get("props"), hit.status) for hit in http_sink.hits] == [
-        ("http://testserver/items/2/", {"via": "settings"}, 400),
-        ("http://testserver/", {"via": "settings"}, 202),
-    ]
+    hooks.check(http_sink, "http://testserver")
 
 
 def test_stall_warning_after_from_settings_reaches_the_collector(
@@ -209,15 +183,7 @@ def test_stall_warning_after_from_settings_reaches_the_collector(
 ) -> None:
     """A threshold far under the default (5 minutes) warns while the endpoint is dead."""
     caplog.set_level(logging.WARNING, logger="plausible_wsgi")
-    settings = {
-        "DOMAIN": "example.com",
-        "ENDPOINT": dead_endpoint(),
-        "STALL_WARNING_AFTER": 0.05,
-        "FLUSH_INTERVAL": 0.05,
-        "RETRY": {"max_retries": 10_000, "initial_backoff": 0.01, "max_backoff": 0.02},
-        "CIRCUIT_BREAKER": None,
-        "SHUTDOWN_TIMEOUT": 0.1,
-    }
+    settings = {"DOMAIN": "example.com", "ENDPOINT": dead_endpoint(), **STALL_OPTIONS}
     with override_settings(PLAUSIBLE=settings):
         Client(**VISITOR).get("/")
         wait_until(lambda: "nothing delivered for" in caplog.text)

@@ -6,11 +6,12 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import flask
 import pytest
-from sink import Answer, Sink, dead_endpoint, wait_until
+from settings_hooks import STALL_OPTIONS, SettingsHooks
+from sink import Sink, dead_endpoint, wait_until
 from werkzeug.test import Client, TestResponse
 
 import plausible_wsgi as pw
@@ -290,45 +291,15 @@ def test_events_reach_a_receiver() -> None:
 def test_hooks_from_config_reach_the_collector(http_sink: Sink) -> None:
     """``PLAUSIBLE_BEFORE_SEND`` rewrites and vetoes, ``PLAUSIBLE_ON_DROP`` hears the
     veto, ``PLAUSIBLE_ON_ERROR`` a rejection: each as given to the collector."""
-    reported: list[tuple[str, str, object]] = []
-
-    def before_send(event: pw.Event) -> Optional[pw.Event]:
-        if event.url.endswith("/pricing"):
-            return None
-        return event._replace(props={"via": "config"})
-
-    app = flask_app.create_app(
-        {
-            "PLAUSIBLE_ENDPOINT": http_sink.url,
-            "PLAUSIBLE_BEFORE_SEND": before_send,
-            "PLAUSIBLE_ON_DROP": lambda event, why, detail: reported.append(
-                ("drop", event.url, why)
-            ),
-            "PLAUSIBLE_ON_ERROR": lambda event, why, detail: reported.append(
-                ("error", event.url, why)
-            ),
-        }
-    )
+    hooks = SettingsHooks(("/pricing", "/items/2", "/"))
+    config = {f"PLAUSIBLE_{key}": value for key, value in hooks.options().items()}
+    app = flask_app.create_app({"PLAUSIBLE_ENDPOINT": http_sink.url, **config})
     client = app.test_client()
     with app.app_context():
-        collector = app.extensions["plausible"].collector
-        request(client, "GET", "/pricing")
-        assert collector.flush(10)
-        http_sink.answer(Answer(status=400, body=b'{"errors": {"url": ["is invalid"]}}'))
-        request(client, "GET", "/items/2")
-        assert collector.flush(10)
-        request(client, "GET", "/")
-        assert collector.flush(10)
-        app.extensions["plausible"].middleware.close()
-    wait_until(lambda: len(reported) == 2)
-    assert reported == [
-        ("drop", "http://localhost/pricing", pw.DropReason.VETOED),
-        ("error", "http://localhost/items/2", pw.Settlement.REJECTED),
-    ]
-    assert [(hit.json["url"], hit.json.get("props"), hit.status) for hit in http_sink.hits] == [
-        ("http://localhost/items/2", {"via": "config"}, 400),
-        ("http://localhost/", {"via": "config"}, 202),
-    ]
+        plausible = app.extensions["plausible"]
+        hooks.visit(http_sink, lambda path: request(client, "GET", path), plausible.collector.flush)
+        plausible.middleware.close()
+    hooks.check(http_sink, "http://localhost")
 
 
 def test_stall_warning_after_from_config_reaches_the_collector(
@@ -336,20 +307,8 @@ def test_stall_warning_after_from_config_reaches_the_collector(
 ) -> None:
     """A threshold far under the default (5 minutes) warns while the endpoint is dead."""
     caplog.set_level(logging.WARNING, logger="plausible_wsgi")
-    app = flask_app.create_app(
-        {
-            "PLAUSIBLE_ENDPOINT": dead_endpoint(),
-            "PLAUSIBLE_STALL_WARNING_AFTER": 0.05,
-            "PLAUSIBLE_FLUSH_INTERVAL": 0.05,
-            "PLAUSIBLE_RETRY": {
-                "max_retries": 10_000,
-                "initial_backoff": 0.01,
-                "max_backoff": 0.02,
-            },
-            "PLAUSIBLE_CIRCUIT_BREAKER": None,
-            "PLAUSIBLE_SHUTDOWN_TIMEOUT": 0.1,
-        }
-    )
+    config = {f"PLAUSIBLE_{key}": value for key, value in STALL_OPTIONS.items()}
+    app = flask_app.create_app({"PLAUSIBLE_ENDPOINT": dead_endpoint(), **config})
     try:
         request(app.test_client(), "GET", "/")
         wait_until(lambda: "nothing delivered for" in caplog.text)
