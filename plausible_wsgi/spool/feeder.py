@@ -123,7 +123,7 @@ class SpoolFeeder:
 
     def _open(self) -> Optional[Spool]:
         spool = self._spool
-        if spool is not None or time.monotonic() < self._broken_until:
+        if spool is not None:
             return spool
         path = self._spool_or_path
         assert isinstance(path, str)
@@ -150,9 +150,11 @@ class SpoolFeeder:
             )
 
     def _usable(self) -> Optional[Spool]:
-        if time.monotonic() < self._broken_until:
-            return None
-        return self._open()
+        if self._broken_until:
+            if time.monotonic() < self._broken_until:
+                return None
+            self._broken_until = 0.0  # try the file again
+        return self._spool or self._open()
 
     # -- the request path ------------------------------------------------------------
 
@@ -176,7 +178,8 @@ class SpoolFeeder:
             with self._lock:
                 self._kept.left(record)
                 self._more_waiting = True
-            self._start()
+            if self.deliver:
+                self._start()  # this process takes the row later
             return True
         with self._lock:
             self._outstanding += 1
