@@ -327,3 +327,61 @@ def test_kept_rows_recognise_a_retake_by_id_and_creation_time() -> None:
     kept.forget_older_than(150.0)
     assert not kept.retaken(record)  # forgotten: still counted as left
     assert kept.spooled == 1
+
+
+def test_fork_waits_until_no_thread_is_inside_sqlite() -> None:
+    """A fork() while another thread is inside SQLite would leave the child one of
+    SQLite's process-wide mutexes locked forever: the gate holds fork() back until the
+    thread is out, and holds other threads out until fork() is done."""
+    out = run_script(
+        """
+        import os, threading, time, warnings
+        from plausible_wsgi.spool.connections import GATE
+
+        order, inside, leave = [], threading.Event(), threading.Event()
+
+        def hold():
+            with GATE:
+                inside.set()
+                leave.wait(30)
+                order.append("left")
+
+        def fork():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: threads
+                pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            order.append("forked")
+            os.waitpid(pid, 0)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        inside.wait(30)
+        forker = threading.Thread(target=fork)
+        forker.start()
+        deadline = time.monotonic() + 30
+        while not GATE._forking:  # the fork waits at the gate
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        entered = threading.Event()
+
+        def enter():
+            with GATE:
+                order.append("entered")
+                entered.set()
+
+        threading.Thread(target=enter).start()
+        assert not entered.wait(0.05)  # held out while the fork waits
+        order.append("released")
+        leave.set()
+        for thread in (holder, forker):
+            thread.join(30)
+        entered.wait(30)
+        print(" ".join(order))
+        """
+    )
+    order = out.split()
+    # "forked" is said after fork() returned, when the gate has let "entered" in too.
+    assert order[:2] == ["released", "left"]
+    assert sorted(order[2:]) == ["entered", "forked"]
