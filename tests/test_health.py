@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
-from sink import dead_endpoint
+from sink import dead_endpoint, wait_until
 
 import plausible_wsgi as pw
 from plausible_wsgi.receiver import PlausibleReceiver
@@ -156,4 +156,5 @@ def test_the_close_deadline_warning_says_what_becomes_of_the_events(
         assert c.stats().spool_backlog == 1
     else:
         assert "(dropped)" in message
-        assert c.stats().dropped == {"shutdown": 1}
+        # The warning can come before the drop is counted (seen once under load).
+        wait_until(lambda: c.stats().dropped == {"shutdown": 1})
