@@ -34,7 +34,7 @@ def _time(label: str, stmt: str, names: dict[str, Any], number: int = 100_000) -
 
 def main() -> int:
     import plausible_wsgi as pw
-    from plausible_wsgi import context, events, request
+    from plausible_wsgi import context, events, proxies, request
     from plausible_wsgi.middleware import decision as decision_module
 
     collector = pw.PlausibleCollector(
@@ -61,6 +61,7 @@ def main() -> int:
         "E": events,
         "C": context,
         "R": request,
+        "P": proxies,
         "D": decision_module,
         "mw": wrapped,
         "rec": wrapped.recorder,
@@ -97,7 +98,7 @@ def main() -> int:
         ("middleware/wsgi.py PlausibleMiddleware._read (target remembered)",
          "mw._read(env)", 100_000),
         ("  request.py referrer_origin", "R.referrer_origin(env['HTTP_REFERER'])", 100_000),
-        ("  request.py client_ip", "R.client_ip(env, 0)", 100_000),
+        ("  proxies.py client_ip", "P.client_ip(env, 0)", 100_000),
         ("  middleware/recorder.py Recorder.visitor", "rec.visitor(UA)", 100_000),
         ("middleware/wsgi.py PlausibleMiddleware._page (a target's first request)",
          "mw._page(env, key)", 100_000),

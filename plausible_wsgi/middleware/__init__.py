@@ -8,7 +8,7 @@ with :mod:`plausible_wsgi.asgi`), :mod:`.recorder` (counting, fan-out, closing),
 
 from __future__ import annotations
 
-from .decision import Decision, RequestFacts, ResponseFacts, Skip, Tracked, decide
+from .decision import Decision, EventPlan, RequestFacts, ResponseFacts, Skip, Tracked, decide
 from .options import (
     DEFAULT_BOT_USER_AGENT,
     DEFAULT_DOWNLOAD_EXTENSIONS,
@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_DOWNLOAD_EXTENSIONS",
     "ROUTE_ENVIRON_KEY",
     "Decision",
+    "EventPlan",
     "MiddlewareOptions",
     "MiddlewareStats",
     "PlausibleMiddleware",

@@ -10,25 +10,38 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..context import bind_request, unbind_request
-from .decision import RequestFacts
+from ..agents import AgentMatch
+from ..context import RequestInfo, bind_request, unbind_request
+from .exchange import Exchange
+from .pages import Page
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse
 
-__all__ = ["Finish", "ResponseBody", "SizedResponseBody", "Started", "status_code"]
+__all__ = ["Finish", "ResponseBody", "SizedResponseBody", "WSGIExchange"]
+
+#: Called once when the response ends (:meth:`~.recorder.Recorder.finish`).
+Finish = Callable[[Exchange], None]
 
 
-class Started:
-    """The status and headers the application starts its response with."""
+class WSGIExchange(Exchange):
+    """An :class:`~.exchange.Exchange` that notes the status and headers the
+    application starts its response with."""
 
-    __slots__ = ("headers", "server_start_response", "status")
+    __slots__ = ("server_start_response",)
 
-    def __init__(self, server_start_response: StartResponse) -> None:
+    def __init__(  # noqa: PLR0917 (one per request: keyword passing costs)
+        self,
+        server_start_response: StartResponse,
+        method: str,
+        page: Page,
+        info: Optional[RequestInfo],
+        agent: Optional[AgentMatch],
+        range_: Optional[str],
+    ) -> None:
+        Exchange.__init__(self, method, page, info, agent, range_)
         self.server_start_response = server_start_response
-        self.status: Optional[str] = None
-        self.headers: list[tuple[str, str]] = []
 
     def start_response(
         self,
@@ -51,44 +64,25 @@ class ResponseBody:
     streaming responses too; the request is recorded exactly once, at ``close()``.
     """
 
-    __slots__ = (
-        "_iterator",
-        "closed",
-        "failed",
-        "finish",
-        "iterable",
-        "request",
-        "started",
-        "view",
-    )
+    __slots__ = ("_iterator", "closed", "exchange", "finish", "iterable")
 
-    def __init__(
-        self,
-        finish: Finish,
-        request: RequestFacts,
-        started: Started,
-        view: Optional[dict[str, Any]],
-        iterable: Iterable[bytes],
-    ) -> None:
+    def __init__(self, finish: Finish, exchange: Exchange, iterable: Iterable[bytes]) -> None:
         self.finish = finish
-        self.request = request
-        self.started = started
-        self.view = view
+        self.exchange = exchange
         self.iterable = iterable
-        self.failed = False
         self.closed = False
         self._iterator: Optional[Iterator[bytes]] = None
 
     def _step(self, function: Callable[[Any], Any], argument: Any) -> Any:
         """``function(argument)`` with the request bound; notes if the app raised."""
-        info = self.request.info
+        info = self.exchange.info
         token = bind_request(info) if info is not None else None
         try:
             return function(argument)
         except StopIteration:
             raise
         except BaseException:
-            self.failed = True
+            self.exchange.failed = True
             raise
         finally:
             if token is not None:
@@ -119,7 +113,7 @@ class ResponseBody:
         try:
             close = getattr(self.iterable, "close", None)
             if close is not None:
-                info = self.request.info
+                info = self.exchange.info
                 token = bind_request(info) if info is not None else None
                 try:
                     close()
@@ -127,7 +121,7 @@ class ResponseBody:
                     if token is not None:
                         unbind_request(token)
         finally:
-            self.finish(self.request, self.started, self.view, self.failed)
+            self.finish(self.exchange)
 
 
 class SizedResponseBody(ResponseBody):
@@ -137,16 +131,3 @@ class SizedResponseBody(ResponseBody):
 
     def __len__(self) -> int:
         return len(self.iterable)  # type: ignore[arg-type]
-
-
-def status_code(status: Optional[str]) -> Optional[int]:
-    """The code of a status line (``"404 Not Found"`` → 404)."""
-    try:
-        return int(status[:3])  # type: ignore[index]
-    except (TypeError, ValueError):
-        return None
-
-
-#: Called once when the response ends: (request, started, environ copy for
-#: ``should_track`` or None, whether the application raised).
-Finish = Callable[[RequestFacts, "Started", Optional[dict[str, Any]], bool], None]
