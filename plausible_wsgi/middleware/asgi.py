@@ -190,7 +190,9 @@ class PlausibleMiddleware:
 class _Exchange(Exchange):
     """One HTTP request in flight: the response as it is sent, recorded once."""
 
-    __slots__ = ("finished", "middleware", "scope", "server_send", "trailers")
+    __slots__ = ("finished", "middleware", "scope", "trailers")
+    #: The server's ``send``.
+    server: Send
 
     def __init__(  # noqa: PLR0917 (one per request: keyword passing costs)
         self,
@@ -203,10 +205,9 @@ class _Exchange(Exchange):
         agent: Optional[AgentMatch],
         range_: Optional[str],
     ) -> None:
-        Exchange.__init__(self, method, page, info, agent, range_)
+        Exchange.__init__(self, send, method, page, info, agent, range_)
         self.middleware = middleware
         self.scope = scope
-        self.server_send = send
         self.trailers = False
         self.finished = False
 
@@ -214,7 +215,7 @@ class _Exchange(Exchange):
         kind = message.get("type")
         if kind == "http.response.start":
             self._started(message)
-            await self.server_send(message)
+            await self.server(message)
             return
         if kind in ("http.response.body", "http.response.zerocopysend"):
             complete = not message.get("more_body", False) and not self.trailers
@@ -223,7 +224,7 @@ class _Exchange(Exchange):
         else:  # the pathsend extension ends the response; other messages pass by
             complete = kind == "http.response.pathsend"
         try:
-            await self.server_send(message)
+            await self.server(message)
         finally:
             if complete:
                 self.finish()

@@ -31,18 +31,23 @@ class Exchange:
         "page",
         "range",
         "route",
+        "server",
         "status",
         "view",
     )
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 (one per request: keyword passing costs)
         self,
+        server: Any,
         method: str,
         page: Page,
         info: Optional[RequestInfo],
         agent: Optional[AgentMatch],
         range_: Optional[str],
     ) -> None:
+        #: How the response goes on to the server: WSGI's ``start_response``, ASGI's
+        #: ``send`` (each subclass says which).
+        self.server = server
         self.method = method
         self.page = page
         #: The visitor, or ``None`` when the URL is unusable (no valid scheme or host).

@@ -34,7 +34,7 @@ from .options import CheckedOptions, collector_name
 from .pages import Pages
 from .stats import Counters, MiddlewareStats
 
-__all__ = ["DEFAULT_CLOSE_TIMEOUT", "Recorder", "content_headers"]
+__all__ = ["DECISIONS_PER_PAGE", "DEFAULT_CLOSE_TIMEOUT", "Recorder"]
 
 #: Seconds :meth:`Recorder.close` allows collectors without a ``shutdown_timeout``.
 DEFAULT_CLOSE_TIMEOUT = 5.0
@@ -130,7 +130,13 @@ class Recorder:
         the same decision: a request like one seen before costs a dict lookup. Not
         remembered: range requests (the client picks the header).
         """
-        content_type, disposition = content_headers(exchange.headers)
+        content_type = disposition = None
+        for name, value in exchange.headers:
+            lowered = name.lower()
+            if lowered == "content-type":
+                content_type = value
+            elif lowered == "content-disposition":
+                disposition = value
         decisions = exchange.page.decisions
         key: Optional[Hashable] = None
         if exchange.range is None:
@@ -217,18 +223,6 @@ class Recorder:
                     getattr(collector, step)(max(0.0, deadline - time.monotonic()))
                 except Exception as exc:
                     self.error(f"{step}ing collector {collector_name(collector)}", exc)
-
-
-def content_headers(headers: list[tuple[str, str]]) -> tuple[Optional[str], Optional[str]]:
-    """``Content-Type`` and ``Content-Disposition`` of a response's headers."""
-    content_type = disposition = None
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "content-type":
-            content_type = value
-        elif lowered == "content-disposition":
-            disposition = value
-    return content_type, disposition
 
 
 def _shutdown_timeout(collector: Collector) -> float:

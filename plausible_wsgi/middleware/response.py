@@ -10,10 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..agents import AgentMatch
-from ..context import RequestInfo, bind_request, unbind_request
+from ..context import bind_request, unbind_request
 from .exchange import Exchange
-from .pages import Page
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
@@ -29,19 +27,9 @@ class WSGIExchange(Exchange):
     """An :class:`~.exchange.Exchange` that notes the status and headers the
     application starts its response with."""
 
-    __slots__ = ("server_start_response",)
-
-    def __init__(  # noqa: PLR0917 (one per request: keyword passing costs)
-        self,
-        server_start_response: StartResponse,
-        method: str,
-        page: Page,
-        info: Optional[RequestInfo],
-        agent: Optional[AgentMatch],
-        range_: Optional[str],
-    ) -> None:
-        Exchange.__init__(self, method, page, info, agent, range_)
-        self.server_start_response = server_start_response
+    __slots__ = ()
+    #: The server's ``start_response``.
+    server: StartResponse
 
     def start_response(
         self,
@@ -53,8 +41,8 @@ class WSGIExchange(Exchange):
         self.status = status
         self.headers = headers
         if exc_info is None:
-            return self.server_start_response(status, headers)
-        return self.server_start_response(status, headers, exc_info)
+            return self.server(status, headers)
+        return self.server(status, headers, exc_info)
 
 
 class ResponseBody:
