@@ -8,7 +8,7 @@ its ``finish`` exactly once, at ``close()``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..context import bind_request, unbind_request
 from .exchange import Exchange
@@ -61,19 +61,6 @@ class ResponseBody:
         self.closed = False
         self._iterator: Optional[Iterator[bytes]] = None
 
-    def _step(self, function: Callable[[Any], Any], argument: Any) -> Any:
-        """``function(argument)`` with the request bound; notes if the app raised."""
-        info = self.exchange.info
-        token = bind_request(info) if info is not None else None
-        try:
-            return function(argument)
-        except BaseException:
-            self.exchange.failed = True
-            raise
-        finally:
-            if token is not None:
-                unbind_request(token)
-
     def __iter__(self) -> Iterator[bytes]:
         if self._iterator is None:
             iterable = self.iterable
@@ -81,7 +68,17 @@ class ResponseBody:
                 # No application code runs while a list is iterated: skip the wrapper.
                 self._iterator = iter(iterable)
             else:
-                self._iterator = self._chunks(self._step(iter, iterable))
+                info = self.exchange.info
+                token = bind_request(info) if info is not None else None
+                try:
+                    iterator = iter(iterable)
+                except BaseException:
+                    self.exchange.failed = True
+                    raise
+                finally:
+                    if token is not None:
+                        unbind_request(token)
+                self._iterator = self._chunks(iterator)
         return self._iterator
 
     def __next__(self) -> bytes:
