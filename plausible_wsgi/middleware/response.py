@@ -68,31 +68,25 @@ class ResponseBody:
                 # No application code runs while a list is iterated: skip the wrapper.
                 self._iterator = iter(iterable)
             else:
-                info = self.exchange.info
-                token = bind_request(info) if info is not None else None
-                try:
-                    iterator = iter(iterable)
-                except BaseException:
-                    self.exchange.failed = True
-                    raise
-                finally:
-                    if token is not None:
-                        unbind_request(token)
-                self._iterator = self._chunks(iterator)
+                self._iterator = self._chunks(iterable)
         return self._iterator
 
     def __next__(self) -> bytes:
         """For a server that calls ``next()`` on the response itself."""
         return next(iter(self))
 
-    def _chunks(self, iterator: Iterator[bytes]) -> Iterator[bytes]:
-        """The application's chunks, each made with the request bound. A generator:
-        resuming one costs less than a method call per chunk, and its end reaches the
-        server's loop without a StopIteration raised through our frames."""
+    def _chunks(self, iterable: Iterable[bytes]) -> Iterator[bytes]:
+        """The application's chunks, each made with the request bound (and its
+        ``iter()``, at the first). A generator: resuming one costs less than a method
+        call per chunk, and its end reaches the server's loop without a StopIteration
+        raised through our frames."""
         info = self.exchange.info
+        iterator: Optional[Iterator[bytes]] = None
         while True:
             token = bind_request(info) if info is not None else None
             try:
+                if iterator is None:
+                    iterator = iter(iterable)
                 chunk = next(iterator)
             except StopIteration:
                 return
