@@ -177,6 +177,8 @@ class DeliveryEngine(Closing[T]):
                 self._idle
                 and not self._notified
                 and (len(self._buffer) >= self.batch_size or self._eager)
+                # lingering: the lingering worker wakes by its timer (see workers.py)
+                and (not self._linger_until or len(self._buffer) * 2 >= self.max_queue_size)
             ):
                 self._notified = True
                 self._work.notify()

@@ -8,20 +8,26 @@ future, closure, task or hand-off.
 
 - An idle worker wakes when ``batch_size`` events wait (``put()`` notifies it), at
   each ``flush_interval`` tick while events wait, or when ``flush()``/``close()`` ask.
+- **Linger**: while traffic brings a batch faster than every ``_LINGER`` seconds, the
+  worker that drained the buffer sleeps ``_LINGER`` on a timer instead, and ``put()``
+  does not wake it (unless half the buffer fills): at one event per millisecond it
+  takes batches of ~50 rather than 10, with no wake-up from the request thread; each
+  batch pays a wake-up and cold caches once (bench/steady.py). ``flush()`` and
+  ``close()`` cut through it; ``batch_size=1`` (send each at once) never lingers.
 - One worker keeps up with a fast server; another joins only while events wait and
   every running worker has waited on the server for over ``_RAMP``, or the last
   answer took that long (threads contending for the GIL cost CPU for nothing).
   Against a slow server all ``max_workers`` are busy within tens of milliseconds.
 - While the breaker is open nothing is taken; one worker takes the probe when due.
   An event put back because the breaker opened after it went out is resent at most
-  ``_MAX_REQUEUES`` times: Plausible may have recorded it already.
+  ``MAX_REQUEUES`` times (:class:`~plausible_wsgi.delivery.deliverer.Requeues`):
+  Plausible may have recorded it already.
 - A worker idle for ``_IDLE_EXIT`` seconds ends; the last one releases the
   transport's connections (``on_idle``); the next ``put()`` starts one again.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Callable, Generic, Optional, TypeVar
@@ -31,7 +37,7 @@ from .._log import RateLimitedLog, logger
 from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .deliverer import Deliverer, Requeue
+from .deliverer import Deliverer, Requeue, Requeues
 
 __all__ = ["WorkerPool"]
 
@@ -41,8 +47,8 @@ T = TypeVar("T")
 _RAMP = 0.01
 #: Seconds an idle worker lingers before it ends (and the connections are released).
 _IDLE_EXIT = 30.0
-#: Times an event may be put back in the buffer after an attempt went out.
-_MAX_REQUEUES = 3
+#: Seconds a batch may gather after a drain while traffic is fast (see above).
+_LINGER = 0.05
 _monotonic = time.monotonic
 
 
@@ -84,10 +90,16 @@ class WorkerPool(Generic[T]):
         #: not at every event (a flush during a burst would take the GIL per event).
         self._flush_waiters: list[int] = []
         self._notified = False
+        #: While set (monotonic), the batch lingers: only ``_lingerer`` (a thread id)
+        #: wakes for it, by its timer, and put() does not notify (see the docs above).
+        self._linger_until = 0.0
+        self._lingerer = 0
+        #: When the last drain ended; whether the batch being drained came fast.
+        self._quiet_since = _monotonic()
+        self._fast = False
         #: Items pushed out of the full buffer, to report to on_settle from a worker.
         self._evicted: list[T] = []
-        #: id(item) -> times put back after an attempt that may have been recorded.
-        self._requeued: dict[int, int] = {}
+        self._requeues: Requeues[T] = Requeues(self.name, self._warnings)
 
     def _start_worker(self) -> None:
         """Start a worker thread; under the lock.
@@ -107,7 +119,7 @@ class WorkerPool(Generic[T]):
     def _run(self) -> None:
         me = threading.get_ident()
         while True:
-            first = self._next()
+            first = self._next(me)
             if first is None:
                 break
             self._drain(first, me)
@@ -116,7 +128,7 @@ class WorkerPool(Generic[T]):
             # and drops it; finish_close() closes them all, then sets this.
             self._closing_done.wait()
 
-    def _next(self) -> Optional[tuple[T, int, Admission]]:
+    def _next(self, me: int) -> Optional[tuple[T, int, Admission]]:
         """Wait until an event should go out; take it. None: this worker ends."""
         with self._lock:
             idle_since = _monotonic()
@@ -126,6 +138,8 @@ class WorkerPool(Generic[T]):
                 if delay is None:
                     admission = self._one.admit()
                     if admission is not Admission.DENIED:
+                        if not self._draining:
+                            self._start_batch(now)
                         self._draining += 1
                         taken = self._take()
                         if self._buffer and not self._idle and self._threads < self.max_workers:
@@ -138,6 +152,8 @@ class WorkerPool(Generic[T]):
                     if idle_left <= 0:
                         break
                     delay = min(delay, idle_left)
+                if self._lingerer == me and self._linger_until > now:
+                    delay = min(delay, self._linger_until - now)
                 self._idle += 1
                 try:
                     self._work.wait(delay)
@@ -157,6 +173,8 @@ class WorkerPool(Generic[T]):
     def _delay(self, now: float) -> Optional[float]:
         """None when an event should go out now, else seconds to wait before looking."""
         if not self._buffer:
+            if self._linger_until and now >= self._linger_until:
+                self._linger_until = 0.0  # nothing came: the traffic stopped
             if now >= self._next_tick:
                 self._next_tick = now + self.flush_interval
             return self._next_tick - now
@@ -174,15 +192,30 @@ class WorkerPool(Generic[T]):
                 return None  # the server answers slowly: join now
             newest = now - max(busy)
             return None if newest >= _RAMP else _RAMP - newest
-        if (
-            len(self._buffer) >= self.batch_size
-            or now >= self._next_tick
-            or self._flush_waiters
-            or self._closed
-            or self._eager
-        ):
+        return self._batch_wait(now)
+
+    def _batch_wait(self, now: float) -> Optional[float]:
+        """Nobody drains, events wait: None when they are due, else the wait."""
+        if now >= self._next_tick or self._flush_waiters or self._closed or self._eager:
+            return None
+        if self._linger_until:
+            if now >= self._linger_until or len(self._buffer) * 2 >= self._buffer.max_items:
+                return None
+        elif len(self._buffer) >= self.batch_size:
             return None
         return self._next_tick - now
+
+    def _start_batch(self, now: float) -> None:
+        """A first worker starts draining: is traffic fast enough to linger after it?"""
+        self._linger_until = 0.0
+        self._fast = len(self._buffer) * _LINGER >= self.batch_size * (now - self._quiet_since)
+
+    def _end_batch(self, me: int) -> None:
+        """The last draining worker stops: linger after it if traffic is fast."""
+        self._quiet_since = now = _monotonic()
+        if self._fast and not self._buffer and self.batch_size > 1 and not self._eager:
+            self._linger_until = now + _LINGER
+            self._lingerer = me
 
     def _take(self) -> tuple[T, int]:
         self._in_flight += 1
@@ -192,9 +225,9 @@ class WorkerPool(Generic[T]):
         """Deliver events one after another until there is nothing to do."""
         item, size, admission = first
         busy = self._busy
-        requeued = self._requeued
+        requeues = self._requeues
         while True:
-            resend = bool(requeued) and id(item) in requeued
+            resend = requeues.is_resend(item)
             busy[me] = started = _monotonic()
             try:
                 result = self._one.deliver(item, admission, resend)
@@ -213,6 +246,8 @@ class WorkerPool(Generic[T]):
                 nxt = self._next_in_drain(admission)
                 if nxt is None:
                     self._draining -= 1
+                    if not self._draining:
+                        self._end_batch(me)
                 elif self._buffer and not self._idle and self._threads < self.max_workers:
                     self._start_worker()  # joins if this one waits on a slow server
                 if admission is Admission.PROBE:
@@ -249,15 +284,17 @@ class WorkerPool(Generic[T]):
     def _settle(self, item: T, size: int, result: Settlement | Requeue) -> Optional[Settlement]:
         """Count the end of an attempt (under the lock); the final settlement, if any."""
         self._in_flight -= 1
-        key = id(item)
         if isinstance(result, Requeue):
-            settlement = self._requeue(key, item, size, result)
+            settlement = (
+                Settlement.SHUTDOWN
+                if self._abort.is_set()
+                else self._requeues.put_back(item, size, result, self._buffer)
+            )
             if settlement is None:
                 return None
         else:
             settlement = result
-        if self._requeued:
-            self._requeued.pop(key, None)
+        self._requeues.forget(item)
         self._ledger.settle(settlement)
         waiters = self._flush_waiters
         if waiters and self._ledger.settled >= min(waiters):
@@ -265,23 +302,3 @@ class WorkerPool(Generic[T]):
         if not self._one.breaker_closed():
             self._work.notify_all()  # a probe settled: the waiting workers look again
         return settlement
-
-    def _requeue(self, key: int, item: T, size: int, why: Requeue) -> Optional[Settlement]:
-        """Put ``item`` back as the oldest; or how it ends if it cannot go back."""
-        requeues = self._requeued.get(key, 0) + (why is Requeue.MAYBE_RECORDED)
-        if self._abort.is_set():
-            return Settlement.SHUTDOWN
-        if requeues > _MAX_REQUEUES:
-            self._warnings.log(
-                logging.WARNING,
-                "requeue_cap",
-                "%s: giving up on an event resent %d times while the breaker was open "
-                "(the server may have recorded it)",
-                self.name,
-                requeues,
-            )
-            return Settlement.GAVE_UP
-        if not self._buffer.push_front(item, size):
-            return Settlement.QUEUE_FULL
-        self._requeued[key] = requeues
-        return None

@@ -1,0 +1,117 @@
+"""The engine's linger: under fast traffic a drained worker sleeps on a timer and
+``put()`` does not wake it, so events arrive at the worker as large batches.
+
+Each test stretches or shortens the linger (``workers._LINGER``) so that what it
+checks is a condition, never a race against the clock: with a linger of an hour,
+an event that went out proves a wake-up that should (or should not) have happened.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sink import wait_until
+
+from plausible_wsgi.delivery import workers
+from plausible_wsgi.delivery.engine import DeliveryEngine
+from plausible_wsgi.stats import Settlement
+
+HOUR = 3600.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, item: int) -> Settlement:
+        with self.lock:
+            self.sent.append(item)
+        return Settlement.SENT
+
+
+def lingering_engine(
+    recorder: Recorder, *, batch_size: int = 2, max_queue_size: int = 1000
+) -> DeliveryEngine[int]:
+    """An engine whose first batch went out fast, so its worker now lingers."""
+    engine: DeliveryEngine[int] = DeliveryEngine(
+        recorder,
+        name="linger-test",
+        key=object(),
+        batch_size=batch_size,
+        flush_interval=HOUR,
+        max_queue_size=max_queue_size,
+    )
+    for item in range(batch_size):
+        engine.put(item)
+    # Settled under the same lock hold that ends the drain and arms the linger.
+    wait_until(lambda: engine.stats().sent == batch_size, timeout=30)
+    return engine
+
+
+def test_events_put_while_lingering_wait_and_flush_cuts_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    recorder = Recorder()
+    engine = lingering_engine(recorder)
+    for item in range(2, 12):  # five batches' worth: put() wakes nobody
+        engine.put(item)
+    assert engine.stats().queued == 10
+    assert engine.flush(60)  # would otherwise wait for the hour
+    assert engine.stats().sent == 12
+    for item in range(12, 20):
+        engine.put(item)
+    engine.close(60)  # close cuts through it too: nothing dropped
+    stats = engine.stats()
+    assert stats.sent == 20
+    assert not stats.dropped
+    assert sorted(recorder.sent) == list(range(20))
+
+
+def test_the_linger_ends_by_itself_and_sends_what_came(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "_LINGER", 0.2)
+    recorder = Recorder()
+    engine = lingering_engine(recorder)
+    engine.put(2)  # below batch_size, and the interval tick is an hour away
+    wait_until(lambda: engine.stats().sent == 3, timeout=30)
+    engine.close(5)
+
+
+def test_half_a_buffer_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    recorder = Recorder()
+    engine = lingering_engine(recorder, max_queue_size=20)
+    for item in range(2, 12):  # the tenth fills half the buffer
+        engine.put(item)
+    wait_until(lambda: engine.stats().sent == 12, timeout=30)  # no flush()
+    assert not engine.stats().dropped
+    engine.close(5)
+
+
+def test_batch_size_one_never_lingers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    recorder = Recorder()
+    engine = lingering_engine(recorder, batch_size=1)
+    engine.put(1)
+    wait_until(lambda: engine.stats().sent == 2, timeout=30)  # no flush()
+    engine.close(5)
+
+
+def test_slow_traffic_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A batch that took longer than the linger to gather: batch_size decides again.
+    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    recorder = Recorder()
+    engine: DeliveryEngine[int] = DeliveryEngine(
+        recorder, name="linger-test", key=object(), batch_size=2, flush_interval=HOUR
+    )
+    with engine._lock:
+        engine._quiet_since -= 10 * HOUR  # as if the first batch took ten hours to come
+    engine.put(0)
+    engine.put(1)
+    wait_until(lambda: engine.stats().sent == 2, timeout=30)
+    engine.put(2)
+    engine.put(3)  # the batch is full: put() wakes the worker
+    wait_until(lambda: engine.stats().sent == 4, timeout=30)  # no flush()
+    engine.close(5)
