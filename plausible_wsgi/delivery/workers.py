@@ -15,8 +15,8 @@ future, closure, task or hand-off.
   batch pays a wake-up and cold caches once (bench/steady.py). ``flush()`` and
   ``close()`` cut through it; ``batch_size=1`` (send each at once) never lingers.
 - One worker keeps up with a fast server; another joins only while events wait and
-  every running worker has waited on the server for over ``_RAMP``, or the last
-  answer took that long (threads contending for the GIL cost CPU for nothing).
+  every draining worker has waited on the server for over ``RAMP``, or attempts take
+  that long, and leaves once they are fast (:mod:`plausible_wsgi.delivery.ramp`).
   Against a slow server all ``max_workers`` are busy within tens of milliseconds.
 - While the breaker is open nothing is taken; one worker takes the probe when due.
   An event put back because the breaker opened after it went out is resent at most
@@ -38,13 +38,12 @@ from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
 from .deliverer import Deliverer, Requeue, Requeues
+from .ramp import Ramp
 
 __all__ = ["WorkerPool"]
 
 T = TypeVar("T")
 
-#: Seconds every running worker must have waited on the server before another joins.
-_RAMP = 0.01
 #: Seconds an idle worker lingers before it ends (and the connections are released).
 _IDLE_EXIT = 30.0
 #: Seconds a batch may gather after a drain while traffic is fast (see above).
@@ -81,10 +80,7 @@ class WorkerPool(Generic[T]):
 
     def _fresh_pool(self) -> None:
         self._in_flight = self._threads = self._idle = self._draining = 0
-        #: thread id -> when its current attempt started, for the ramp-up decision.
-        self._busy: dict[int, float] = {}
-        #: Seconds the last attempt took: a slow server lets idle workers join at once.
-        self._last_took = 0.0
+        self._ramp = Ramp()
         self._next_tick = _monotonic() + self.flush_interval
         #: The settled count each flush() waits for: woken when the lowest is reached,
         #: not at every event (a flush during a burst would take the GIL per event).
@@ -143,7 +139,7 @@ class WorkerPool(Generic[T]):
                         self._draining += 1
                         taken = self._take()
                         if self._buffer and not self._idle and self._threads < self.max_workers:
-                            self._start_worker()  # a spare: joins in _RAMP if needed
+                            self._start_worker()  # a spare: joins after RAMP if needed
                         return (*taken, admission)
                     assert self._breaker is not None  # only a breaker denies
                     delay = max(0.005, self._breaker.seconds_until_probe())
@@ -185,13 +181,7 @@ class WorkerPool(Generic[T]):
             wait = breaker.seconds_until_probe()
             return None if wait <= 0 else wait  # woken early when a probe settles
         if self._draining:
-            busy = tuple(self._busy.values())  # one C call: no resize mid-iteration
-            if len(busy) < self._draining:
-                return _RAMP  # a worker is between events: it is keeping up
-            if self._last_took >= _RAMP:
-                return None  # the server answers slowly: join now
-            newest = now - max(busy)
-            return None if newest >= _RAMP else _RAMP - newest
+            return self._ramp.join_in(now, self._draining)
         return self._batch_wait(now)
 
     def _batch_wait(self, now: float) -> Optional[float]:
@@ -224,16 +214,15 @@ class WorkerPool(Generic[T]):
     def _drain(self, first: tuple[T, int, Admission], me: int) -> None:
         """Deliver events one after another until there is nothing to do."""
         item, size, admission = first
-        busy = self._busy
+        ramp = self._ramp
         requeues = self._requeues
         while True:
             resend = requeues.is_resend(item)
-            busy[me] = started = _monotonic()
+            started = ramp.started(me)
             try:
                 result = self._one.deliver(item, admission, resend)
             finally:
-                del busy[me]
-            self._last_took = _monotonic() - started
+                ramp.ended(me, started)
             if self._on_settle is not None and not isinstance(result, Requeue):
                 # Reported before it is counted: once flush() returns, a spool has
                 # heard of every item it waited for.
@@ -269,6 +258,7 @@ class WorkerPool(Generic[T]):
             or self._abort.is_set()
             or (paused_until and _monotonic() < paused_until)
             or not self._one.breaker_closed()
+            or self._ramp.crowded(self._draining)  # fast answers: one worker is enough
         ):
             return None
         return self._take()
