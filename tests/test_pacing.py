@@ -1,9 +1,12 @@
-"""The engine's linger: under fast traffic a drained worker sleeps on a timer and
-``put()`` does not wake it, so events arrive at the worker as large batches.
+"""The engine's pacing: the linger and the ramp.
 
-Each test stretches or shortens the linger (``workers._LINGER``) so that what it
-checks is a condition, never a race against the clock: with a linger of an hour,
-an event that went out proves a wake-up that should (or should not) have happened.
+Linger: under fast traffic a drained worker sleeps on a timer and ``put()`` does not
+wake it, so events arrive at the worker as large batches. Each linger test stretches
+or shortens the linger (``workers._LINGER``) so that what it checks is a condition,
+never a race against the clock: with a linger of an hour, an event that went out
+proves a wake-up that should (or should not) have happened.
+
+Ramp: pure decisions, fed attempt times.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sink import wait_until
 
 from plausible_wsgi.delivery import workers
 from plausible_wsgi.delivery.engine import DeliveryEngine
+from plausible_wsgi.delivery.ramp import RAMP, Ramp
 from plausible_wsgi.stats import Settlement
 
 HOUR = 3600.0
@@ -115,3 +119,41 @@ def test_slow_traffic_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     engine.put(3)  # the batch is full: put() wakes the worker
     wait_until(lambda: engine.stats().sent == 4, timeout=30)  # no flush()
     engine.close(5)
+
+
+# -- the ramp: when another worker joins, and when it leaves --------------------------
+
+
+def attempt(ramp: Ramp, seconds: float, me: int = 1) -> None:
+    """Report an attempt that took ``seconds`` (its start moved back that far)."""
+    started = ramp.started(me) - seconds
+    ramp.ended(me, started)
+
+
+def test_one_slow_attempt_among_fast_ones_does_not_look_like_a_slow_server() -> None:
+    ramp = Ramp()
+    for _ in range(20):
+        attempt(ramp, 0.0001)
+    attempt(ramp, 2 * RAMP)  # preempted once on a loaded machine
+    assert ramp.took < RAMP
+    assert ramp.crowded(2)  # a joined worker leaves
+
+
+def test_a_slow_server_lets_workers_join_at_once_and_keeps_them() -> None:
+    ramp = Ramp()
+    attempt(ramp, 0.05)  # the first answer of a 50 ms server
+    assert ramp.took >= RAMP
+    assert not ramp.crowded(4)
+    now = ramp.started(1)  # a worker is waiting on the server right now
+    assert ramp.join_in(now, draining=1) is None
+
+
+def test_an_idle_worker_joins_a_drain_only_after_every_drainer_waited_ramp() -> None:
+    ramp = Ramp()
+    start = ramp.started(1)
+    wait = ramp.join_in(start, draining=1)
+    assert wait is not None
+    assert 0 < wait <= RAMP
+    assert ramp.join_in(start + RAMP, draining=1) is None  # stuck on the server: join
+    assert ramp.join_in(start + RAMP, draining=2) == RAMP  # another is between events
+    assert not ramp.crowded(1)  # the only drainer never leaves
