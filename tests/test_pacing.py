@@ -2,7 +2,7 @@
 
 Linger: under fast traffic a drained worker sleeps on a timer and ``put()`` does not
 wake it, so events arrive at the worker as large batches. Each linger test stretches
-or shortens the linger (``workers._LINGER``) so that what it checks is a condition,
+or shortens the linger (``pacing.LINGER``) so that what it checks is a condition,
 never a race against the clock: with a linger of an hour, an event that went out
 proves a wake-up that should (or should not) have happened.
 
@@ -16,9 +16,9 @@ import threading
 import pytest
 from sink import wait_until
 
-from plausible_wsgi.delivery import workers
+from plausible_wsgi.delivery import pacing
 from plausible_wsgi.delivery.engine import DeliveryEngine
-from plausible_wsgi.delivery.ramp import RAMP, Ramp
+from plausible_wsgi.delivery.pacing import RAMP, Ramp
 from plausible_wsgi.stats import Settlement
 
 HOUR = 3600.0
@@ -57,7 +57,7 @@ def lingering_engine(
 def test_events_put_while_lingering_wait_and_flush_cuts_through(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    monkeypatch.setattr(pacing, "LINGER", HOUR)
     recorder = Recorder()
     engine = lingering_engine(recorder)
     for item in range(2, 12):  # five batches' worth: put() wakes nobody
@@ -75,7 +75,7 @@ def test_events_put_while_lingering_wait_and_flush_cuts_through(
 
 
 def test_the_linger_ends_by_itself_and_sends_what_came(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers, "_LINGER", 0.2)
+    monkeypatch.setattr(pacing, "LINGER", 0.2)
     recorder = Recorder()
     engine = lingering_engine(recorder)
     engine.put(2)  # below batch_size, and the interval tick is an hour away
@@ -84,7 +84,7 @@ def test_the_linger_ends_by_itself_and_sends_what_came(monkeypatch: pytest.Monke
 
 
 def test_half_a_buffer_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    monkeypatch.setattr(pacing, "LINGER", HOUR)
     recorder = Recorder()
     engine = lingering_engine(recorder, max_queue_size=20)
     for item in range(2, 12):  # the tenth fills half the buffer
@@ -95,7 +95,7 @@ def test_half_a_buffer_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_batch_size_one_never_lingers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    monkeypatch.setattr(pacing, "LINGER", HOUR)
     recorder = Recorder()
     engine = lingering_engine(recorder, batch_size=1)
     engine.put(1)
@@ -105,13 +105,13 @@ def test_batch_size_one_never_lingers(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_slow_traffic_does_not_linger(monkeypatch: pytest.MonkeyPatch) -> None:
     # A batch that took longer than the linger to gather: batch_size decides again.
-    monkeypatch.setattr(workers, "_LINGER", HOUR)
+    monkeypatch.setattr(pacing, "LINGER", HOUR)
     recorder = Recorder()
     engine: DeliveryEngine[int] = DeliveryEngine(
         recorder, name="linger-test", key=object(), batch_size=2, flush_interval=HOUR
     )
     with engine._lock:
-        engine._quiet_since -= 10 * HOUR  # as if the first batch took ten hours to come
+        engine._linger.quiet_since -= 10 * HOUR  # as if the first batch took ten hours to come
     engine.put(0)
     engine.put(1)
     wait_until(lambda: engine.stats().sent == 2, timeout=30)
@@ -134,14 +134,15 @@ def test_one_slow_attempt_among_fast_ones_does_not_look_like_a_slow_server() -> 
     ramp = Ramp()
     for _ in range(20):
         attempt(ramp, 0.0001)
-    attempt(ramp, 2 * RAMP)  # preempted once on a loaded machine
+    attempt(ramp, 1.0)  # preempted once on a loaded machine
     assert ramp.took < RAMP
     assert ramp.crowded(2)  # a joined worker leaves
 
 
-def test_a_slow_server_lets_workers_join_at_once_and_keeps_them() -> None:
+def test_a_slow_server_lets_workers_join_and_keeps_them() -> None:
     ramp = Ramp()
-    attempt(ramp, 0.05)  # the first answer of a 50 ms server
+    attempt(ramp, 0.05)  # the first answers of a 50 ms server
+    attempt(ramp, 0.05)
     assert ramp.took >= RAMP
     assert not ramp.crowded(4)
     now = ramp.started(1)  # a worker is waiting on the server right now

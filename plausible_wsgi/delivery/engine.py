@@ -173,13 +173,7 @@ class DeliveryEngine(Closing[T]):
                 not self._idle and self._draining and self._threads < self.max_workers
             ):
                 self._start_worker()
-            elif (
-                self._idle
-                and not self._notified
-                and (len(self._buffer) >= self.batch_size or self._eager)
-                # lingering: the lingering worker wakes by its timer (see workers.py)
-                and (not self._linger_until or len(self._buffer) * 2 >= self.max_queue_size)
-            ):
+            elif self._idle and not self._notified and self._should_wake():
                 self._notified = True
                 self._work.notify()
         if evicted:

@@ -8,16 +8,15 @@ future, closure, task or hand-off.
 
 - An idle worker wakes when ``batch_size`` events wait (``put()`` notifies it), at
   each ``flush_interval`` tick while events wait, or when ``flush()``/``close()`` ask.
-- **Linger**: while traffic brings a batch faster than every ``_LINGER`` seconds, the
-  worker that drained the buffer sleeps ``_LINGER`` on a timer instead, and ``put()``
-  does not wake it (unless half the buffer fills): at one event per millisecond it
-  takes batches of ~50 rather than 10, with no wake-up from the request thread; each
-  batch pays a wake-up and cold caches once (bench/steady.py). ``flush()`` and
-  ``close()`` cut through it; ``batch_size=1`` (send each at once) never lingers.
+- While traffic is fast, a batch lingers (:mod:`plausible_wsgi.delivery.pacing`): the
+  worker that drained the buffer wakes on its own timer and ``put()`` wakes nobody.
+  ``flush()`` and ``close()`` cut through it; ``batch_size=1`` never lingers.
 - One worker keeps up with a fast server; another joins only while events wait and
   every draining worker has waited on the server for over ``RAMP``, or attempts take
-  that long, and leaves once they are fast (:mod:`plausible_wsgi.delivery.ramp`).
-  Against a slow server all ``max_workers`` are busy within tens of milliseconds.
+  that long, and leaves once they are fast (the ramp, in the same module). An idle
+  spare checks on the drainers with growing patience (up to ``_PATIENCE``); ``put()``
+  and a slow answer wake it when it must join. Against a slow server all
+  ``max_workers`` are busy within tens of milliseconds.
 - While the breaker is open nothing is taken; one worker takes the probe when due.
   An event put back because the breaker opened after it went out is resent at most
   ``MAX_REQUEUES`` times (:class:`~plausible_wsgi.delivery.deliverer.Requeues`):
@@ -38,7 +37,7 @@ from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
 from .deliverer import Deliverer, Requeue, Requeues
-from .ramp import Ramp
+from .pacing import RAMP, Linger, Ramp
 
 __all__ = ["WorkerPool"]
 
@@ -46,8 +45,8 @@ T = TypeVar("T")
 
 #: Seconds an idle worker lingers before it ends (and the connections are released).
 _IDLE_EXIT = 30.0
-#: Seconds a batch may gather after a drain while traffic is fast (see above).
-_LINGER = 0.05
+#: Seconds at most between an idle spare's looks at a drain that keeps up.
+_PATIENCE = 0.25
 _monotonic = time.monotonic
 
 
@@ -86,13 +85,7 @@ class WorkerPool(Generic[T]):
         #: not at every event (a flush during a burst would take the GIL per event).
         self._flush_waiters: list[int] = []
         self._notified = False
-        #: While set (monotonic), the batch lingers: only ``_lingerer`` (a thread id)
-        #: wakes for it, by its timer, and put() does not notify (see the docs above).
-        self._linger_until = 0.0
-        self._lingerer = 0
-        #: When the last drain ended; whether the batch being drained came fast.
-        self._quiet_since = _monotonic()
-        self._fast = False
+        self._linger = Linger()
         #: Items pushed out of the full buffer, to report to on_settle from a worker.
         self._evicted: list[T] = []
         self._requeues: Requeues[T] = Requeues(self.name, self._warnings)
@@ -128,6 +121,7 @@ class WorkerPool(Generic[T]):
         """Wait until an event should go out; take it. None: this worker ends."""
         with self._lock:
             idle_since = _monotonic()
+            patience = RAMP
             while not self._abort.is_set():
                 now = _monotonic()
                 delay = self._delay(now)
@@ -135,7 +129,7 @@ class WorkerPool(Generic[T]):
                     admission = self._one.admit()
                     if admission is not Admission.DENIED:
                         if not self._draining:
-                            self._start_batch(now)
+                            self._linger.batch_started(now, len(self._buffer), self.batch_size)
                         self._draining += 1
                         taken = self._take()
                         if self._buffer and not self._idle and self._threads < self.max_workers:
@@ -148,8 +142,11 @@ class WorkerPool(Generic[T]):
                     if idle_left <= 0:
                         break
                     delay = min(delay, idle_left)
-                if self._lingerer == me and self._linger_until > now:
-                    delay = min(delay, self._linger_until - now)
+                elif self._draining:  # a spare watching a drain that keeps up
+                    delay, patience = max(delay, patience), min(2 * patience, _PATIENCE)
+                timer = self._linger.timer(me, now)
+                if timer is not None:
+                    delay = min(delay, timer)
                 self._idle += 1
                 try:
                     self._work.wait(delay)
@@ -169,8 +166,7 @@ class WorkerPool(Generic[T]):
     def _delay(self, now: float) -> Optional[float]:
         """None when an event should go out now, else seconds to wait before looking."""
         if not self._buffer:
-            if self._linger_until and now >= self._linger_until:
-                self._linger_until = 0.0  # nothing came: the traffic stopped
+            self._linger.nothing_came(now)
             if now >= self._next_tick:
                 self._next_tick = now + self.flush_interval
             return self._next_tick - now
@@ -188,24 +184,20 @@ class WorkerPool(Generic[T]):
         """Nobody drains, events wait: None when they are due, else the wait."""
         if now >= self._next_tick or self._flush_waiters or self._closed or self._eager:
             return None
-        if self._linger_until:
-            if now >= self._linger_until or len(self._buffer) * 2 >= self._buffer.max_items:
-                return None
-        elif len(self._buffer) >= self.batch_size:
-            return None
-        return self._next_tick - now
+        due = self._linger.due(now, len(self._buffer), self._buffer.max_items)
+        if due is None:
+            due = len(self._buffer) >= self.batch_size
+        return None if due else self._next_tick - now
 
-    def _start_batch(self, now: float) -> None:
-        """A first worker starts draining: is traffic fast enough to linger after it?"""
-        self._linger_until = 0.0
-        self._fast = len(self._buffer) * _LINGER >= self.batch_size * (now - self._quiet_since)
-
-    def _end_batch(self, me: int) -> None:
-        """The last draining worker stops: linger after it if traffic is fast."""
-        self._quiet_since = now = _monotonic()
-        if self._fast and not self._buffer and self.batch_size > 1 and not self._eager:
-            self._linger_until = now + _LINGER
-            self._lingerer = me
+    def _should_wake(self) -> bool:
+        """put(): must an idle worker be woken for what is buffered now?"""
+        if self._draining:  # the drainers take it; a spare joins drainers stuck on the server
+            return self._ramp.join_in(_monotonic(), self._draining) is None
+        if self._eager:
+            return True
+        if self._linger.until:  # the lingering worker wakes by its timer
+            return len(self._buffer) * 2 >= self._buffer.max_items
+        return len(self._buffer) >= self.batch_size
 
     def _take(self) -> tuple[T, int]:
         self._in_flight += 1
@@ -232,15 +224,7 @@ class WorkerPool(Generic[T]):
                 evicted = self._evicted
                 if evicted:
                     self._evicted = []
-                nxt = self._next_in_drain(admission)
-                if nxt is None:
-                    self._draining -= 1
-                    if not self._draining:
-                        self._end_batch(me)
-                elif self._buffer and not self._idle and self._threads < self.max_workers:
-                    self._start_worker()  # joins if this one waits on a slow server
-                if admission is Admission.PROBE:
-                    self._work.notify_all()  # the probe settled: the others look again
+                nxt = self._carry_on(me, admission)
             if final is not None and isinstance(result, Requeue):
                 self._report(item, final)  # could not go back: how it ended instead
             for old in evicted:
@@ -249,6 +233,22 @@ class WorkerPool(Generic[T]):
                 return
             item, size = nxt
             admission = Admission.NORMAL
+
+    def _carry_on(self, me: int, admission: Admission) -> Optional[tuple[T, int]]:
+        """After an event (under the lock): the next one to take, or None to stop."""
+        nxt = self._next_in_drain(admission)
+        if nxt is None:
+            self._draining -= 1
+            if not self._draining:
+                may_linger = not self._buffer and self.batch_size > 1 and not self._eager
+                self._linger.batch_ended(me, may_linger)
+        elif self._buffer and not self._idle and self._threads < self.max_workers:
+            self._start_worker()  # joins if this one waits on a slow server
+        elif self._idle and self._buffer and self._ramp.took >= RAMP:
+            self._work.notify_all()  # the server is slow: the idle spares join
+        if admission is Admission.PROBE:
+            self._work.notify_all()  # the probe settled: the others look again
+        return nxt
 
     def _next_in_drain(self, admission: Admission) -> Optional[tuple[T, int]]:
         paused_until = self._one.paused_until
