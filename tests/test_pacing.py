@@ -158,3 +158,40 @@ def test_an_idle_worker_joins_a_drain_only_after_every_drainer_waited_ramp() -> 
     assert ramp.join_in(start + RAMP, draining=1) is None  # stuck on the server: join
     assert ramp.join_in(start + RAMP, draining=2) == RAMP  # another is between events
     assert not ramp.crowded(1)  # the only drainer never leaves
+
+
+def test_put_wakes_no_spare_while_a_drain_keeps_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The drainer is held inside its first attempt; with a ramp of an hour it never
+    # counts as stuck, so the idle spare has no reason to wake for the events put
+    # meanwhile (it used to be notified by every put() once batch_size waited).
+    monkeypatch.setattr(pacing, "RAMP", HOUR)
+    release = threading.Event()
+    recorder = Recorder()
+
+    def send(item: int) -> Settlement:
+        if item == 0:
+            release.wait(30)
+        return recorder(item)
+
+    engine: DeliveryEngine[int] = DeliveryEngine(
+        send, name="ramp-test", key=object(), batch_size=2, flush_interval=HOUR, max_workers=2
+    )
+    notified: list[int] = []
+    real_notify = engine._work.notify
+
+    def notify(n: int = 1) -> None:
+        notified.append(n)
+        real_notify(n)
+
+    engine._work.notify = notify  # type: ignore[method-assign]
+    engine.put(0)
+    engine.put(1)
+    wait_until(lambda: engine.stats().in_flight == 1 and engine._idle == 1, timeout=30)
+    notified.clear()  # put(1) may have woken the first worker: that one was due
+    for item in range(2, 22):
+        engine.put(item)
+    assert notified == []
+    release.set()
+    assert engine.flush(60)
+    assert sorted(recorder.sent) == list(range(22))
+    engine.close(5)
