@@ -22,7 +22,7 @@ from .delivery.transport import HttpTransport, Outcome
 from .events import Event, encode_event
 from .spool.feeder import SpoolFeeder
 from .spool.store import SpoolRecord
-from .stats import DropReason, Settlement
+from .stats import Settlement
 
 __all__ = ["Item", "Poster"]
 
@@ -33,16 +33,6 @@ _SETTLEMENTS = {
     Outcome.SENT: Settlement.SENT,
     Outcome.SERVER_DROPPED: Settlement.SERVER_DROPPED,
     Outcome.REJECTED: Settlement.REJECTED,
-}
-#: The spool feeder's words for how a row's delivery ended.
-_SPOOL_SETTLEMENTS: dict[Settlement, str] = {
-    Settlement.SENT: "sent",
-    Settlement.SERVER_DROPPED: "server_dropped",
-    Settlement.REJECTED: "failed",
-    Settlement.GAVE_UP: "failed",
-    Settlement.QUEUE_FULL: DropReason.QUEUE_FULL,
-    Settlement.SHUTDOWN: DropReason.SHUTDOWN,
-    Settlement.VETOED: "vetoed",
 }
 
 
@@ -108,7 +98,7 @@ class Poster:
         try:
             response = self.transport.send(body, user_agent, client_ip)
         except AttemptError as exc:
-            self.health.failed(exc.kind.value)
+            self.health.failed(exc.kind)
             if hooks is not None:
                 hooks.detail(str(exc)[:200])
             raise
@@ -137,10 +127,8 @@ class Poster:
 
     def settled(self, item: Item, settlement: Settlement) -> None:
         """The engine's ``on_settle``: tell the spool and the hooks how ``item`` ended."""
-        kept = False
+        kept = False  # given back unsent: the spool keeps it for a later delivery
         if type(item) is SpoolRecord and self.feeder is not None:
-            self.feeder.settled(item, _SPOOL_SETTLEMENTS[settlement])
-            # Given back unsent: the spool keeps it for a later delivery.
-            kept = settlement is Settlement.QUEUE_FULL or settlement is Settlement.SHUTDOWN
+            kept = self.feeder.settled(item, settlement)
         if self.hooks is not None:
             self.hooks.settled(item, settlement, kept)
