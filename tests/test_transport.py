@@ -30,8 +30,9 @@ from faults import read_request
 from sink import SilentServer, wait_until
 
 import plausible_wsgi as pw
+from plausible_wsgi.delivery.connection import IDLE_CHECK_AFTER
 from plausible_wsgi.delivery.failure import AttemptError, FailureKind
-from plausible_wsgi.delivery.transport import _IDLE_CHECK_AFTER, HttpTransport, Outcome
+from plausible_wsgi.delivery.transport import HttpTransport, Outcome
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -510,7 +511,7 @@ def test_a_connection_closed_while_idle_is_replaced_before_writing(
         assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
         assert closed.wait(10)
         wait_until(lambda: server.connections == server.requests, 10)
-        time.sleep(2 * _IDLE_CHECK_AFTER)  # idle long enough to be checked before writing
+        time.sleep(2 * IDLE_CHECK_AFTER)  # idle long enough to be checked before writing
     transport.close()
     assert (server.requests, server.connections) == (3, 3)
 
@@ -614,7 +615,7 @@ def test_abort_cuts_a_connect_to_a_syn_dropping_port(syn_dropping: str) -> None:
 
     worker = threading.Thread(target=send, daemon=True)
     worker.start()
-    wait_until(lambda: len(transport._open) == 1, 10)  # registered before connect returns
+    wait_until(lambda: transport.pool.open_count == 1, 10)  # registered before connect returns
     transport.abort()
     worker.join(30)  # far below the 120 s the deadline would take
     assert not worker.is_alive()
