@@ -493,19 +493,34 @@ def test_a_cut_on_a_reused_connection_is_never_resent_silently(
         assert stats.failed == 50
 
 
+def close_tls(tls: ssl.SSLSocket, close_notify: bool) -> None:
+    if close_notify:  # sent without waiting for the client's
+        tls.setblocking(False)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.unwrap()
+    tls.close()
+
+
+@pytest.mark.parametrize("close", ["plain", "tls_fin", "tls_close_notify"])
 def test_a_connection_closed_while_idle_is_replaced_before_writing(
-    raw_server: Callable[..., RawServer],
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str], close: str
 ) -> None:
     closed = threading.Event()
+    context, bundle = tls_ca
 
     def script(conn: socket.socket, server: RawServer) -> None:
+        if close != "plain":
+            conn = context.wrap_socket(conn, server_side=True)
         if server.request(conn):
             conn.sendall(OK)  # keep-alive, then an idle timeout
+            if isinstance(conn, ssl.SSLSocket):
+                close_tls(conn, close_notify=close == "tls_close_notify")
             conn.close()
             closed.set()
 
     server = raw_server(script)
-    transport = HttpTransport(server.url, timeout=10)
+    url = server.url if close == "plain" else f"https://localhost:{server.port}"
+    transport = HttpTransport(url, timeout=10, ca_bundle=bundle)
     for _ in range(3):
         closed.clear()
         assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
@@ -514,6 +529,19 @@ def test_a_connection_closed_while_idle_is_replaced_before_writing(
         time.sleep(2 * IDLE_CHECK_AFTER)  # idle long enough to be checked before writing
     transport.close()
     assert (server.requests, server.connections) == (3, 3)
+
+
+def test_an_idle_tls_connection_is_reused(
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str]
+) -> None:
+    context, bundle = tls_ca
+    server = raw_server(serve_tls(context))
+    transport = HttpTransport(f"https://localhost:{server.port}", ca_bundle=bundle)
+    for _ in range(3):
+        assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
+        time.sleep(2 * IDLE_CHECK_AFTER)  # checked before the next write, and kept
+    transport.close()
+    assert (server.requests, server.connections) == (3, 1)
 
 
 def test_an_unannounced_close_right_after_an_answer_is_a_counted_cut(

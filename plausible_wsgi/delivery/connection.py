@@ -34,6 +34,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from .failure import AttemptError, FailureKind
 from .http11 import AnswerReader, BrokenAnswer
+from .tls import TlsSession, client_context
 
 __all__ = [
     "IDLE_CHECK_AFTER",
@@ -56,6 +57,8 @@ IDLE_CHECK_AFTER = 0.05
 _SLACK = 0.05
 #: Connecting waits in slices this long, checking for abort() between them.
 _CONNECT_SLICE = 0.25
+#: Bytes asked of the socket per read: a TLS record whole (16 KiB and its framing).
+_RECV_SIZE = 17408
 #: Where SO_RCVTIMEO/SO_SNDTIMEO take a ``struct timeval`` (not Windows).
 _KERNEL_TIMEOUTS = sys.platform != "win32"
 
@@ -87,8 +90,8 @@ class SendFailed(Exception):
 
 
 class Connection:
-    """One socket (plain, or TLS once the handshake started) with its answer reader and
-    the deadline of the attempt using it."""
+    """One socket (with its TLS session over https) with its answer reader and the
+    deadline of the attempt using it."""
 
     __slots__ = (
         "__weakref__",
@@ -99,6 +102,7 @@ class Connection:
         "reader",
         "sock",
         "timeout_set",
+        "tls",
     )
 
     def __init__(self, sock: socket.socket) -> None:
@@ -109,11 +113,11 @@ class Connection:
         self.timeout_set = -1.0
         #: A blocking socket bounded by SO_RCVTIMEO/SO_SNDTIMEO instead of Python's
         #: timeout mode, which polls before every send and recv: two system calls of
-        #: the five per event on plain HTTP. Not for TLS: with a blocking socket,
-        #: CPython's SSL read retries a kernel timeout forever.
+        #: the four per event.
         self.kernel_timeouts = False
         self.reader = AnswerReader()
         self.poller: Optional[_Poller] = None
+        self.tls: Optional[TlsSession] = None
 
     def __del__(self) -> None:
         # A worker thread that ended drops its connection with its thread-local.
@@ -133,13 +137,24 @@ class Connection:
             self.timeout_set = remaining
 
     def recv_into(self, view: memoryview) -> int:
+        """Answer bytes into ``view``; 0 at the end of the stream."""
+        if self.tls is not None:
+            return self.tls.read_into(view, self.recv)
         self.arm()
         return self.sock.recv_into(view)
 
+    def recv(self) -> bytes:
+        """The next bytes on the socket (TLS records over https)."""
+        self.arm()
+        return self.sock.recv(_RECV_SIZE)
+
     def send_all(self, data: bytes) -> None:
-        """Write all of ``data``; :class:`SendFailed` tells how much was accepted."""
+        """Write all of ``data``; :class:`SendFailed` tells how many bytes the socket
+        accepted."""
         sent = 0
         try:
+            if self.tls is not None:
+                data = self.tls.encrypt(data)
             while sent < len(data):
                 self.arm()
                 sent += self.sock.send(data[sent:] if sent else data)
@@ -158,17 +173,13 @@ class Connection:
             self.poller = _Poller(self.sock)
         if not self.poller.readable():
             return False
-        if isinstance(self.sock, ssl.SSLSocket):
-            # TLS 1.3 session tickets arrive after the handshake: readable, yet usable.
-            self.sock.settimeout(0.0)
-            self.timeout_set = -1.0  # the next arm() sets the attempt's timeout again
-            try:
-                self.sock.recv(1)
-            except ssl.SSLWantReadError:
-                return False
-            except OSError:
-                return True
-        return True
+        if self.tls is None:
+            return True
+        try:
+            data = self.sock.recv(_RECV_SIZE)  # readable: returns at once
+        except OSError:
+            return True
+        return self.tls.closed_by(data)
 
 
 class _Poller:
@@ -304,32 +315,21 @@ class ConnectionPool:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Only the standard library's socket: a green one (gevent) waits in its hub,
         # where a kernel timeout never fires; it keeps its own timeout mode.
-        if self._tls_host is None and _KERNEL_TIMEOUTS and type(sock).__module__ == "socket":
+        if _KERNEL_TIMEOUTS and type(sock).__module__ == "socket":
             sock.setblocking(True)
             conn.kernel_timeouts = True
 
-    def _context(self) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            cafile = self._ca_bundle
-            if cafile is None:
-                import certifi  # noqa: PLC0415  (requests' CA bundle, without requests)
-
-                cafile = certifi.where()
-            self._ssl_context = ssl.create_default_context(cafile=cafile)
-        return self._ssl_context
-
     def _start_tls(self, conn: Connection, host: str) -> None:
         try:
-            context = self._context()
-            tls = context.wrap_socket(
-                conn.sock, server_hostname=host, do_handshake_on_connect=False
-            )
-            conn.sock = tls
-            if self._aborted:  # abort() may have shut the socket down before the swap
-                raise ConnectionAbortedError("the transport was aborted")
-            conn.timeout_set = -1.0
-            conn.arm()
-            tls.do_handshake()
+            if self._ssl_context is None:
+                self._ssl_context = client_context(self._ca_bundle)
+            tls = TlsSession(self._ssl_context, host)
+            tls.handshake(conn.send_all, conn.recv)
+            conn.tls = tls
+        except SendFailed as exc:
+            raise AttemptError(
+                FailureKind.CONNECT, f"TLS handshake not completed: {reason(exc.error)}"
+            ) from exc.error
         except ssl.SSLCertVerificationError as exc:
             raise AttemptError(
                 FailureKind.TLS, f"TLS certificate not accepted: {exc.verify_message}"
