@@ -125,7 +125,9 @@ class Connection:
 
     def arm(self) -> None:
         """Give the next socket call the attempt's remaining time at most."""
-        remaining = deadline_left(self.deadline)
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("the attempt's deadline passed")
         if abs(remaining - self.timeout_set) > _SLACK:
             if self.kernel_timeouts:
                 seconds = int(remaining)
@@ -155,20 +157,22 @@ class Connection:
         try:
             if self.tls is not None:
                 data = self.tls.encrypt(data)
+            self.arm()
+            sent = self.sock.send(data)
             while sent < len(data):
                 self.arm()
-                sent += self.sock.send(data[sent:] if sent else data)
+                sent += self.sock.send(data[sent:])
         except OSError as exc:
             raise SendFailed(sent, exc) from None
 
-    def closed_while_idle(self, now: float) -> bool:
-        """Whether the server closed (or wrote to) this connection while it was idle
-        for longer than :data:`IDLE_CHECK_AFTER`, or ``close()`` closed it under this
-        thread (its poller would then watch a stale fd number)."""
+    def closed_while_idle(self) -> bool:
+        """Whether the server closed (or wrote to) this idle connection, or ``close()``
+        closed it under this thread (its poller would then watch a stale fd number).
+
+        Asked after :data:`IDLE_CHECK_AFTER` of idleness only; a connection closed by
+        ``close()`` sooner fails its write with nothing sent, and is replaced then."""
         if self.sock.fileno() < 0:
             return True
-        if now - self.idle_since <= IDLE_CHECK_AFTER:
-            return False
         if self.poller is None:
             self.poller = _Poller(self.sock)
         if not self.poller.readable():

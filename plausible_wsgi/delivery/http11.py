@@ -178,35 +178,32 @@ class AnswerReader:
         :raises BrokenAnswer: malformed, oversized, or cut short.
         """
         self._recv_into = recv_into
+        self._end = pos = 0
         try:
-            return self._read(tunnel)
+            for _ in range(MAX_INTERIM + 1):
+                status, headers, version_10, head_end = self._head(pos)
+                if 100 <= status < 200:
+                    if status == 101:
+                        raise BrokenAnswer("unexpected 101 Switching Protocols")
+                    pos = head_end
+                    continue
+                try:
+                    return self._answer(status, headers, head_end, version_10, tunnel)
+                except BrokenAnswer as exc:
+                    raise BrokenAnswer(str(exc), status, headers) from None
+                except _Eof:
+                    raise BrokenAnswer("connection closed in the body", status, headers) from None
+                except OSError as exc:
+                    raise BrokenAnswer(f"body: {type(exc).__name__}", status, headers) from None
+            raise BrokenAnswer("too many interim answers")
         finally:
             self._recv_into = _closed  # no reference cycle through a bound method
 
-    def _read(self, tunnel: bool) -> Answer:
-        self._end = 0
-        pos = 0
-        for _ in range(MAX_INTERIM + 1):
-            status, headers, head_end, version_10 = self._head(pos)
-            if 100 <= status < 200:
-                if status == 101:
-                    raise BrokenAnswer("unexpected 101 Switching Protocols")
-                pos = head_end
-                continue
-            try:
-                return self._answer(status, headers, head_end, version_10, tunnel)
-            except BrokenAnswer as exc:
-                raise BrokenAnswer(str(exc), status, headers) from None
-            except _Eof:
-                raise BrokenAnswer("connection closed in the body", status, headers) from None
-            except OSError as exc:
-                raise BrokenAnswer(f"body: {type(exc).__name__}", status, headers) from None
-        raise BrokenAnswer("too many interim answers")
-
-    def _head(self, pos: int) -> tuple[int, dict[str, str], int, bool]:
+    def _head(self, pos: int) -> tuple[int, dict[str, str], bool, int]:
         buf = self._buf
         while True:
-            end = buf.find(b"\r\n\r\n", pos, self._end)
+            # Nothing to search before the first read of an answer.
+            end = buf.find(b"\r\n\r\n", pos, self._end) if self._end > pos else -1
             if end >= 0:
                 break
             if self._end - pos > MAX_HEAD:
@@ -218,8 +215,8 @@ class AnswerReader:
                 raise BrokenAnswer(f"connection closed {what}") from None
         if end - pos > MAX_HEAD:
             raise BrokenAnswer("answer head too large")
-        head = bytes(self._view[pos : end + 2])
-        return (*_parse_head(head), end + 4, head.startswith(b"HTTP/1.0 "))
+        status, headers, version_10 = _parse_head(bytes(self._view[pos : end + 2]))
+        return status, headers, version_10, end + 4
 
     def _answer(
         self, status: int, headers: dict[str, str], pos: int, version_10: bool, tunnel: bool
@@ -227,6 +224,8 @@ class AnswerReader:
         connection = headers.get("connection")
         if connection is None:
             keep_alive = not version_10
+        elif connection in _PLAIN_CONNECTION:  # what servers send, whatever the version
+            keep_alive = _PLAIN_CONNECTION[connection]
         else:
             tokens = connection.lower().replace(" ", "").split(",")
             keep_alive = "keep-alive" in tokens if version_10 else "close" not in tokens
@@ -239,19 +238,22 @@ class AnswerReader:
                 raise BrokenAnswer("unsupported transfer coding")
             body, end = self._chunked(pos)
         elif length is not None:
-            body, end = self._sized(pos, _content_length(length))
+            body, end = self._sized(pos, length)
         else:
             body, end, keep_alive = self._until_close(pos), self._end, False
         if end != self._end:
             keep_alive = False  # bytes nobody asked for: never reuse this connection
         return Answer(status, headers, body, keep_alive)
 
-    def _sized(self, pos: int, length: int) -> tuple[bytes, int]:
+    def _sized(self, pos: int, value: str) -> tuple[bytes, int]:
+        if not (value.isascii() and value.isdigit()) or len(value) > 12:
+            raise BrokenAnswer("bad Content-Length")
+        length = int(value)
         if length > MAX_BODY:
             raise BrokenAnswer("answer body too large")
         while self._end - pos < length:
             self._more()
-        return bytes(self._buf[pos : pos + length]), pos + length
+        return bytes(self._view[pos : pos + length]), pos + length
 
     def _until_close(self, pos: int) -> bytes:
         while True:
@@ -307,34 +309,41 @@ _WANTED = re.compile(
     rb"[ \t]*([^\r]*)",
     re.IGNORECASE,
 )
+_NAMES = {
+    b"connection": "connection",
+    b"content-length": "content-length",
+    b"transfer-encoding": "transfer-encoding",
+    b"retry-after": "retry-after",
+    b"x-plausible-dropped": "x-plausible-dropped",
+}
 _FRAMING = ("content-length", "transfer-encoding")
+_VERSIONS = {b"HTTP/1.1 ": False, b"HTTP/1.0 ": True}
+#: ``Connection`` values that need no tokenising: keep-alive or not, for 1.0 and 1.1.
+_PLAIN_CONNECTION = {"keep-alive": True, "Keep-Alive": True, "close": False, "Close": False}
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """Status and wanted headers of a head ending in one CRLF.
+def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
+    """Status, wanted headers and whether it is HTTP/1.0, of a head ending in one CRLF.
 
     Only the headers the library reads are picked out (one regex scan: a third of the
     cost of a full parse, which was most of the reader's time); the whole head is still
-    checked for the shapes that would make that ambiguous (bare LF, folded lines).
+    checked for the shapes that would make that ambiguous (bare CR or LF, folded lines).
     """
-    if not (head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and head[9:12].isdigit()):
+    code = head[9:12]
+    version_10 = _VERSIONS.get(head[:9])
+    if version_10 is None or head[12:13] not in (b" ", b"\r"):
         raise BrokenAnswer("not an HTTP/1.x status line")
-    if head[12:13] not in (b" ", b"\r") or not b"100" <= head[9:12] <= b"599":
+    if not (code.isdigit() and b"100" <= code <= b"599"):
         raise BrokenAnswer("not an HTTP/1.x status line")
-    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\n"):
+    line_ends = head.count(b"\r\n")
+    if head.count(b"\n") != line_ends or head.count(b"\r") != line_ends:
         raise BrokenAnswer("bare CR or LF in the answer head")
     if b"\n " in head or b"\n\t" in head:
         raise BrokenAnswer("folded header line")
     headers: dict[str, str] = {}
     for raw_name, raw_value in _WANTED.findall(head):
-        name = raw_name.lower().decode("ascii")
-        if name in headers and name in _FRAMING:
+        name = _NAMES[raw_name.lower()]
+        if name in _FRAMING and name in headers:
             raise BrokenAnswer(f"repeated {name}")
         headers[name] = raw_value.rstrip(b" \t").decode("latin-1")
-    return int(head[9:12]), headers
-
-
-def _content_length(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 12:
-        raise BrokenAnswer("bad Content-Length")
-    return int(value)
+    return int(code), headers, version_10

@@ -14,7 +14,7 @@ it: one write and one read per event. Verification is the context's
 from __future__ import annotations
 
 import ssl
-from typing import Callable, Optional, cast
+from typing import Callable, Optional
 
 __all__ = ["TlsSession", "client_context"]
 
@@ -72,7 +72,8 @@ class TlsSession:
         while True:
             if self._in.pending or obj.pending():
                 try:
-                    return cast(int, obj.read(len(view), view))  # an int with a buffer
+                    # An int with a buffer (typeshed says bytes).
+                    return obj.read(len(view), view)  # type: ignore[return-value]
                 except ssl.SSLWantReadError:
                     pass  # part of a record, or only session tickets so far
                 except ssl.SSLZeroReturnError:

@@ -26,7 +26,14 @@ import time
 from typing import Any, Optional
 from urllib.parse import unquote, urlsplit
 
-from .connection import Connection, ConnectionPool, SendFailed, proxy_for, reason
+from .connection import (
+    IDLE_CHECK_AFTER,
+    Connection,
+    ConnectionPool,
+    SendFailed,
+    proxy_for,
+    reason,
+)
 from .failure import AttemptError, FailureKind
 from .http11 import BrokenAnswer, RequestTemplate, UnsafeHeader, connect_request
 from .retry_after import parse_retry_after
@@ -162,18 +169,16 @@ class HttpTransport:
         deadline = now + self._timeout
         conn = self._pool.current()
         if conn is not None:
-            if conn.closed_while_idle(now):
+            if now - conn.idle_since > IDLE_CHECK_AFTER and conn.closed_while_idle():
                 self._pool.discard(conn)
             else:
                 try:
-                    return self._exchange(conn, request, deadline, fresh=False)
+                    return self._exchange(conn, request, deadline, False)
                 except _NothingSent:
                     pass  # not one byte left: the same request on a fresh connection
-        return self._exchange(self._pool.connect(deadline), request, deadline, fresh=True)
+        return self._exchange(self._pool.connect(deadline), request, deadline, True)
 
-    def _exchange(
-        self, conn: Connection, request: bytes, deadline: float, *, fresh: bool
-    ) -> Response:
+    def _exchange(self, conn: Connection, request: bytes, deadline: float, fresh: bool) -> Response:
         conn.deadline = deadline
         try:
             conn.send_all(request)
