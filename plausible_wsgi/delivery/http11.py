@@ -1,7 +1,8 @@
 """HTTP/1.1 on the wire for one Plausible POST: a request template and an answer reader.
 
-Pure protocol over a socket-like ``recv_into``: no connections, deadlines or engine here
-(those are :mod:`plausible_wsgi.delivery.transport`'s).
+Pure protocol over a socket-like ``recv_into``: no sockets, TLS or deadlines here
+(those are :mod:`~plausible_wsgi.delivery.connection`'s and
+:mod:`~plausible_wsgi.delivery.transport`'s).
 
 - :class:`RequestTemplate`: the request line and fixed headers are encoded once; per
   event only ``User-Agent``, ``X-Forwarded-For``/``X-Plausible-IP``, ``Content-Length``
@@ -10,31 +11,31 @@ Pure protocol over a socket-like ``recv_into``: no connections, deadlines or eng
   status line, a few headers, a ``Content-Length``, chunked or close-delimited short
   body, interim ``1xx`` answers — into one preallocated buffer. Everything is bounded:
   the head (8 KiB), the body (4 KiB), interim answers (8), the whole answer (16 KiB).
-  Anything unusual (bare LF, folded headers, conflicting lengths, a transfer coding other
-  than ``chunked``, a ``101``) is a :class:`BrokenAnswer`: the caller closes the
+  Anything unusual (bare CR or LF, folded headers, conflicting lengths, a transfer coding
+  other than ``chunked``, a ``101``) is a :class:`BrokenAnswer`: the caller closes the
   connection. No fallback parser: what Plausible sends is small and regular.
 
-Why purpose-built, measured with ``python -m bench.delivery`` (CPU per delivered event
-on loopback against nginx answering ``202 ok``; best of 3 interleaved rounds of 4,000;
-2 shared cores at load 3-5, so ratios, not absolutes; one run of five):
+Why purpose-built: ``http.client`` parses every answer's headers with the ``email``
+package, makes a ``makefile()`` reader per answer and polls before each of its system
+calls; ``requests``/``urllib3`` sit on top of it; ``h11`` is correct but its event
+objects cost as much as ``http.client`` (an earlier run: 97 and 131 µs against 107 and
+119); ``pycurl`` would be a compiled dependency for one fixed POST. CPU per delivered
+event on loopback against nginx answering ``202 ok`` (the senders of ``python -m bench
+--only delivery``, each round in its own process, best of 7 interleaved rounds of 3,000;
+2 shared cores at load 11-16, so ratios, not absolutes):
 
-=====================================  ============  ============
-sender                                 plain HTTP    TLS
-=====================================  ============  ============
-raw socket, prebuilt request (floor)   9.5 µs        15.5 µs
-``http.client`` keep-alive             107.4 µs      118.5 µs
-``h11`` on a raw socket                97.2 µs       130.8 µs
-this module + ``transport`` alone      19.7 µs       35.4 µs
-=====================================  ============  ============
+=====================================  ================  ================
+sender                                 plain HTTP        TLS
+=====================================  ================  ================
+raw socket, prebuilt request (floor)   8.8 µs            14.5 µs
+``http.client`` keep-alive             76.3 µs           101.2 µs
+this module + ``transport`` alone      17.4 µs (0.23x)   24.3 µs (0.24x)
+=====================================  ================  ================
 
-Over the five runs the transport cost 0.18-0.29x ``http.client`` plain (2.1-2.7x the
-floor) and 0.25-0.30x over TLS (2.1-2.4x). ``http.client`` parses every answer's
-headers with the ``email`` package, makes a ``makefile()`` reader per answer and polls
-before each of its six system calls; ``requests``/``urllib3`` sit on top of it (2-6x
-more); ``h11`` is a correct sans-IO state machine but its event objects cost as much as
-``http.client``; ``pycurl`` (issue 12 measured 14 µs plain) would be a compiled
-dependency for one fixed POST. Left over the floor: the regex over the answer head, the
-template, the deadline bookkeeping, and a ``poll`` after an idle gap.
+Counted instead of timed (cachegrind, this process, per event): 73.5k instructions
+plain and 95.6k over TLS, against the floor's 5.4k and 30k; about 52k of it is this
+reader, two thirds of that the head's checks and its one regex. Two system calls per
+event (one write, one read; the floor makes three over TLS).
 """
 
 from __future__ import annotations

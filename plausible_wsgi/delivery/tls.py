@@ -9,6 +9,12 @@ forever, so the attempt's deadline would not hold. Through memory BIOs the socke
 a plain one, bounded by kernel timeouts like plain HTTP and cut by ``shutdown()`` like
 it: one write and one read per event. Verification is the context's
 (:func:`client_context`): it cannot be turned off.
+
+Measured side by side (``HttpTransport`` alone against nginx over TLS, best of 7
+interleaved rounds, load 11-16): 27.9 µs per event with ``SSLSocket``, 24.3 µs this way
+(0.28x and 0.24x ``http.client``; a leaner answer reader came with it, worth ~1 µs);
+with the collector's default workers 45.5 and 38.1 µs, and 7 futex calls per event
+down to 2 (every poll released and retook the GIL).
 """
 
 from __future__ import annotations
