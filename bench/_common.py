@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Mapping
 from typing import Any, Callable, Optional
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -23,6 +24,21 @@ def closed_endpoint() -> str:
     return f"http://127.0.0.1:{closed_port()}"
 
 
+def buffering_collector(calls: int, **options: Any) -> Any:
+    """A fresh collector that keeps ``calls`` rounds' events without sending any: a
+    closed port, batch size, flush interval and queue bound never reached."""
+    import plausible_wsgi as pw
+
+    return pw.PlausibleCollector(
+        "example.com",
+        endpoint=closed_endpoint(),
+        batch_size=10 * calls,
+        flush_interval=3600.0,
+        max_queue_size=10 * calls,
+        **options,
+    )
+
+
 def best_us_per_call(loop: Callable[[int], None], calls: int, repeat: int) -> float:
     """Best-of-``repeat`` wall-clock microseconds per call of ``loop(calls)``."""
     best = float("inf")
@@ -30,6 +46,18 @@ def best_us_per_call(loop: Callable[[int], None], calls: int, repeat: int) -> fl
         start = time.perf_counter()
         loop(calls)
         best = min(best, (time.perf_counter() - start) / calls * 1e6)
+    return best
+
+
+def best_interleaved(
+    loops: Mapping[str, Callable[[int], None]], calls: int, rounds: int
+) -> dict[str, float]:
+    """Best µs per call of each loop, one round of each in turn: load that comes and
+    goes touches them all alike."""
+    best = {name: float("inf") for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            best[name] = min(best[name], best_us_per_call(loop, calls, 1))
     return best
 
 

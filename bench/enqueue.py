@@ -31,7 +31,17 @@ from typing import Any, Callable, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import IP, PROPS, UA, URL, best_us_per_call, closed_endpoint, row, skipped
+from bench._common import (
+    IP,
+    PROPS,
+    UA,
+    URL,
+    best_us_per_call,
+    buffering_collector,
+    closed_endpoint,
+    row,
+    skipped,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 #: µs per call; the issue's target for ``track()``.
@@ -48,13 +58,8 @@ def _ours(total: int) -> tuple[Loop, Callable[[], None]]:
     import plausible_wsgi as pw
 
     def new() -> pw.PlausibleCollector:
-        return pw.PlausibleCollector(
-            "example.com",
-            endpoint=closed_endpoint(),
-            batch_size=10 * total,
-            flush_interval=3600.0,
-            max_queue_size=10 * total,
-        )
+        collector: pw.PlausibleCollector = buffering_collector(total)
+        return collector
 
     collectors = [new()]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import IP, UA, best_us_per_call, closed_endpoint, row, section_main
+from bench._common import IP, UA, best_us_per_call, buffering_collector, row, section_main
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -95,19 +95,6 @@ def requests_loop(app: WSGIApplication) -> Callable[[int], None]:
                 close()
 
     return loop
-
-
-def buffering_collector(calls: int) -> Any:
-    """A fresh collector that keeps ``calls`` rounds' events without sending any."""
-    import plausible_wsgi as pw
-
-    return pw.PlausibleCollector(
-        "example.com",
-        endpoint=closed_endpoint(),
-        batch_size=10 * calls,
-        flush_interval=3600.0,
-        max_queue_size=10 * calls,
-    )
 
 
 def wrapped_app(app: WSGIApplication, calls: int) -> Any:

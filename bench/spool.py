@@ -17,7 +17,6 @@ SQLite settings: WAL, ``synchronous=NORMAL`` (no fsync per commit; see
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
 import subprocess
@@ -31,9 +30,18 @@ from typing import Any, Callable, Optional
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import IP, PROPS, UA, URL, closed_endpoint, row, section_main
+from bench._common import (
+    IP,
+    PROPS,
+    UA,
+    URL,
+    best_interleaved,
+    buffering_collector,
+    row,
+    section_main,
+)
 from bench._sink import Sink
-from bench.middleware import ENVIRON, _start_response, bare_app
+from bench.middleware import bare_app, requests_loop
 
 WRITER = """
 import json, sys, time
@@ -53,17 +61,7 @@ print(json.dumps([began, time.time()]))
 
 
 def _collector(spool: Optional[str], calls: int) -> Any:
-    import plausible_wsgi as pw
-
-    return pw.PlausibleCollector(
-        "example.com",
-        endpoint=closed_endpoint(),
-        batch_size=10 * calls + 10,
-        flush_interval=3600.0,
-        max_queue_size=10 * calls + 10,
-        spool=spool,
-        deliver=spool is None,
-    )
+    return buffering_collector(calls + 1, spool=spool, deliver=spool is None)
 
 
 def _track_loop(collector: Any) -> Callable[[int], None]:
@@ -77,18 +75,8 @@ def _track_loop(collector: Any) -> Callable[[int], None]:
 def _middleware_loop(collector: Any) -> Callable[[int], None]:
     import plausible_wsgi as pw
 
-    app = pw.PlausibleMiddleware(bare_app, collector)
-
-    def loop(calls: int) -> None:
-        for _ in range(calls):
-            env = ENVIRON.copy()
-            env["wsgi.input"] = io.BytesIO(b"")
-            response = app(env, _start_response)
-            for _chunk in response:
-                pass
-            response.close()  # the page view is committed here
-
-    return loop
+    # The page view is committed when the response closes.
+    return requests_loop(pw.PlausibleMiddleware(bare_app, collector))
 
 
 def _sqlite_floor(path: str) -> Callable[[int], None]:
@@ -121,12 +109,7 @@ def request_path(calls: int, rounds: int, tmp: str) -> dict[str, float]:
         loops[f"middleware/{mode}"] = _middleware_loop(mw_collector)
     for loop in loops.values():
         loop(200)  # warm up
-    best = {name: float("inf") for name in loops}
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            start = time.perf_counter()
-            loop(calls)
-            best[name] = min(best[name], (time.perf_counter() - start) / calls * 1e6)
+    best = best_interleaved(loops, calls, rounds)
     for collector in made:
         collector.close(0.01)
     return best

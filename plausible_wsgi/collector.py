@@ -48,16 +48,6 @@ _SETTLEMENTS = {
     Outcome.SERVER_DROPPED: Settlement.SERVER_DROPPED,
     Outcome.REJECTED: Settlement.REJECTED,
 }
-#: The spool feeder's words for how a row's delivery ended.
-_SPOOL_SETTLEMENTS: dict[Settlement, str] = {
-    Settlement.SENT: "sent",
-    Settlement.SERVER_DROPPED: "server_dropped",
-    Settlement.REJECTED: "failed",
-    Settlement.GAVE_UP: "failed",
-    Settlement.QUEUE_FULL: DropReason.QUEUE_FULL,
-    Settlement.SHUTDOWN: DropReason.SHUTDOWN,
-    Settlement.VETOED: "vetoed",
-}
 
 
 def _event_size(item: Union[Event, SpoolRecord]) -> int:
@@ -304,7 +294,7 @@ class PlausibleCollector(Tracker):
         try:
             response = self._transport.send(body, user_agent, client_ip)
         except AttemptError as exc:
-            self._health.failed(exc.kind.value)
+            self._health.failed(exc.kind)
             if hooks is not None:
                 hooks.detail(str(exc)[:200])
             raise
@@ -341,11 +331,9 @@ class PlausibleCollector(Tracker):
         return self._engine.put(event)
 
     def _settled(self, item: Union[Event, SpoolRecord], settlement: Settlement) -> None:
-        kept = False
+        kept = False  # given back unsent: the spool keeps it for a later delivery
         if type(item) is SpoolRecord and self._feeder is not None:
-            self._feeder.settled(item, _SPOOL_SETTLEMENTS[settlement])
-            # Given back unsent: the spool keeps it for a later delivery.
-            kept = settlement is Settlement.QUEUE_FULL or settlement is Settlement.SHUTDOWN
+            kept = self._feeder.settled(item, settlement)
         if self._hooks is not None:
             self._hooks.settled(item, settlement, kept)
 

@@ -78,8 +78,10 @@ class CollectorStats:
     """A snapshot of a collector's counters.
 
     The counts always add up: ``sent + failed + queued + in_flight + spooled +
-    sum(dropped.values())`` equals the number of events the collector accepted. With a
-    spool, a row this process gave back and took again later counts each time.
+    sum(dropped.values())`` equals the number of events the collector accepted, each
+    once: with a spool, a row this process gave back and took again later counts as
+    what became of it the second time (rows taken over from other processes count as
+    accepted here).
     """
 
     #: Events buffered, waiting for a worker.
@@ -102,7 +104,8 @@ class CollectorStats:
     #: Wall-clock time of the last failed attempt or rejection; None until one happened.
     last_failure_at: Optional[float] = None
     #: Events committed to the spool and left there for another deliverer (a relay, the
-    #: next process): written with ``deliver=False``, or given back unsent at close.
+    #: next process): written with ``deliver=False``, or given back unsent (buffer
+    #: full, close) and not taken again by this process.
     spooled: int = 0
     #: Spooled events taken over from a process that died mid-POST: they may already be
     #: counted by Plausible (resent unless ``retry_connection_cuts`` is off).

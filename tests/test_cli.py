@@ -42,6 +42,20 @@ def clean_env() -> dict[str, str]:
     return env
 
 
+def run_module(*args: str, timeout: float = WAIT) -> subprocess.CompletedProcess[str]:
+    """``python -m plausible_wsgi ARGS`` to its end, in the clean environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "plausible_wsgi", *args],
+        cwd=ROOT,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        check=False,
+    )
+
+
 class Process:
     """``python -m plausible_wsgi ARGS`` with its merged output read line by line."""
 
@@ -124,6 +138,16 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, s
     return code, captured.out, captured.err
 
 
+def send(
+    capsys: pytest.CaptureFixture[str],
+    receiver: PlausibleReceiver,
+    *args: str,
+    domain: str = "example.com",
+) -> tuple[int, str, str]:
+    """``send`` to ``receiver`` for ``domain``, with ``args``."""
+    return run_cli(capsys, "send", "--endpoint", receiver.url, "--domain", domain, *args)
+
+
 # -- help ----------------------------------------------------------------------------
 
 
@@ -161,15 +185,7 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_python_m_help_names_the_module() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "plausible_wsgi", "--help"],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-        check=False,
-    )
+    result = run_module("--help")
     assert result.returncode == 0
     assert result.stdout.startswith("usage: python -m plausible_wsgi")
 
@@ -178,13 +194,9 @@ def test_python_m_help_names_the_module() -> None:
 
 
 def test_send_accepted(capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver) -> None:
-    code, out, _ = run_cli(
+    code, out, _ = send(
         capsys,
-        "send",
-        "--endpoint",
-        receiver.url,
-        "--domain",
-        "example.com",
+        receiver,
         "--name",
         "Signup",
         "--url",
@@ -213,7 +225,7 @@ def test_send_accepted(capsys: pytest.CaptureFixture[str], receiver: PlausibleRe
 def test_send_defaults_to_a_pageview_of_the_domain(
     capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
 ) -> None:
-    code, out, _ = run_cli(capsys, "send", "--endpoint", receiver.url, "--domain", "example.com")
+    code, out, _ = send(capsys, receiver)
     assert code == 0, out
     [event] = receiver.wait_for(1)
     assert (event.name, event.url) == ("pageview", "https://example.com/")
@@ -221,13 +233,9 @@ def test_send_defaults_to_a_pageview_of_the_domain(
 
 
 def test_send_dropped_bot(capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver) -> None:
-    code, out, _ = run_cli(
+    code, out, _ = send(
         capsys,
-        "send",
-        "--endpoint",
-        receiver.url,
-        "--domain",
-        "example.com",
+        receiver,
         "--user-agent",
         GPTBOT,
         "--ip",
@@ -245,9 +253,7 @@ def test_send_dropped_bot(capsys: pytest.CaptureFixture[str], receiver: Plausibl
 def test_send_dropped_unknown_site(
     capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
 ) -> None:
-    code, out, _ = run_cli(
-        capsys, "send", "--endpoint", receiver.url, "--domain", "unknown.example"
-    )
+    code, out, _ = send(capsys, receiver, domain="unknown.example")
     assert code == 1
     assert "accepted but DROPPED" in out
     assert "'unknown.example' is not registered" in out
@@ -259,13 +265,9 @@ def test_send_dropped_unknown_site(
 def test_send_rejected_lists_field_errors(
     capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
 ) -> None:
-    code, out, _ = run_cli(
+    code, out, _ = send(
         capsys,
-        "send",
-        "--endpoint",
-        receiver.url,
-        "--domain",
-        "example.com",
+        receiver,
         "--name",
         "",
         "--no-validate",
@@ -281,7 +283,7 @@ def test_send_temporary_failure(
     capsys: pytest.CaptureFixture[str], receiver: PlausibleReceiver
 ) -> None:
     receiver.enqueue_faults(Fault(503, {"Retry-After": "7"}))
-    code, out, _ = run_cli(capsys, "send", "--endpoint", receiver.url, "--domain", "example.com")
+    code, out, _ = send(capsys, receiver)
     assert code == 1
     assert "temporary failure (HTTP 503, Retry-After 7s)" in out
     assert "retry-after: 7" in out
@@ -327,8 +329,7 @@ def test_send_usage_errors_send_nothing(
     args: list[str],
     message: str,
 ) -> None:
-    argv = ["send", "--endpoint", receiver.url, "--domain", "example.com", *args]
-    code, out, err = run_cli(capsys, *argv)
+    code, out, err = send(capsys, receiver, *args)
     assert code == 2
     assert message in err
     assert out == ""
@@ -433,16 +434,7 @@ SUMMARY_ROWS = [
     ],
 )
 def test_demo_exits_0_with_the_summary(flags: tuple[str, ...], app: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "plausible_wsgi", "demo", *flags],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    result = run_module("demo", *flags, timeout=60)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert app in out
@@ -457,16 +449,7 @@ def test_demo_exits_0_with_the_summary(flags: tuple[str, ...], app: str) -> None
 
 @pytest.mark.slow
 def test_demo_builtin_app_with_light_traffic() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "plausible_wsgi", "demo", "--app", "builtin", "--duration", "1"],
-        cwd=ROOT,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=60,
-        check=False,
-    )
+    result = run_module("demo", "--app", "builtin", "--duration", "1", timeout=60)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "the built-in example shop" in out
@@ -563,16 +546,7 @@ def test_send_reasons_are_ordered_by_evidence(
 ) -> None:
     """An unknown site with a private IP: the site is the likely reason, the private IP
     (which Plausible does not drop) the least likely."""
-    code, out, _ = run_cli(
-        capsys,
-        "send",
-        "--endpoint",
-        receiver.url,
-        "--domain",
-        "unknown.example",
-        "--ip",
-        "10.0.0.7",
-    )
+    code, out, _ = send(capsys, receiver, "--ip", "10.0.0.7", domain="unknown.example")
     assert code == 1
     reasons = [
         line.strip()

@@ -7,6 +7,7 @@ each test swaps ``settings.PLAUSIBLE`` with ``override_settings``.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from django.core.wsgi import get_wsgi_application
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.test import Client, override_settings
 from django.urls import include, path
+from settings_hooks import STALL_OPTIONS, SettingsHooks
+from sink import Sink, dead_endpoint, wait_until
 from werkzeug.test import Client as WSGIClient
 
 import plausible_wsgi as pw
@@ -144,6 +147,46 @@ def test_settings_build_a_collector_that_delivers() -> None:
 def test_bad_settings_are_improperly_configured(value: object, message: str) -> None:
     with override_settings(PLAUSIBLE=value), pytest.raises(ImproperlyConfigured, match=message):
         pw_django.PlausibleMiddleware(lambda request: HttpResponse())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("BEFORE_SEND", 42),
+        ("ON_ERROR", "print"),
+        ("ON_DROP", "log"),
+        ("STALL_WARNING_AFTER", "5 minutes"),
+    ],
+)
+def test_a_bad_hook_or_stall_setting_raises_at_setup(key: str, value: object) -> None:
+    settings = {"DOMAIN": "example.com", key: value}
+    with override_settings(PLAUSIBLE=settings), pytest.raises(pw.ConfigurationError) as raised:
+        pw_django.PlausibleMiddleware(lambda request: HttpResponse())
+    assert isinstance(raised.value, ImproperlyConfigured)
+    assert key.lower() in str(raised.value)
+
+
+def test_hooks_from_settings_reach_the_collector(http_sink: Sink) -> None:
+    """``BEFORE_SEND`` rewrites and vetoes, ``ON_DROP`` hears the veto, ``ON_ERROR`` a
+    rejection: each as given to the collector."""
+    hooks = SettingsHooks(("/items/1/", "/items/2/", "/"))
+    settings = {"DOMAIN": "example.com", "ENDPOINT": http_sink.url, **hooks.options()}
+    client = Client(**VISITOR)
+    with override_settings(PLAUSIBLE=settings):
+        hooks.visit(http_sink, client.get, pw_django.collector().flush)
+    # Leaving override_settings closed the collector: everything was flushed.
+    hooks.check(http_sink, "http://testserver")
+
+
+def test_stall_warning_after_from_settings_reaches_the_collector(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A threshold far under the default (5 minutes) warns while the endpoint is dead."""
+    caplog.set_level(logging.WARNING, logger="plausible_wsgi")
+    settings = {"DOMAIN": "example.com", "ENDPOINT": dead_endpoint(), **STALL_OPTIONS}
+    with override_settings(PLAUSIBLE=settings):
+        Client(**VISITOR).get("/")
+        wait_until(lambda: "nothing delivered for" in caplog.text)
 
 
 def test_misspelt_setting_is_a_configuration_error_naming_the_key() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 import flask
 import pytest
+from settings_hooks import STALL_OPTIONS, SettingsHooks
+from sink import Sink, dead_endpoint, wait_until
 from werkzeug.test import Client, TestResponse
 
 import plausible_wsgi as pw
@@ -167,6 +170,15 @@ def test_config_keys_cover_every_collector_and_middleware_argument() -> None:
             id="collector-and-domain",
         ),
         pytest.param({"PLAUSIBLE_COLLECTOR": "nope"}, "must be a collector", id="not-a-collector"),
+        *(
+            pytest.param({"PLAUSIBLE_DOMAIN": "x.com", key: value}, name, id=name)
+            for key, name, value in [
+                ("PLAUSIBLE_BEFORE_SEND", "before_send", 42),
+                ("PLAUSIBLE_ON_ERROR", "on_error", "print"),
+                ("PLAUSIBLE_ON_DROP", "on_drop", "log"),
+                ("PLAUSIBLE_STALL_WARNING_AFTER", "stall_warning_after", "5 minutes"),
+            ]
+        ),
     ],
 )
 def test_invalid_config_names_the_setting(config: dict[str, object], message: str) -> None:
@@ -274,3 +286,32 @@ def test_events_reach_a_receiver() -> None:
         assert event.user_agent == BROWSER
         assert event.client_ip == "198.51.100.7"
         assert event.domain == "example.com"
+
+
+def test_hooks_from_config_reach_the_collector(http_sink: Sink) -> None:
+    """``PLAUSIBLE_BEFORE_SEND`` rewrites and vetoes, ``PLAUSIBLE_ON_DROP`` hears the
+    veto, ``PLAUSIBLE_ON_ERROR`` a rejection: each as given to the collector."""
+    hooks = SettingsHooks(("/pricing", "/items/2", "/"))
+    config = {f"PLAUSIBLE_{key}": value for key, value in hooks.options().items()}
+    app = flask_app.create_app({"PLAUSIBLE_ENDPOINT": http_sink.url, **config})
+    client = app.test_client()
+    with app.app_context():
+        plausible = app.extensions["plausible"]
+        hooks.visit(http_sink, lambda path: request(client, "GET", path), plausible.collector.flush)
+        plausible.middleware.close()
+    hooks.check(http_sink, "http://localhost")
+
+
+def test_stall_warning_after_from_config_reaches_the_collector(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A threshold far under the default (5 minutes) warns while the endpoint is dead."""
+    caplog.set_level(logging.WARNING, logger="plausible_wsgi")
+    config = {f"PLAUSIBLE_{key}": value for key, value in STALL_OPTIONS.items()}
+    app = flask_app.create_app({"PLAUSIBLE_ENDPOINT": dead_endpoint(), **config})
+    try:
+        request(app.test_client(), "GET", "/")
+        wait_until(lambda: "nothing delivered for" in caplog.text)
+    finally:
+        with app.app_context():
+            app.extensions["plausible"].middleware.close()

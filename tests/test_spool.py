@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from plausible_wsgi.spool.store import Spool, SpoolError
+from plausible_wsgi.spool.feeder import SpoolFeeder
+from plausible_wsgi.spool.kept import KeptRows
+from plausible_wsgi.spool.store import Spool, SpoolError, SpoolRecord
+from plausible_wsgi.stats import CollectorStats, DropReason
 
 BODY = b'{"domain":"example.com","name":"pageview","url":"https://example.com/"}'
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,3 +284,104 @@ def test_rows_of_a_zombie_are_reclaimed(path: Path) -> None:
         assert len(spool.claim(10, 60.0).records) == 1
         spool.close()
         proc.communicate()
+
+
+def test_a_feeder_counts_a_row_refused_by_a_closed_engine_once(path: Path) -> None:
+    """The engine (here: a put that refuses, as a closed one does, counting ``closed``)
+    refuses rows the pump claimed: a backlog row of another writer is simply not taken,
+    a row this feeder appended stays spooled once; none is dropped."""
+    Spool(str(path)).append(BODY, None, None)  # another writer's row, free
+    refused: list[SpoolRecord] = []
+
+    def refuse(record: SpoolRecord) -> bool:
+        refused.append(record)
+        return False
+
+    feeder = SpoolFeeder(str(path), refuse, name="test", capacity=10)
+    try:
+        assert feeder.pump_once() == 1
+        stats = feeder.adjust(CollectorStats(dropped={"closed": len(refused)}))
+        assert (stats.spooled, dict(stats.dropped), stats.accepted) == (0, {}, 0)
+        assert [owner for _, owner, _ in rows(path)] == [None]  # given back, free
+
+        assert feeder.append(BODY, None, None)  # refused at once: left in the spool
+        feeder.pump_once()  # both again (the pump thread may have been first), refused
+    finally:
+        feeder.close()  # the pump thread, started by append(), stops
+    stats = feeder.adjust(CollectorStats(dropped={"closed": len(refused)}))
+    assert (stats.spooled, dict(stats.dropped), stats.accepted) == (1, {}, 1)
+    assert [owner for _, owner, _ in rows(path)] == [None, None]
+
+
+def test_kept_rows_recognise_a_retake_by_id_and_creation_time() -> None:
+    kept = KeptRows(remember=True)
+    record = SpoolRecord(7, BODY, None, None, created=100.0)
+    kept.left(record, DropReason.SHUTDOWN)
+    assert (kept.spooled, dict(kept.cancelled)) == (1, {DropReason.SHUTDOWN: 1})
+    # Ids are reused once the table empties: another row with id 7 is not this one.
+    assert not kept.retaken(record._replace(created=200.0))
+    assert kept.retaken(record)
+    assert not kept.retaken(record)
+    assert (kept.spooled, dict(kept.cancelled)) == (0, {DropReason.SHUTDOWN: 1})
+    kept.left(record)
+    kept.forget_older_than(150.0)
+    assert not kept.retaken(record)  # forgotten: still counted as left
+    assert kept.spooled == 1
+
+
+def test_fork_waits_until_no_thread_is_inside_sqlite() -> None:
+    """A fork() while another thread is inside SQLite would leave the child one of
+    SQLite's process-wide mutexes locked forever: the gate holds fork() back until the
+    thread is out, and holds other threads out until fork() is done."""
+    out = run_script(
+        """
+        import os, threading, time, warnings
+        from plausible_wsgi.spool.connections import GATE
+
+        order, inside, leave = [], threading.Event(), threading.Event()
+
+        def hold():
+            with GATE:
+                inside.set()
+                leave.wait(30)
+                order.append("left")
+
+        def fork():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # 3.12: threads
+                pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            order.append("forked")
+            os.waitpid(pid, 0)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        inside.wait(30)
+        forker = threading.Thread(target=fork)
+        forker.start()
+        deadline = time.monotonic() + 30
+        while not GATE._forking:  # the fork waits at the gate
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        entered = threading.Event()
+
+        def enter():
+            with GATE:
+                order.append("entered")
+                entered.set()
+
+        threading.Thread(target=enter).start()
+        assert not entered.wait(0.05)  # held out while the fork waits
+        order.append("released")
+        leave.set()
+        for thread in (holder, forker):
+            thread.join(30)
+        entered.wait(30)
+        print(" ".join(order))
+        """
+    )
+    order = out.split()
+    # "forked" is said after fork() returned, when the gate has let "entered" in too.
+    assert order[:2] == ["released", "left"]
+    assert sorted(order[2:]) == ["entered", "forked"]

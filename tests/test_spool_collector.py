@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import pytest
 from real_servers import stored
-from sink import Answer, Sink, dead_endpoint
+from sink import Answer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
 from plausible_wsgi.spool import feeder as spool_feeder
@@ -112,6 +112,49 @@ def test_close_leaves_unsent_rows_in_the_spool_not_dropped(
     got = urls(http_sink.wait_for(stats.spooled))
     assert sum(got.values()) == stats.spooled
     assert max(got.values()) == 1
+
+
+@pytest.mark.parametrize("where", ["buffered", "in_flight"])
+def test_closing_at_the_deadline_counts_each_event_once(
+    make_collector: Make, http_sink: Sink, tmp_path: Path, where: str
+) -> None:
+    """An event cut off by the close deadline is spooled once: its row, given back,
+    was claimed again by the pump and refused by the closed engine, counting twice."""
+    http_sink.default = Answer(delay=60.0)  # slower than any deadline; cut at teardown
+    for round_ in range(5 if where == "buffered" else 1):
+        path = tmp_path / f"spool{round_}.sqlite3"
+        if where == "buffered":
+            collector = make_collector(
+                dead_endpoint(), spool=str(path), batch_size=1000, flush_interval=3600
+            )
+            assert track(collector, round_)
+            collector.close(timeout=0)  # the pump's first tick comes after the give-back
+        else:
+            collector = make_collector(http_sink.url, spool=str(path))
+            assert track(collector, round_)
+            wait_until(lambda: http_sink.active == 1)
+            collector.close(timeout=0.2)
+            wait_until(lambda c=collector: c.stats().in_flight == 0)
+        stats = collector.stats()
+        assert (stats.accepted, stats.spooled, dict(stats.dropped)) == (1, 1, {}), stats
+        assert stored(path) == 1
+
+
+def test_a_row_given_back_and_taken_again_counts_once(
+    make_collector: Make, http_sink: Sink, tmp_path: Path
+) -> None:
+    """Past the engine's capacity rows are left in the spool and the pump takes them
+    later: each was counted spooled and then sent."""
+    http_sink.default = Answer(delay=0.005)
+    collector = make_collector(
+        http_sink.url, spool=str(tmp_path / "spool.sqlite3"), max_queue_size=2, flush_interval=0.05
+    )
+    for i in range(30):
+        assert track(collector, i)
+    assert urls(http_sink.wait_for(30)) == {f"https://example.com/{i}": 1 for i in range(30)}
+    assert collector.flush(10.0)
+    stats = collector.stats()
+    assert (stats.sent, stats.spooled, stats.accepted, dict(stats.dropped)) == (30, 0, 30, {})
 
 
 def test_rows_older_than_spool_max_age_count_as_expired(

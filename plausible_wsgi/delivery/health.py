@@ -23,6 +23,7 @@ import time
 from typing import Callable, Optional
 
 from ..notices import warn
+from .failure import FailureKind
 
 __all__ = ["DEFAULT_STALL_AFTER", "DROPPED_SHARE", "DROPPED_WINDOW", "Health"]
 
@@ -56,7 +57,7 @@ class Health:
         self._failing_since: Optional[float] = None
         self._warned: dict[str, float] = {}
 
-    def failed(self, kind: str) -> None:
+    def failed(self, kind: FailureKind) -> None:
         """An attempt failed (connection, timeout, 5xx...)."""
         now = time.time()
         since = self._failing_since

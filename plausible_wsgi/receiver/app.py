@@ -49,8 +49,8 @@ from .records import (
     KEPT_BODY_BYTES,
     Attempt,
     Fault,
-    Outcome,
     ReceivedEvent,
+    Verdict,
     describe_timeout,
     event_fields,
     kept_headers,
@@ -62,7 +62,7 @@ from .visitors import Visitors
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["Attempt", "Fault", "Outcome", "ReceivedEvent", "ReceiverApp"]
+__all__ = ["Attempt", "Fault", "ReceivedEvent", "ReceiverApp", "Verdict"]
 
 #: How many records the inspector feed returns at most per poll (the newest ones).
 FEED_LIMIT = 500

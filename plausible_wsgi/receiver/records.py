@@ -16,15 +16,15 @@ __all__ = [
     "DROP_REASONS",
     "Attempt",
     "Fault",
-    "Outcome",
     "ReceivedEvent",
+    "Verdict",
     "describe_timeout",
     "event_fields",
     "record_size",
     "rejected_fields",
 ]
 
-Outcome = t.Literal["accepted", "dropped", "rejected"]
+Verdict = t.Literal["accepted", "dropped", "rejected"]
 
 #: Why Plausible (or this receiver's options) would drop an event, answering ``202``
 #: with ``x-plausible-dropped``: ``"spam_referrer"``, ``"unknown_domain"``,
@@ -115,7 +115,7 @@ class ReceivedEvent(NormalisedEvent):
     received_at: float
     #: ``"accepted"`` (Plausible would count it), ``"dropped"`` (``202`` with
     #: ``x-plausible-dropped``) or ``"rejected"`` (any other status).
-    outcome: Outcome
+    outcome: Verdict
     #: The HTTP status answered: 202, 400, 406, 413 or 500.
     status: int
     #: Why a ``"dropped"`` event was dropped: one of :data:`DROP_REASONS`.

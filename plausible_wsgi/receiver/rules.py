@@ -60,7 +60,6 @@ __all__ = [
     "TRACKED_QUERY_PARAMS",
     "NormalisedEvent",
     "Rejection",
-    "evaluate",
     "normalise",
     "referrer_host",
 ]
@@ -121,17 +120,6 @@ class NormalisedEvent:
     interactive: bool
     #: The :data:`TRACKED_QUERY_PARAMS` found in the URL (last value of each).
     query_params: dict[str, str] = field(hash=False)
-
-
-def evaluate(
-    raw: bytes, content_type: str | None = "application/json"
-) -> tuple[NormalisedEvent, ...] | Rejection:
-    """The whole verdict on a body as the endpoint would read it (no size limit)."""
-    try:
-        payload = _body.parse(content_type, raw, truncated=False)
-    except _body.BodyError as error:
-        return Rejection(error.status, {"request": [error.message]})
-    return normalise(payload)
 
 
 # 59 lines and 16 branches: it follows request.ex's order step by step, kept in one

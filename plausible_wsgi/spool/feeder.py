@@ -17,7 +17,6 @@ per item when its fate is settled (``settled(record, settlement)``). The feeder:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import os
@@ -27,13 +26,15 @@ import weakref
 from typing import Callable, Optional, Union
 
 from .._log import RateLimitedLog, logger
-from ..stats import CollectorStats, DropReason
+from ..stats import CollectorStats, DropReason, Settlement
+from .kept import KeptRows
 from .store import Spool, SpoolError, SpoolRecord
 
 __all__ = ["SpoolFeeder", "feeders"]
 
-#: Settlements after which a row is deleted: the POST was answered or gave up for good.
-_FINAL = frozenset({"sent", "server_dropped", "failed", "vetoed"})
+#: Settlements after which a row is given back unsent (kept for a later delivery);
+#: after any other the POST was answered, gave up for good or was vetoed: deleted.
+_KEPT = frozenset({Settlement.QUEUE_FULL, Settlement.SHUTDOWN})
 #: Seconds a process's claim lasts without renewal; renewed every pump tick.
 LEASE_SECONDS = 60.0
 #: Seconds between pump ticks (claiming backlog, renewing leases).
@@ -110,8 +111,8 @@ class SpoolFeeder:
         self._expired = 0
         self._in_doubt = 0
         self._in_doubt_dropped = 0
-        #: Rows written for another deliverer, or given back unsent, by settlement.
-        self._handed_back: collections.Counter[str] = collections.Counter()
+        #: Rows written for another deliverer, or given back unsent.
+        self._kept = KeptRows(remember=self.deliver)
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
@@ -122,7 +123,7 @@ class SpoolFeeder:
 
     def _open(self) -> Optional[Spool]:
         spool = self._spool
-        if spool is not None or time.monotonic() < self._broken_until:
+        if spool is not None:
             return spool
         path = self._spool_or_path
         assert isinstance(path, str)
@@ -149,9 +150,11 @@ class SpoolFeeder:
             )
 
     def _usable(self) -> Optional[Spool]:
-        if time.monotonic() < self._broken_until:
-            return None
-        return self._open()
+        if self._broken_until:
+            if time.monotonic() < self._broken_until:
+                return None
+            self._broken_until = 0.0  # try the file again
+        return self._spool or self._open()
 
     # -- the request path ------------------------------------------------------------
 
@@ -173,14 +176,15 @@ class SpoolFeeder:
             return False
         if not own:
             with self._lock:
-                self._handed_back["spooled"] += 1
+                self._kept.left(record)
                 self._more_waiting = True
-            self._start()
+            if self.deliver:
+                self._start()  # this process takes the row later
             return True
         with self._lock:
             self._outstanding += 1
         if not self._put(record):
-            self.settled(record, DropReason.CLOSED)
+            self._refused([(record, True)])  # committed: track() succeeded
         self._start()
         return True
 
@@ -193,27 +197,49 @@ class SpoolFeeder:
             except SpoolError as exc:
                 self._warn("spool_write", exc)
 
-    def settled(self, record: SpoolRecord, settlement: str) -> None:
-        """The engine is done with ``record``: delete it, or give it back unsent."""
+    def settled(self, record: SpoolRecord, settlement: Settlement) -> bool:
+        """The engine is done with ``record``: delete it, or give it back unsent.
+
+        Returns whether the spool keeps the row (for a later delivery).
+        """
         if self._pid != os.getpid():
-            return  # an item of the parent's engine; never ours
-        final = settlement in _FINAL
+            return False  # an item of the parent's engine; never ours
+        keep = settlement in _KEPT
         spool = self._spool
         try:
             if spool is not None:
-                if final:
-                    spool.delete((record.id,))
-                else:
+                if keep:
                     spool.release((record.id,))
+                else:
+                    spool.delete((record.id,))
         except SpoolError as exc:
             self._warn("spool_write", exc)
         with self._lock:
             self._outstanding -= 1
-            if not final:
-                self._handed_back[settlement] += 1
+            if keep:
+                self._kept.left(record, settlement.drop_reason)
             wake = self._more_waiting and self._outstanding <= self.capacity // 2
         if wake:
             self._wake.set()
+        return keep
+
+    def _refused(self, refused: list[tuple[SpoolRecord, bool]]) -> None:
+        """The engine, closed, refused these rows (each: whether it counts as spooled).
+
+        They go back to the spool, not dropped: a row just appended, or one this
+        process had left before, counts as spooled; a backlog row of another process
+        is simply not taken.
+        """
+        spool = self._spool
+        try:
+            if spool is not None:
+                spool.release([record.id for record, _ in refused])
+        except SpoolError as exc:
+            self._warn("spool_write", exc)
+        with self._lock:
+            self._outstanding -= len(refused)
+            for record, spooled in refused:
+                self._kept.refused(record, spooled)
 
     def _warn(self, key: str, exc: Exception) -> None:
         self._warnings.log(logging.WARNING, key, "%s: spool: %s", self.name, exc)
@@ -252,8 +278,8 @@ class SpoolFeeder:
     def pump_once(self) -> int:
         """Renew leases and claim backlog as the engine has room; rows handed over."""
         spool = self._usable()
-        if spool is None:
-            return 0
+        if spool is None or self._closed:
+            return 0  # closed: the engine takes nothing more, the rows stay free
         with self._lock:
             outstanding = self._outstanding
             room = self.capacity - outstanding
@@ -265,12 +291,20 @@ class SpoolFeeder:
         if room < max(1, self.capacity // 2):
             return 0
         claim = spool.claim(room, LEASE_SECONDS, resend_in_doubt=self.resend_in_doubt, sweep=sweep)
+        kept = self._kept
         with self._lock:
             self._expired += claim.expired
             self._in_doubt += claim.in_doubt
             self._in_doubt_dropped += claim.in_doubt_dropped
             self._outstanding += len(claim.records)
             self._more_waiting = len(claim.records) == room
+            # A row this process left and takes again is counted by the engine anew,
+            # or as expired/in doubt: it is not spooled any more.
+            for gone in claim.expired_rows + claim.in_doubt_dropped_rows:
+                kept.retaken(gone)
+            retaken = [kept.retaken(record) for record in claim.records]
+            if sweep:
+                kept.forget_older_than(time.time() - 2 * spool.max_age)
         if claim.expired:
             self._warnings.log(
                 logging.WARNING,
@@ -285,9 +319,13 @@ class SpoolFeeder:
                 self.on_gone(gone, DropReason.EXPIRED)
             for gone in claim.in_doubt_dropped_rows:
                 self.on_gone(gone, DropReason.IN_DOUBT)
-        for record in claim.records:
-            if not self._put(record):
-                self.settled(record, DropReason.CLOSED)
+        refused = [
+            (record, was_left)
+            for record, was_left in zip(claim.records, retaken)
+            if not self._put(record)
+        ]
+        if refused:  # closed meanwhile
+            self._refused(refused)
         return len(claim.records)
 
     # -- close and stats -------------------------------------------------------------
@@ -330,18 +368,20 @@ class SpoolFeeder:
         """The engine's counters, corrected for what the spool keeps.
 
         Items the engine gave up unsent (``shutdown``, ``queue_full``, ``closed``) are
-        still in the spool: they move from ``dropped`` to ``spooled``.
+        still in the spool: they move from ``dropped`` to ``spooled``, as long as this
+        process has not taken them again.
         """
         self._check_fork()
         with self._lock:
-            handed_back = dict(self._handed_back)
+            cancelled = dict(self._kept.cancelled)
+            spooled = self._kept.spooled
             expired, in_doubt, in_doubt_dropped = (
                 self._expired,
                 self._in_doubt,
                 self._in_doubt_dropped,
             )
         dropped = dict(stats.dropped)
-        for reason, count in handed_back.items():
+        for reason, count in cancelled.items():
             if reason in dropped:
                 dropped[reason] -= count
                 if not dropped[reason]:
@@ -355,7 +395,7 @@ class SpoolFeeder:
             dropped=dropped,
             # What the spool kept was not dropped after all.
             last_drop_reason=last if last in dropped else None,
-            spooled=sum(handed_back.values()),
+            spooled=spooled,
             in_doubt=in_doubt,
             spool_backlog=self.backlog(),
         )

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from typing import Optional, TextIO
 
 from ..collector import PlausibleCollector
-from ..stats import CollectorStats
+from ..stats import CollectorStats, DropReason
 from .store import Spool, SpoolError
 
 __all__ = ["add_parser", "render_status", "run_relay"]
@@ -42,7 +42,7 @@ def render_status(stats: CollectorStats, rate: float) -> str:
     return (
         f"relay: {stats.sent} sent ({rate:.0f}/s), backlog {backlog}, "
         f"in flight {stats.queued + stats.in_flight}, failed {stats.failed}, "
-        f"expired {dropped.get('expired', 0)}, in doubt {stats.in_doubt}, "
+        f"expired {dropped.get(DropReason.EXPIRED, 0)}, in doubt {stats.in_doubt}, "
         f"breaker {stats.breaker_state}"
     )
 

@@ -141,10 +141,11 @@ class Spool:
         self._namespace = self._tag.rpartition(":")[0]
 
     def _conn(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
+        pid = os.getpid()
+        if self._pid != pid:
             self._owner()
         try:
-            return self._connections.get()
+            return self._connections.get(pid)
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
 
