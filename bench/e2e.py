@@ -34,8 +34,9 @@ from bench._common import UA, closed_endpoint, row, section_main, skipped
 from bench._sink import Sink, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Requests/s with the middleware, as a fraction of bare.
-TARGET_RATIO = 0.7
+#: Issue 12's targets: worker CPU per page bare / with the middleware delivering (the
+#: figure to trust on a shared machine; requests/s is reported against the same bound).
+TARGETS = {"example": 0.95, "hello": 0.85}
 WORKER_CLASSES: dict[str, list[str]] = {
     "sync": ["-k", "sync"],
     "gthread": ["-k", "gthread", "--threads", "4"],
@@ -230,7 +231,8 @@ def rows_for(
     results: dict[str, dict[str, Any]], worker_class: str, label: str, hello: bool = False
 ) -> list[dict[str, Any]]:
     bare, ours = results["bare"], results["on"]
-    prefix = "e2e hello app (diag.)" if hello else "e2e"
+    prefix = "e2e hello app" if hello else "e2e"
+    target = TARGETS["hello" if hello else "example"]
     rows = []
     ratio = ours["rps"] / bare["rps"]
     delivered = (
@@ -245,8 +247,8 @@ def rows_for(
             "req/s",
             f"bare {bare['rps']:.0f} req/s",
             ratio,
-            target=f"≥ {TARGET_RATIO} of bare",
-            passed=None if hello else ratio >= TARGET_RATIO,
+            target=f"≥ {target} of bare (CPU per page decides)",
+            passed=None,
         )
     )
     cpu_bare, cpu_ours = _per_page(bare, "cpu"), _per_page(ours, "cpu")
@@ -263,8 +265,8 @@ def rows_for(
             f"bare {cpu_bare:.0f} µs; delivery threads "
             f"{_per_page(ours, 'delivery_cpu'):.0f} µs/page{buffering}",
             cpu_bare / cpu_ours if cpu_ours else None,
-            target=f"≥ {TARGET_RATIO} (throughput bound when CPU-bound)",
-            passed=None if hello or not cpu_ours else cpu_bare / cpu_ours >= TARGET_RATIO,
+            target=f"≥ {target} (throughput bound when CPU-bound)",
+            passed=None if not cpu_ours else cpu_bare / cpu_ours >= target,
         )
     )
     buffered = results.get("buffered")

@@ -355,9 +355,7 @@ class AgentClassifier:
 _DEFAULT_CLASSIFIER: Final = AgentClassifier()
 
 
-def classify_user_agent(user_agent: str | None) -> AgentMatch | None:
-    """Classify with the default table and a shared cache of 4096 headers.
-
-    ``None`` means a person's browser; see :class:`AgentClassifier`.
-    """
-    return _DEFAULT_CLASSIFIER.classify(user_agent)
+#: ``classify_user_agent(user_agent)``: classify with the default table and a shared
+#: cache of 4096 headers; ``None`` means a person's browser (see :class:`AgentClassifier`).
+#: The default classifier's own method, not a wrapper: the middleware calls it per request.
+classify_user_agent: Final = _DEFAULT_CLASSIFIER.classify

@@ -19,11 +19,10 @@ from .checks import check_domain as _check_domain
 from .checks import check_endpoint as _check_endpoint
 from .checks import check_seconds as _check_seconds
 from .delivery.engine import DEFAULT_MAX_BUFFER_BYTES, DeliveryEngine
-from .delivery.failure import AttemptError
 from .delivery.health import DEFAULT_STALL_AFTER, Health
 from .delivery.hooks import BeforeSend, OnDrop, OnError, make_hooks
 from .delivery.policies import CircuitBreakerConfig, RetryConfig
-from .delivery.transport import HttpTransport, Outcome
+from .delivery.transport import HttpTransport
 from .errors import ConfigurationError, InvalidEventError
 from .events import (
     Event,
@@ -31,9 +30,10 @@ from .events import (
     encode_event,
     validate_event,
 )
+from .posting import Item, Poster
 from .spool.feeder import SpoolFeeder
 from .spool.store import Spool, SpoolRecord
-from .stats import CollectorStats, DropReason, Settlement
+from .stats import CollectorStats, DropReason
 from .tracking import Collector, Tracker
 
 __all__ = ["Collector", "PlausibleCollector", "Tracker"]
@@ -43,11 +43,6 @@ _DEFAULT_BREAKER = CircuitBreakerConfig()
 #: Longer User-Agents are cut to this many characters before they are buffered: real
 #: ones are under 500, and a 10 MB one was accepted and sent. (events.py has no cap.)
 MAX_USER_AGENT_LENGTH = 1024
-_SETTLEMENTS = {
-    Outcome.SENT: Settlement.SENT,
-    Outcome.SERVER_DROPPED: Settlement.SERVER_DROPPED,
-    Outcome.REJECTED: Settlement.REJECTED,
-}
 
 
 def _event_size(item: Union[Event, SpoolRecord]) -> int:
@@ -122,7 +117,8 @@ class PlausibleCollector(Tracker):
             collector.track("Signup", props={"plan": "pro"})
     """
 
-    # 66 lines: the signature of 20 documented keywords takes 22 of them.
+    # 79 lines: the signature of 20 documented keywords takes 22 of them, building the
+    # engine from the checked settings 20 more.
     def __init__(
         self,
         domain: str,
@@ -171,22 +167,40 @@ class PlausibleCollector(Tracker):
         self._hooks = make_hooks(
             self.name, self.domain, before_send=before_send, on_error=on_error, on_drop=on_drop
         )
-        self._health = Health(
+        health = Health(
             self.name,
             _check_seconds("stall_warning_after", stall_warning_after),
             self._last_success_at,
         )
-        self._engine = self._make_engine(
-            batch_size=batch_size,
-            flush_interval=flush_interval,
-            max_queue_size=max_queue_size,
-            max_buffer_bytes=max_buffer_bytes,
-            max_workers=max_workers,
+        self._poster = Poster(
+            self.name,
+            self.domain,
+            self._transport,
+            health=health,
+            hooks=self._hooks,
+            rejections=self._rejections,
+        )
+        spooled = spool is not None
+        self._engine: DeliveryEngine[Item] = DeliveryEngine(
+            self._poster.send,
+            name=self.name,
+            key=(self.endpoint, self.domain),
+            batch_size=_check_count("batch_size", batch_size),
+            flush_interval=_check_seconds("flush_interval", flush_interval),
+            max_queue_size=_check_count("max_queue_size", max_queue_size),
+            max_buffer_bytes=_check_count("max_buffer_bytes", max_buffer_bytes),
+            size_of=_event_size,
+            max_workers=_check_count("max_workers", max_workers),
             retry=retry,
             circuit_breaker=circuit_breaker,
-            spooled=spool is not None,
+            shutdown_timeout=self.shutdown_timeout,
+            on_abort=self._transport.abort,
+            on_fork=self._transport.reset,
+            on_idle=self._transport.close,
+            on_settle=self._poster.settled if spooled or self._hooks is not None else None,
+            durable=spooled,
         )
-        self._feeder = self._make_feeder(
+        self._feeder = self._poster.feeder = self._make_feeder(
             spool, spool_max_age, deliver, max_queue_size, retry or _DEFAULT_RETRY
         )
 
@@ -215,39 +229,6 @@ class PlausibleCollector(Tracker):
             on_gone=None if self._hooks is None else self._hooks.dropped,
         )
 
-    def _make_engine(
-        self,
-        *,
-        batch_size: int,
-        flush_interval: float,
-        max_queue_size: int,
-        max_buffer_bytes: int,
-        max_workers: int,
-        retry: Optional[RetryConfig],
-        circuit_breaker: Optional[CircuitBreakerConfig],
-        spooled: bool,
-    ) -> DeliveryEngine[Union[Event, SpoolRecord]]:
-        hooked = self._hooks is not None
-        return DeliveryEngine(
-            self._send_hooked if hooked else self._send,
-            name=self.name,
-            key=(self.endpoint, self.domain),
-            batch_size=_check_count("batch_size", batch_size),
-            flush_interval=_check_seconds("flush_interval", flush_interval),
-            max_queue_size=_check_count("max_queue_size", max_queue_size),
-            max_buffer_bytes=_check_count("max_buffer_bytes", max_buffer_bytes),
-            size_of=_event_size,
-            max_workers=_check_count("max_workers", max_workers),
-            retry=retry,
-            circuit_breaker=circuit_breaker,
-            shutdown_timeout=self.shutdown_timeout,
-            on_abort=self._transport.abort,
-            on_fork=self._transport.reset,
-            on_idle=self._transport.close,
-            on_settle=self._settled if spooled or hooked else None,
-            durable=spooled,
-        )
-
     def __repr__(self) -> str:
         return f"PlausibleCollector({self.domain!r}, endpoint={self.endpoint!r})"
 
@@ -262,65 +243,6 @@ class PlausibleCollector(Tracker):
     def _last_success_at(self) -> Optional[float]:
         return self._engine.last_success_at
 
-    def _send(self, item: Union[Event, SpoolRecord]) -> Settlement:
-        if type(item) is SpoolRecord:
-            assert self._feeder is not None
-            self._feeder.mark_attempt(item)
-            body = item.body
-        else:
-            body = encode_event(item, self.domain)  # type: ignore[arg-type]
-        return self._post(body, item.user_agent, item.client_ip)
-
-    def _send_hooked(self, item: Union[Event, SpoolRecord]) -> Settlement:
-        """``_send`` with the hooks: ``before_send`` once per event, details kept."""
-        hooks = self._hooks
-        assert hooks is not None
-        if hooks.before_send is None:
-            user_agent, client_ip = item.user_agent, item.client_ip
-            body = item.body if type(item) is SpoolRecord else encode_event(item, self.domain)  # type: ignore[arg-type]
-        else:
-            prepared = hooks.prepare(item)
-            if prepared is None:
-                return Settlement.VETOED
-            event, body = prepared
-            user_agent, client_ip = event.user_agent, event.client_ip
-        if type(item) is SpoolRecord:
-            assert self._feeder is not None
-            self._feeder.mark_attempt(item)
-        return self._post(body, user_agent, client_ip)
-
-    def _post(self, body: bytes, user_agent: Optional[str], client_ip: Optional[str]) -> Settlement:
-        hooks = self._hooks
-        try:
-            response = self._transport.send(body, user_agent, client_ip)
-        except AttemptError as exc:
-            self._health.failed(exc.kind)
-            if hooks is not None:
-                hooks.detail(str(exc)[:200])
-            raise
-        outcome = response.outcome
-        if outcome is Outcome.SENT:
-            self._health.answers += 1
-            return Settlement.SENT
-        if outcome is Outcome.SERVER_DROPPED:
-            self._health.dropped(response.dropped)
-            if hooks is not None:
-                hooks.detail(f"x-plausible-dropped: {response.dropped}")
-        else:
-            if hooks is not None:
-                hooks.detail(
-                    f"HTTP {response.status}: " + response.body[:200].decode("utf-8", "replace")
-                )
-            self._rejections.log(
-                logging.WARNING,
-                f"rejected:{response.status}",
-                "%s: Plausible rejected an event (HTTP %d): %s",
-                self.name,
-                response.status,
-                response.body[:500].decode("utf-8", "replace"),
-            )
-        return _SETTLEMENTS[outcome]
-
     def _accept(self, event: Event) -> bool:
         event = _capped(event)
         feeder = self._feeder
@@ -329,13 +251,6 @@ class PlausibleCollector(Tracker):
         ):
             return True
         return self._engine.put(event)
-
-    def _settled(self, item: Union[Event, SpoolRecord], settlement: Settlement) -> None:
-        kept = False  # given back unsent: the spool keeps it for a later delivery
-        if type(item) is SpoolRecord and self._feeder is not None:
-            kept = self._feeder.settled(item, settlement)
-        if self._hooks is not None:
-            self._hooks.settled(item, settlement, kept)
 
     def collect(self, event: Event) -> bool:
         """Queue an already built event; an invalid one is counted and dropped."""

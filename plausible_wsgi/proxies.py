@@ -54,10 +54,11 @@ def client_ip(environ: WSGIEnvironment, trusted_proxies: int = 0) -> Optional[st
       ``trusted_proxies`` is not applied a second time.
     """
     remote = environ.get("REMOTE_ADDR")
-    if trusted_proxies:
-        original = environ.get("werkzeug.proxy_fix.orig")
-        if isinstance(original, dict) and original.get("REMOTE_ADDR") != remote:
-            trusted_proxies = 0
+    if not trusted_proxies:  # the common case, on every request: no header to read
+        return normalize_ip(remote) if isinstance(remote, str) else None
+    original = environ.get("werkzeug.proxy_fix.orig")
+    if isinstance(original, dict) and original.get("REMOTE_ADDR") != remote:
+        trusted_proxies = 0
     return forwarded_ip(remote, environ.get("HTTP_X_FORWARDED_FOR"), trusted_proxies)
 
 

@@ -387,3 +387,22 @@ def test_malformed_response_headers_reach_the_server_unchanged() -> None:
     assert exchange.sent[0]["headers"] == [("content-type", "text/html")]
     assert middleware.stats().errors == 1
     assert middleware.stats().skipped == {"content_type": 1}
+
+
+def test_a_remembered_decision_serves_each_visitor_with_their_own_fields() -> None:
+    collector = MemoryCollector()
+    middleware = PlausibleMiddleware(html_app(), collector)
+    visitors = [("UA one", "198.51.100.1", "https://a.example/"), ("UA two", "198.51.100.2", None)]
+
+    async def requests() -> None:
+        for agent, address, referrer in visitors * 2:
+            headers = [("Referer", referrer)] if referrer else []
+            scope = http_scope("/a", user_agent=agent, client=(address, 1), headers=headers)
+            await request(middleware, scope)
+
+    run(requests())
+    assert [(e.user_agent, e.client_ip, e.referrer) for e in collector.events] == visitors * 2
+    pages = middleware.recorder.pages
+    page = pages.get(pages.targets()[0])
+    assert page is not None
+    assert len(page.decisions) == 1

@@ -278,3 +278,27 @@ def test_forged_host_requests_still_bind_the_request() -> None:
     call(middleware, make_environ(HTTP_HOST="evil.test"))
     assert [event.name for event in collector.events] == ["Signup"]
     assert dict(middleware.stats().skipped) == {"host": 1}
+
+
+def test_a_server_stepping_the_response_with_next_gets_the_request_bound() -> None:
+    """Some servers call next() on the response instead of iterating it: every chunk
+    is still made with the request bound, and the page view recorded at close()."""
+    collector = MemoryCollector()
+    seen: list[object] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html")])
+        for chunk in (b"a", b"b"):
+            seen.append(current_request())
+            yield chunk
+
+    middleware = PlausibleMiddleware(app, collector)
+    response: Any = middleware(make_environ("/s"), lambda *args: None)
+    chunks = [next(response), next(response)]
+    with pytest.raises(StopIteration):
+        next(response)
+    response.close()
+    assert chunks == [b"a", b"b"]
+    assert [getattr(info, "url", None) for info in seen] == ["https://example.com/s"] * 2
+    assert current_request() is None
+    assert [event.name for event in collector.events] == ["pageview"]

@@ -15,6 +15,7 @@ from plausible_wsgi.context import RequestInfo
 from plausible_wsgi.events import ValidEvent
 from plausible_wsgi.flask import Plausible
 from plausible_wsgi.middleware import (
+    DEFAULT_BOT_USER_AGENT,
     MiddlewareOptions,
     RequestFacts,
     ResponseFacts,
@@ -49,7 +50,6 @@ def decision(
     request = RequestFacts(
         method=method,
         page=Pages(checked).build("https", "example.com", path, ""),
-        info=INFO,
         agent=agent,
         range=range_,
         route=route,
@@ -60,12 +60,19 @@ def decision(
     return decide(request, response, checked)
 
 
+def event_of(result: Any, info: RequestInfo = INFO) -> pw.Event:
+    """The event a decision records for the visitor of ``info``."""
+    assert result.plan is not None, result
+    event: pw.Event = result.plan.event(info)
+    return event
+
+
 def test_a_page_view_carries_the_visitor() -> None:
     result = decision()
     assert result.tracked is Tracked.PAGEVIEW
     assert result.skip is None
-    assert isinstance(result.event, ValidEvent)
-    assert result.event == pw.Event(
+    assert isinstance(event_of(result), ValidEvent)
+    assert event_of(result) == pw.Event(
         kind=pw.EventKind.PAGEVIEW,
         name="pageview",
         url=INFO.url,
@@ -93,14 +100,16 @@ def test_a_page_view_carries_the_visitor() -> None:
 def test_skip_reasons(kwargs: dict[str, Any], reason: Skip) -> None:
     result = decision(**kwargs)
     assert result.skip is reason
-    assert result.event is None
+    assert result.plan is None
 
 
 def test_a_bot_is_counted_by_kind_or_recorded_as_an_event() -> None:
     assert decision(agent=BOT).counter == "bot:ai_training"
-    event = decision(agent=BOT, bots="event", status=404, content_type=None).event
+    event = event_of(decision(agent=BOT, bots="event", status=404, content_type=None))
     assert event.name == "Bot Visit"
     assert event.referrer is None
+    assert event.user_agent == DEFAULT_BOT_USER_AGENT
+    assert event.client_ip == INFO.client_ip
     assert event.props == {
         "agent": "GPTBot",
         "operator": "OpenAI",
@@ -114,14 +123,52 @@ def test_a_bot_is_counted_by_kind_or_recorded_as_an_event() -> None:
 def test_actions_downloads_and_404() -> None:
     action = decision("POST", 303, None, route="/items/<id>", track_actions=True)
     assert action.tracked is Tracked.ACTION
-    assert action.event.name == "POST /items/<id>"
-    assert action.event.interactive is False
+    assert event_of(action).name == "POST /items/<id>"
+    assert event_of(action).interactive is False
     download = decision(path="/f.pdf", content_type="application/pdf", file_downloads=True)
     assert download.tracked is Tracked.FILE_DOWNLOAD
-    assert download.event.props == {"url": INFO.url}
+    assert event_of(download).props == {"url": "https://example.com/f.pdf"}
     partial = decision(path="/f.pdf", status=206, range_="bytes=10-", file_downloads=True)
     assert partial.skip is Skip.PARTIAL
     assert decision(status=404, track_404=True).tracked is Tracked.NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"agent": BOT, "bots": "event"},
+        {"method": "POST", "status": 303, "track_actions": True},
+        {"path": "/f.pdf", "file_downloads": True},
+        {"status": 404, "track_404": True},
+    ],
+)
+def test_a_plan_makes_the_event_field_by_field(kwargs: dict[str, Any]) -> None:
+    """EventPlan.event builds events positionally: every field must land in its place,
+    and each visitor gets their own event (and their own props to change)."""
+    plan = decision(**kwargs).plan
+    assert plan is not None
+    other = RequestInfo(url=INFO.url, referrer=None, user_agent="UA 2", client_ip="5.6.7.8")
+    first, second = plan.event(INFO), plan.event(other)
+    bot = plan.user_agent is not None
+    assert first == pw.Event(
+        kind=plan.kind,
+        name=plan.name,
+        url=plan.url,
+        referrer=None if bot else INFO.referrer,
+        props=plan.props,
+        interactive=plan.interactive,
+        user_agent=plan.user_agent if bot else INFO.user_agent,
+        client_ip=INFO.client_ip,
+    )
+    assert (second.user_agent, second.client_ip) == (
+        plan.user_agent if bot else "UA 2",
+        "5.6.7.8",
+    )
+    assert second.referrer is None
+    if plan.props is not None:
+        assert first.props is not second.props
+        assert first.props is not plan.props
 
 
 def test_the_wsgi_signature_has_the_options_defaults() -> None:

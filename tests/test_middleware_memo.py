@@ -1,10 +1,10 @@
-"""The middleware's per-request shortcuts: remembered targets and User-Agents, and
-outcomes counted without a lock.
+"""The middleware's per-request shortcuts: remembered targets and their decisions.
 
 The middleware works out a request target (URL, host check, exclusion, download)
-and a User-Agent (sendable form, agent kind) once and remembers recent ones; these
-tests make sure a remembered answer is never applied to a request it does not
-belong to, that the memory stays bounded, and that counts stay exact.
+once, and with it the decisions for its requests (by method, agent, route, status,
+content type); these tests make sure a remembered answer is never applied to a
+request it does not belong to -- nor one visitor's fields to another's event --, that
+the memory stays bounded, and that counts stay exact.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from wsgi_helpers import BROWSER_UA, call, html_app, linted, make_environ
 from plausible_wsgi.agents import AgentClassifier, AgentRule
 from plausible_wsgi.middleware import PlausibleMiddleware
 from plausible_wsgi.middleware import pages as pages_module
+from plausible_wsgi.middleware import recorder as recorder_module
 from plausible_wsgi.testing import MemoryCollector
 
 
@@ -74,6 +75,102 @@ def test_exclusions_masks_and_downloads_follow_the_path_not_the_memo() -> None:
         ("pageview", "https://example.com/users/:id"),
     ]
     assert middleware.stats().skipped == {"excluded": 1}
+
+
+def _answering(answers: list[tuple[str, str]]) -> Any:
+    """An app answering each request with the next (status, content type) in turn."""
+    queue = list(answers)
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        status, content_type = queue.pop(0)
+        start_response(status, [("Content-Type", content_type)])
+        return [b"x"]
+
+    return app
+
+
+def test_a_remembered_decision_is_only_reused_for_the_same_facts() -> None:
+    """One target, answered differently: each answer decided on its own, each again
+    from the memo, and a bot's request never gets a browser's decision."""
+    html, json = "text/html", "application/json"
+    answers = [("200 OK", html), ("404 Not Found", html), ("200 OK", json), ("201 Created", html)]
+    collector = MemoryCollector()
+    app, middleware = linted(_answering(answers * 2 + [("200 OK", html)] * 3), collector)
+    for environ in [make_environ("/p") for _ in range(len(answers) * 2)] + [
+        make_environ("/p", HTTP_USER_AGENT="GPTBot/1.0"),
+        make_environ("/p", REQUEST_METHOD="HEAD"),
+        make_environ("/p"),
+    ]:
+        call(app, environ)
+    stats = middleware.stats()
+    assert stats.tracked == {"pageview": 5}
+    assert stats.skipped == {"status": 2, "content_type": 2, "bot:ai_training": 1, "method": 1}
+    page = middleware.recorder.pages.get(middleware.recorder.pages.targets()[0])
+    assert page is not None
+    assert len(page.decisions) == 6
+
+
+def test_each_visitor_gets_their_own_event_from_a_remembered_decision() -> None:
+    collector = MemoryCollector()
+    app, _ = linted(html_app(), collector)
+    visitors = [("1.2.3.4", "UA one", "https://a.example/x"), ("5.6.7.8", "UA two", None)]
+    for address, agent, referrer in visitors * 2:
+        call(
+            app,
+            make_environ("/p", REMOTE_ADDR=address, HTTP_USER_AGENT=agent, HTTP_REFERER=referrer),
+        )
+    assert [(e.client_ip, e.user_agent, e.referrer) for e in collector.events] == [
+        ("1.2.3.4", "UA one", "https://a.example/x"),
+        ("5.6.7.8", "UA two", None),
+    ] * 2
+
+
+def test_should_track_is_asked_for_every_request_of_a_remembered_decision() -> None:
+    asked: list[str] = []
+
+    def should_track(environ: Any, status: int, headers: Any) -> bool:
+        asked.append(environ["REMOTE_ADDR"])
+        return environ["REMOTE_ADDR"] != "5.6.7.8"
+
+    collector = MemoryCollector()
+    app, middleware = linted(html_app(), collector, should_track=should_track)
+    for address in ("1.2.3.4", "5.6.7.8", "1.2.3.4", "5.6.7.8"):
+        call(app, make_environ("/p", REMOTE_ADDR=address))
+    assert asked == ["1.2.3.4", "5.6.7.8", "1.2.3.4", "5.6.7.8"]
+    assert middleware.stats().skipped == {"should_track": 2}
+    assert [event.client_ip for event in collector.events] == ["1.2.3.4", "1.2.3.4"]
+
+
+def test_range_requests_are_decided_every_time() -> None:
+    """The client picks the Range header: a 206 that starts the file is a download,
+    one that does not is not, whatever came before, and neither is remembered."""
+    collector = MemoryCollector()
+    app, middleware = linted(
+        html_app(status="206 Partial Content", headers=[("Content-Type", "application/pdf")]),
+        collector,
+        file_downloads=True,
+    )
+    for header in ("bytes=0-99", "bytes=100-199", "bytes=0-", "bytes=5-"):
+        call(app, make_environ("/f.pdf", HTTP_RANGE=header))
+    stats = middleware.stats()
+    assert stats.tracked == {"file_download": 2}
+    assert stats.skipped == {"partial": 2}
+    page = middleware.recorder.pages.get(middleware.recorder.pages.targets()[0])
+    assert page is not None
+    assert page.decisions == {}
+
+
+def test_remembered_decisions_stay_bounded_per_target() -> None:
+    kinds = 3 * recorder_module.DECISIONS_PER_PAGE
+    answers = [("200 OK", f"text/html; profile={number}") for number in range(kinds)]
+    collector = MemoryCollector()
+    app = PlausibleMiddleware(_answering(answers), collector)
+    for _ in range(kinds):
+        call(app, make_environ("/p"))
+    page = app.recorder.pages.get(app.recorder.pages.targets()[0])
+    assert page is not None
+    assert 0 < len(page.decisions) <= recorder_module.DECISIONS_PER_PAGE
+    assert app.stats().tracked == {"pageview": kinds}
 
 
 def test_a_user_agent_is_classified_by_this_middlewares_classifier() -> None:

@@ -59,11 +59,11 @@ def test_no_proxy_and_loopback_are_never_proxied(
         collector.close()
     assert http_sink.wait_for(1)[0].path == "/api/event"
 
-    from plausible_wsgi.delivery.transport import _proxy_for
+    from plausible_wsgi.delivery.connection import proxy_for
 
     no_proxy_env.setenv("NO_PROXY", "plausible.test")
-    assert _proxy_for("http", "plausible.test") is None
-    assert _proxy_for("http", "other.test") is not None
+    assert proxy_for("http", "plausible.test") is None
+    assert proxy_for("http", "other.test") is not None
 
 
 class ConnectProxy:

@@ -30,8 +30,9 @@ from faults import read_request
 from sink import SilentServer, wait_until
 
 import plausible_wsgi as pw
+from plausible_wsgi.delivery.connection import IDLE_CHECK_AFTER
 from plausible_wsgi.delivery.failure import AttemptError, FailureKind
-from plausible_wsgi.delivery.transport import _IDLE_CHECK_AFTER, HttpTransport, Outcome
+from plausible_wsgi.delivery.transport import HttpTransport, Outcome
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -340,14 +341,16 @@ def test_a_dripping_tls_answer_is_cut_at_the_deadline(
     transport.close()
 
 
+@pytest.mark.parametrize("gap", [0.0, 2 * IDLE_CHECK_AFTER])
 def test_tls_verified_keep_alive(
-    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str]
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str], gap: float
 ) -> None:
     context, bundle = tls_ca
     server = raw_server(serve_tls(context))
     transport = HttpTransport(f"https://localhost:{server.port}", ca_bundle=bundle)
     for _ in range(5):
         assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
+        time.sleep(gap)  # with a gap, checked for a close before the next write, and kept
     transport.close()
     # One connection: session tickets after the handshake are not taken for a close.
     assert (server.requests, server.connections) == (5, 1)
@@ -492,25 +495,40 @@ def test_a_cut_on_a_reused_connection_is_never_resent_silently(
         assert stats.failed == 50
 
 
+def close_tls(tls: ssl.SSLSocket, close_notify: bool) -> None:
+    if close_notify:  # sent without waiting for the client's
+        tls.setblocking(False)
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.unwrap()
+    tls.close()
+
+
+@pytest.mark.parametrize("close", ["plain", "tls_fin", "tls_close_notify"])
 def test_a_connection_closed_while_idle_is_replaced_before_writing(
-    raw_server: Callable[..., RawServer],
+    raw_server: Callable[..., RawServer], tls_ca: tuple[ssl.SSLContext, str], close: str
 ) -> None:
     closed = threading.Event()
+    context, bundle = tls_ca
 
     def script(conn: socket.socket, server: RawServer) -> None:
+        if close != "plain":
+            conn = context.wrap_socket(conn, server_side=True)
         if server.request(conn):
             conn.sendall(OK)  # keep-alive, then an idle timeout
+            if isinstance(conn, ssl.SSLSocket):
+                close_tls(conn, close_notify=close == "tls_close_notify")
             conn.close()
             closed.set()
 
     server = raw_server(script)
-    transport = HttpTransport(server.url, timeout=10)
+    url = server.url if close == "plain" else f"https://localhost:{server.port}"
+    transport = HttpTransport(url, timeout=10, ca_bundle=bundle)
     for _ in range(3):
         closed.clear()
         assert transport.send(BODY, UA, IP).outcome is Outcome.SENT
         assert closed.wait(10)
         wait_until(lambda: server.connections == server.requests, 10)
-        time.sleep(2 * _IDLE_CHECK_AFTER)  # idle long enough to be checked before writing
+        time.sleep(2 * IDLE_CHECK_AFTER)  # idle long enough to be checked before writing
     transport.close()
     assert (server.requests, server.connections) == (3, 3)
 
@@ -614,7 +632,7 @@ def test_abort_cuts_a_connect_to_a_syn_dropping_port(syn_dropping: str) -> None:
 
     worker = threading.Thread(target=send, daemon=True)
     worker.start()
-    wait_until(lambda: len(transport._open) == 1, 10)  # registered before connect returns
+    wait_until(lambda: transport.pool.open_count == 1, 10)  # registered before connect returns
     transport.abort()
     worker.join(30)  # far below the 120 s the deadline would take
     assert not worker.is_alive()

@@ -20,15 +20,18 @@ from typing import Callable, Generic, Optional, TypeVar
 from .._log import RateLimitedLog, logger
 from ..stats import Settlement
 from .breaker import Admission, Breaker
+from .buffer import Buffer
 from .failure import AttemptError
 from .policies import RetryConfig
 from .retry import run_retries
 
-__all__ = ["Deliverer", "Requeue", "Shutdown"]
+__all__ = ["MAX_REQUEUES", "Deliverer", "Requeue", "Requeues", "Shutdown"]
 
 T = TypeVar("T")
 
 _NO_RETRY = RetryConfig(max_retries=0)
+#: Times an event may be put back in the buffer after an attempt went out.
+MAX_REQUEUES = 3
 _monotonic = time.monotonic
 
 
@@ -43,6 +46,45 @@ class Requeue(enum.Enum):
     UNSENT = "unsent"
     #: An attempt went out: the server may have recorded it (resends are capped).
     MAYBE_RECORDED = "maybe_recorded"
+
+
+class Requeues(Generic[T]):
+    """The events put back in the buffer because the breaker opened during their
+    attempts, and how often each went back after an attempt that may have been
+    recorded. Not thread-safe: the engine's lock guards it."""
+
+    def __init__(self, name: str, warnings: RateLimitedLog) -> None:
+        self.name = name
+        self._warnings = warnings
+        #: id(item) -> times put back after an attempt that may have been recorded.
+        self._counts: dict[int, int] = {}
+
+    def is_resend(self, item: T) -> bool:
+        counts = self._counts
+        return bool(counts) and id(item) in counts
+
+    def forget(self, item: T) -> None:
+        if self._counts:
+            self._counts.pop(id(item), None)
+
+    def put_back(self, item: T, size: int, why: Requeue, buffer: Buffer[T]) -> Optional[Settlement]:
+        """Put ``item`` back in ``buffer`` as the oldest; or how it ends if it cannot."""
+        key = id(item)
+        requeues = self._counts.get(key, 0) + (why is Requeue.MAYBE_RECORDED)
+        if requeues > MAX_REQUEUES:
+            self._warnings.log(
+                logging.WARNING,
+                "requeue_cap",
+                "%s: giving up on an event resent %d times while the breaker was open "
+                "(the server may have recorded it)",
+                self.name,
+                requeues,
+            )
+            return Settlement.GAVE_UP
+        if not buffer.push_front(item, size):
+            return Settlement.QUEUE_FULL
+        self._counts[key] = requeues
+        return None
 
 
 class _BreakerOpen(Exception):

@@ -8,7 +8,8 @@ or raises :class:`~plausible_wsgi.delivery.retry_after.AttemptError`. It knows n
   wait (or a worker must be started): no syscall per event. The buffer is bounded in
   events and in bytes; when full, the *oldest* event goes, counted as ``queue_full``.
 - The workers (:mod:`plausible_wsgi.delivery.workers`) deliver; one event's attempts, retries
-  and breaker verdicts are :mod:`plausible_wsgi.delivery.deliverer`'; fork and exit are
+  and breaker verdicts are :mod:`plausible_wsgi.delivery.deliverer`'; ``flush()`` and
+  ``close()`` are :mod:`plausible_wsgi.delivery.closing`'s; fork and exit are
   :mod:`plausible_wsgi.lifecycle`'s.
 - Locking is reentrant, and ``put()`` changes state in an order that a signal
   handler raising between two steps cannot break: ``track()``, ``stats()`` or
@@ -32,9 +33,9 @@ from .._log import RateLimitedLog
 from ..stats import CollectorStats, DropReason, Ledger, Settlement
 from .breaker import Breaker
 from .buffer import Buffer
+from .closing import Closing
 from .deliverer import Deliverer
 from .policies import CircuitBreakerConfig, RetryConfig
-from .workers import WorkerPool
 
 __all__ = ["DEFAULT_MAX_BUFFER_BYTES", "DeliveryEngine"]
 
@@ -46,7 +47,7 @@ _monotonic = time.monotonic
 _getpid = os.getpid
 
 
-class DeliveryEngine(WorkerPool[T]):
+class DeliveryEngine(Closing[T]):
     """Buffers items and delivers them concurrently with retry and circuit breaking.
 
     :param send: makes one delivery attempt for an item.
@@ -132,6 +133,10 @@ class DeliveryEngine(WorkerPool[T]):
     def forked(self) -> bool:
         return self._pid != _getpid()
 
+    def _check_fork(self) -> None:
+        if self._pid != _getpid():  # forked without the at-fork hooks (uWSGI)
+            self.after_fork_in_child()
+
     def after_fork_in_child(self) -> None:
         """Replace the parent's locks, threads, connections and counters.
 
@@ -168,11 +173,7 @@ class DeliveryEngine(WorkerPool[T]):
                 not self._idle and self._draining and self._threads < self.max_workers
             ):
                 self._start_worker()
-            elif (
-                self._idle
-                and not self._notified
-                and (len(self._buffer) >= self.batch_size or self._eager)
-            ):
+            elif self._idle and not self._notified and self._should_wake():
                 self._notified = True
                 self._work.notify()
         if evicted:
@@ -192,103 +193,6 @@ class DeliveryEngine(WorkerPool[T]):
         with self._lock:
             self._ledger.drop_unbuffered(reason)
 
-    # -- flush and close ---------------------------------------------------------------
-
-    def flush(self, timeout: Optional[float] = None) -> bool:
-        """Deliver what is buffered now; True when all of it settled within ``timeout``.
-
-        ``None`` waits up to ``shutdown_timeout``. Events put after the call began are
-        not waited for.
-        """
-        if self._pid != _getpid():
-            self.after_fork_in_child()
-        deadline = _monotonic() + (self.shutdown_timeout if timeout is None else timeout)
-        return self._wait_settled(deadline)
-
-    def _wait_settled(self, deadline: float) -> bool:
-        with self._lock:
-            outstanding = len(self._buffer) + self._in_flight
-            if not outstanding:
-                return True
-            target = self._ledger.settled + outstanding
-            self._flush_waiters.append(target)
-            if self._threads <= 0 and not self._abort.is_set():
-                self._start_worker()
-            self._work.notify_all()
-        try:
-            with self._lock:
-                while self._ledger.settled < target:
-                    remaining = deadline - _monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._settled_cv.wait(remaining)
-                return True
-        finally:
-            with self._lock:
-                self._flush_waiters.remove(target)
-
-    def begin_close(self) -> bool:
-        """Stop accepting events. Returns False if already closed."""
-        if self._pid != _getpid():
-            self.after_fork_in_child()
-        with self._lock:
-            if self._closed:
-                return False
-            self._closed = True
-            self._work.notify_all()
-        return True
-
-    def finish_close(self, deadline: float) -> None:
-        """Flush until ``deadline``, then drop what is left and release the threads."""
-        try:
-            self._wait_settled(deadline)
-            with self._lock:
-                # Read before the sockets are cut: these are settled as dropped (shutdown)
-                # by their workers unless an answer was already on its way.
-                in_flight = self._in_flight
-                self._abort.set()
-            # Cut first (shutdown wakes a recv() blocked on a socket; close does not),
-            # then close every connection before the workers wake and end: one left to
-            # the garbage collector when its thread ends would be an unclosed socket.
-            if self._on_abort is not None:
-                self._on_abort()
-            if self._on_idle is not None:
-                self._on_idle()
-            with self._lock:
-                self._work.notify_all()
-                left = self._buffer.clear()
-                if left:
-                    self._ledger.settle(Settlement.SHUTDOWN, len(left))
-                self._settled_cv.notify_all()
-            for item in left:
-                self._report(item, Settlement.SHUTDOWN)
-            if left or in_flight:
-                self._warnings.log(
-                    logging.WARNING,
-                    "shutdown",
-                    "%s: the close deadline passed with %d events still buffered (%s) "
-                    "and %d being sent (cut off); a larger shutdown_timeout gives them more "
-                    "time",
-                    self.name,
-                    len(left),
-                    "kept for a later delivery" if self.durable else "dropped",
-                    in_flight,
-                )
-        finally:
-            self._closing_done.set()
-
-    def close(self, timeout: Optional[float] = None) -> None:
-        """Stop accepting, flush within ``timeout`` (default ``shutdown_timeout``).
-
-        Every caller, concurrent ones included, returns once the engine is closed
-        and settled, or when its own ``timeout`` has passed.
-        """
-        deadline = _monotonic() + (self.shutdown_timeout if timeout is None else timeout)
-        if self.begin_close():
-            self.finish_close(deadline)
-        else:
-            self._closing_done.wait(max(0.0, deadline - _monotonic()))
-
     @property
     def closed(self) -> bool:
         return self._closed
@@ -299,8 +203,7 @@ class DeliveryEngine(WorkerPool[T]):
         return self._one.last_success_at
 
     def stats(self) -> CollectorStats:
-        if self._pid != _getpid():
-            self.after_fork_in_child()
+        self._check_fork()
         with self._lock:
             return self._ledger.snapshot(
                 queued=len(self._buffer),

@@ -1,7 +1,8 @@
 """HTTP/1.1 on the wire for one Plausible POST: a request template and an answer reader.
 
-Pure protocol over a socket-like ``recv_into``: no connections, deadlines or engine here
-(those are :mod:`plausible_wsgi.delivery.transport`'s).
+Pure protocol over a socket-like ``recv_into``: no sockets, TLS or deadlines here
+(those are :mod:`~plausible_wsgi.delivery.connection`'s and
+:mod:`~plausible_wsgi.delivery.transport`'s).
 
 - :class:`RequestTemplate`: the request line and fixed headers are encoded once; per
   event only ``User-Agent``, ``X-Forwarded-For``/``X-Plausible-IP``, ``Content-Length``
@@ -10,31 +11,31 @@ Pure protocol over a socket-like ``recv_into``: no connections, deadlines or eng
   status line, a few headers, a ``Content-Length``, chunked or close-delimited short
   body, interim ``1xx`` answers — into one preallocated buffer. Everything is bounded:
   the head (8 KiB), the body (4 KiB), interim answers (8), the whole answer (16 KiB).
-  Anything unusual (bare LF, folded headers, conflicting lengths, a transfer coding other
-  than ``chunked``, a ``101``) is a :class:`BrokenAnswer`: the caller closes the
+  Anything unusual (bare CR or LF, folded headers, conflicting lengths, a transfer coding
+  other than ``chunked``, a ``101``) is a :class:`BrokenAnswer`: the caller closes the
   connection. No fallback parser: what Plausible sends is small and regular.
 
-Why purpose-built, measured with ``python -m bench.delivery`` (CPU per delivered event
-on loopback against nginx answering ``202 ok``; best of 3 interleaved rounds of 4,000;
-2 shared cores at load 3-5, so ratios, not absolutes; one run of five):
+Why purpose-built: ``http.client`` parses every answer's headers with the ``email``
+package, makes a ``makefile()`` reader per answer and polls before each of its system
+calls; ``requests``/``urllib3`` sit on top of it; ``h11`` is correct but its event
+objects cost as much as ``http.client`` (an earlier run: 97 and 131 µs against 107 and
+119); ``pycurl`` would be a compiled dependency for one fixed POST. CPU per delivered
+event on loopback against nginx answering ``202 ok`` (the senders of ``python -m bench
+--only delivery``, each round in its own process, best of 7 interleaved rounds of 3,000;
+2 shared cores at load 11-16, so ratios, not absolutes):
 
-=====================================  ============  ============
-sender                                 plain HTTP    TLS
-=====================================  ============  ============
-raw socket, prebuilt request (floor)   9.5 µs        15.5 µs
-``http.client`` keep-alive             107.4 µs      118.5 µs
-``h11`` on a raw socket                97.2 µs       130.8 µs
-this module + ``transport`` alone      19.7 µs       35.4 µs
-=====================================  ============  ============
+=====================================  ================  ================
+sender                                 plain HTTP        TLS
+=====================================  ================  ================
+raw socket, prebuilt request (floor)   8.8 µs            14.5 µs
+``http.client`` keep-alive             76.3 µs           101.2 µs
+this module + ``transport`` alone      17.4 µs (0.23x)   24.3 µs (0.24x)
+=====================================  ================  ================
 
-Over the five runs the transport cost 0.18-0.29x ``http.client`` plain (2.1-2.7x the
-floor) and 0.25-0.30x over TLS (2.1-2.4x). ``http.client`` parses every answer's
-headers with the ``email`` package, makes a ``makefile()`` reader per answer and polls
-before each of its six system calls; ``requests``/``urllib3`` sit on top of it (2-6x
-more); ``h11`` is a correct sans-IO state machine but its event objects cost as much as
-``http.client``; ``pycurl`` (issue 12 measured 14 µs plain) would be a compiled
-dependency for one fixed POST. Left over the floor: the regex over the answer head, the
-template, the deadline bookkeeping, and a ``poll`` after an idle gap.
+Counted instead of timed (cachegrind, this process, per event): 73.5k instructions
+plain and 95.6k over TLS, against the floor's 5.4k and 30k; about 52k of it is this
+reader, two thirds of that the head's checks and its one regex. Two system calls per
+event (one write, one read; the floor makes three over TLS).
 """
 
 from __future__ import annotations
@@ -178,35 +179,32 @@ class AnswerReader:
         :raises BrokenAnswer: malformed, oversized, or cut short.
         """
         self._recv_into = recv_into
+        self._end = pos = 0
         try:
-            return self._read(tunnel)
+            for _ in range(MAX_INTERIM + 1):
+                status, headers, version_10, head_end = self._head(pos)
+                if 100 <= status < 200:
+                    if status == 101:
+                        raise BrokenAnswer("unexpected 101 Switching Protocols")
+                    pos = head_end
+                    continue
+                try:
+                    return self._answer(status, headers, head_end, version_10, tunnel)
+                except BrokenAnswer as exc:
+                    raise BrokenAnswer(str(exc), status, headers) from None
+                except _Eof:
+                    raise BrokenAnswer("connection closed in the body", status, headers) from None
+                except OSError as exc:
+                    raise BrokenAnswer(f"body: {type(exc).__name__}", status, headers) from None
+            raise BrokenAnswer("too many interim answers")
         finally:
             self._recv_into = _closed  # no reference cycle through a bound method
 
-    def _read(self, tunnel: bool) -> Answer:
-        self._end = 0
-        pos = 0
-        for _ in range(MAX_INTERIM + 1):
-            status, headers, head_end, version_10 = self._head(pos)
-            if 100 <= status < 200:
-                if status == 101:
-                    raise BrokenAnswer("unexpected 101 Switching Protocols")
-                pos = head_end
-                continue
-            try:
-                return self._answer(status, headers, head_end, version_10, tunnel)
-            except BrokenAnswer as exc:
-                raise BrokenAnswer(str(exc), status, headers) from None
-            except _Eof:
-                raise BrokenAnswer("connection closed in the body", status, headers) from None
-            except OSError as exc:
-                raise BrokenAnswer(f"body: {type(exc).__name__}", status, headers) from None
-        raise BrokenAnswer("too many interim answers")
-
-    def _head(self, pos: int) -> tuple[int, dict[str, str], int, bool]:
+    def _head(self, pos: int) -> tuple[int, dict[str, str], bool, int]:
         buf = self._buf
         while True:
-            end = buf.find(b"\r\n\r\n", pos, self._end)
+            # Nothing to search before the first read of an answer.
+            end = buf.find(b"\r\n\r\n", pos, self._end) if self._end > pos else -1
             if end >= 0:
                 break
             if self._end - pos > MAX_HEAD:
@@ -218,8 +216,8 @@ class AnswerReader:
                 raise BrokenAnswer(f"connection closed {what}") from None
         if end - pos > MAX_HEAD:
             raise BrokenAnswer("answer head too large")
-        head = bytes(self._view[pos : end + 2])
-        return (*_parse_head(head), end + 4, head.startswith(b"HTTP/1.0 "))
+        status, headers, version_10 = _parse_head(bytes(self._view[pos : end + 2]))
+        return status, headers, version_10, end + 4
 
     def _answer(
         self, status: int, headers: dict[str, str], pos: int, version_10: bool, tunnel: bool
@@ -227,6 +225,8 @@ class AnswerReader:
         connection = headers.get("connection")
         if connection is None:
             keep_alive = not version_10
+        elif connection in _PLAIN_CONNECTION:  # what servers send, whatever the version
+            keep_alive = _PLAIN_CONNECTION[connection]
         else:
             tokens = connection.lower().replace(" ", "").split(",")
             keep_alive = "keep-alive" in tokens if version_10 else "close" not in tokens
@@ -239,19 +239,22 @@ class AnswerReader:
                 raise BrokenAnswer("unsupported transfer coding")
             body, end = self._chunked(pos)
         elif length is not None:
-            body, end = self._sized(pos, _content_length(length))
+            body, end = self._sized(pos, length)
         else:
             body, end, keep_alive = self._until_close(pos), self._end, False
         if end != self._end:
             keep_alive = False  # bytes nobody asked for: never reuse this connection
         return Answer(status, headers, body, keep_alive)
 
-    def _sized(self, pos: int, length: int) -> tuple[bytes, int]:
+    def _sized(self, pos: int, value: str) -> tuple[bytes, int]:
+        if not (value.isascii() and value.isdigit()) or len(value) > 12:
+            raise BrokenAnswer("bad Content-Length")
+        length = int(value)
         if length > MAX_BODY:
             raise BrokenAnswer("answer body too large")
         while self._end - pos < length:
             self._more()
-        return bytes(self._buf[pos : pos + length]), pos + length
+        return bytes(self._view[pos : pos + length]), pos + length
 
     def _until_close(self, pos: int) -> bytes:
         while True:
@@ -307,34 +310,41 @@ _WANTED = re.compile(
     rb"[ \t]*([^\r]*)",
     re.IGNORECASE,
 )
+_NAMES = {
+    b"connection": "connection",
+    b"content-length": "content-length",
+    b"transfer-encoding": "transfer-encoding",
+    b"retry-after": "retry-after",
+    b"x-plausible-dropped": "x-plausible-dropped",
+}
 _FRAMING = ("content-length", "transfer-encoding")
+_VERSIONS = {b"HTTP/1.1 ": False, b"HTTP/1.0 ": True}
+#: ``Connection`` values that need no tokenising: keep-alive or not, for 1.0 and 1.1.
+_PLAIN_CONNECTION = {"keep-alive": True, "Keep-Alive": True, "close": False, "Close": False}
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """Status and wanted headers of a head ending in one CRLF.
+def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
+    """Status, wanted headers and whether it is HTTP/1.0, of a head ending in one CRLF.
 
     Only the headers the library reads are picked out (one regex scan: a third of the
     cost of a full parse, which was most of the reader's time); the whole head is still
-    checked for the shapes that would make that ambiguous (bare LF, folded lines).
+    checked for the shapes that would make that ambiguous (bare CR or LF, folded lines).
     """
-    if not (head.startswith((b"HTTP/1.1 ", b"HTTP/1.0 ")) and head[9:12].isdigit()):
+    code = head[9:12]
+    version_10 = _VERSIONS.get(head[:9])
+    if version_10 is None or head[12:13] not in (b" ", b"\r"):
         raise BrokenAnswer("not an HTTP/1.x status line")
-    if head[12:13] not in (b" ", b"\r") or not b"100" <= head[9:12] <= b"599":
+    if not (code.isdigit() and b"100" <= code <= b"599"):
         raise BrokenAnswer("not an HTTP/1.x status line")
-    if head.count(b"\n") != head.count(b"\r\n") or head.count(b"\r") != head.count(b"\n"):
+    line_ends = head.count(b"\r\n")
+    if head.count(b"\n") != line_ends or head.count(b"\r") != line_ends:
         raise BrokenAnswer("bare CR or LF in the answer head")
     if b"\n " in head or b"\n\t" in head:
         raise BrokenAnswer("folded header line")
     headers: dict[str, str] = {}
     for raw_name, raw_value in _WANTED.findall(head):
-        name = raw_name.lower().decode("ascii")
-        if name in headers and name in _FRAMING:
+        name = _NAMES[raw_name.lower()]
+        if name in _FRAMING and name in headers:
             raise BrokenAnswer(f"repeated {name}")
         headers[name] = raw_value.rstrip(b" \t").decode("latin-1")
-    return int(head[9:12]), headers
-
-
-def _content_length(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or len(value) > 12:
-        raise BrokenAnswer("bad Content-Length")
-    return int(value)
+    return int(code), headers, version_10

@@ -8,20 +8,25 @@ future, closure, task or hand-off.
 
 - An idle worker wakes when ``batch_size`` events wait (``put()`` notifies it), at
   each ``flush_interval`` tick while events wait, or when ``flush()``/``close()`` ask.
+- While traffic is fast, a batch lingers (:mod:`plausible_wsgi.delivery.pacing`): the
+  worker that drained the buffer wakes on its own timer and ``put()`` wakes nobody.
+  ``flush()`` and ``close()`` cut through it; ``batch_size=1`` never lingers.
 - One worker keeps up with a fast server; another joins only while events wait and
-  every running worker has waited on the server for over ``_RAMP``, or the last
-  answer took that long (threads contending for the GIL cost CPU for nothing).
-  Against a slow server all ``max_workers`` are busy within tens of milliseconds.
+  every draining worker has waited on the server for over ``RAMP``, or attempts take
+  that long, and leaves once they are fast (the ramp, in the same module). An idle
+  spare checks on the drainers with growing patience (up to ``_PATIENCE``); ``put()``
+  and a slow answer wake it when it must join. Against a slow server all
+  ``max_workers`` are busy within tens of milliseconds.
 - While the breaker is open nothing is taken; one worker takes the probe when due.
   An event put back because the breaker opened after it went out is resent at most
-  ``_MAX_REQUEUES`` times: Plausible may have recorded it already.
+  ``MAX_REQUEUES`` times (:class:`~plausible_wsgi.delivery.deliverer.Requeues`):
+  Plausible may have recorded it already.
 - A worker idle for ``_IDLE_EXIT`` seconds ends; the last one releases the
   transport's connections (``on_idle``); the next ``put()`` starts one again.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from typing import Callable, Generic, Optional, TypeVar
@@ -31,18 +36,17 @@ from .._log import RateLimitedLog, logger
 from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .deliverer import Deliverer, Requeue
+from .deliverer import Deliverer, Requeue, Requeues
+from .pacing import RAMP, Linger, Ramp
 
 __all__ = ["WorkerPool"]
 
 T = TypeVar("T")
 
-#: Seconds every running worker must have waited on the server before another joins.
-_RAMP = 0.01
 #: Seconds an idle worker lingers before it ends (and the connections are released).
 _IDLE_EXIT = 30.0
-#: Times an event may be put back in the buffer after an attempt went out.
-_MAX_REQUEUES = 3
+#: Seconds at most between an idle spare's looks at a drain that keeps up.
+_PATIENCE = 0.25
 _monotonic = time.monotonic
 
 
@@ -75,19 +79,16 @@ class WorkerPool(Generic[T]):
 
     def _fresh_pool(self) -> None:
         self._in_flight = self._threads = self._idle = self._draining = 0
-        #: thread id -> when its current attempt started, for the ramp-up decision.
-        self._busy: dict[int, float] = {}
-        #: Seconds the last attempt took: a slow server lets idle workers join at once.
-        self._last_took = 0.0
+        self._ramp = Ramp()
         self._next_tick = _monotonic() + self.flush_interval
         #: The settled count each flush() waits for: woken when the lowest is reached,
         #: not at every event (a flush during a burst would take the GIL per event).
         self._flush_waiters: list[int] = []
         self._notified = False
+        self._linger = Linger()
         #: Items pushed out of the full buffer, to report to on_settle from a worker.
         self._evicted: list[T] = []
-        #: id(item) -> times put back after an attempt that may have been recorded.
-        self._requeued: dict[int, int] = {}
+        self._requeues: Requeues[T] = Requeues(self.name, self._warnings)
 
     def _start_worker(self) -> None:
         """Start a worker thread; under the lock.
@@ -107,7 +108,7 @@ class WorkerPool(Generic[T]):
     def _run(self) -> None:
         me = threading.get_ident()
         while True:
-            first = self._next()
+            first = self._next(me)
             if first is None:
                 break
             self._drain(first, me)
@@ -116,20 +117,23 @@ class WorkerPool(Generic[T]):
             # and drops it; finish_close() closes them all, then sets this.
             self._closing_done.wait()
 
-    def _next(self) -> Optional[tuple[T, int, Admission]]:
+    def _next(self, me: int) -> Optional[tuple[T, int, Admission]]:
         """Wait until an event should go out; take it. None: this worker ends."""
         with self._lock:
             idle_since = _monotonic()
+            patience = RAMP
             while not self._abort.is_set():
                 now = _monotonic()
                 delay = self._delay(now)
                 if delay is None:
                     admission = self._one.admit()
                     if admission is not Admission.DENIED:
+                        if not self._draining:
+                            self._linger.batch_started(now, len(self._buffer), self.batch_size)
                         self._draining += 1
                         taken = self._take()
                         if self._buffer and not self._idle and self._threads < self.max_workers:
-                            self._start_worker()  # a spare: joins in _RAMP if needed
+                            self._start_worker()  # a spare: joins after RAMP if needed
                         return (*taken, admission)
                     assert self._breaker is not None  # only a breaker denies
                     delay = max(0.005, self._breaker.seconds_until_probe())
@@ -138,6 +142,11 @@ class WorkerPool(Generic[T]):
                     if idle_left <= 0:
                         break
                     delay = min(delay, idle_left)
+                elif self._draining:  # a spare watching a drain that keeps up
+                    delay, patience = max(delay, patience), min(2 * patience, _PATIENCE)
+                timer = self._linger.timer(me, now)
+                if timer is not None:
+                    delay = min(delay, timer)
                 self._idle += 1
                 try:
                     self._work.wait(delay)
@@ -157,6 +166,7 @@ class WorkerPool(Generic[T]):
     def _delay(self, now: float) -> Optional[float]:
         """None when an event should go out now, else seconds to wait before looking."""
         if not self._buffer:
+            self._linger.nothing_came(now)
             if now >= self._next_tick:
                 self._next_tick = now + self.flush_interval
             return self._next_tick - now
@@ -167,22 +177,27 @@ class WorkerPool(Generic[T]):
             wait = breaker.seconds_until_probe()
             return None if wait <= 0 else wait  # woken early when a probe settles
         if self._draining:
-            busy = tuple(self._busy.values())  # one C call: no resize mid-iteration
-            if len(busy) < self._draining:
-                return _RAMP  # a worker is between events: it is keeping up
-            if self._last_took >= _RAMP:
-                return None  # the server answers slowly: join now
-            newest = now - max(busy)
-            return None if newest >= _RAMP else _RAMP - newest
-        if (
-            len(self._buffer) >= self.batch_size
-            or now >= self._next_tick
-            or self._flush_waiters
-            or self._closed
-            or self._eager
-        ):
+            return self._ramp.join_in(now, self._draining)
+        return self._batch_wait(now)
+
+    def _batch_wait(self, now: float) -> Optional[float]:
+        """Nobody drains, events wait: None when they are due, else the wait."""
+        if now >= self._next_tick or self._flush_waiters or self._closed or self._eager:
             return None
-        return self._next_tick - now
+        due = self._linger.due(now, len(self._buffer), self._buffer.max_items)
+        if due is None:
+            due = len(self._buffer) >= self.batch_size
+        return None if due else self._next_tick - now
+
+    def _should_wake(self) -> bool:
+        """put(): must an idle worker be woken for what is buffered now?"""
+        if self._draining:  # the drainers take it; a spare joins drainers stuck on the server
+            return self._ramp.join_in(_monotonic(), self._draining) is None
+        if self._eager:
+            return True
+        if self._linger.until:  # the lingering worker wakes by its timer
+            return len(self._buffer) * 2 >= self._buffer.max_items
+        return len(self._buffer) >= self.batch_size
 
     def _take(self) -> tuple[T, int]:
         self._in_flight += 1
@@ -191,16 +206,15 @@ class WorkerPool(Generic[T]):
     def _drain(self, first: tuple[T, int, Admission], me: int) -> None:
         """Deliver events one after another until there is nothing to do."""
         item, size, admission = first
-        busy = self._busy
-        requeued = self._requeued
+        ramp = self._ramp
+        requeues = self._requeues
         while True:
-            resend = bool(requeued) and id(item) in requeued
-            busy[me] = started = _monotonic()
+            resend = requeues.is_resend(item)
+            started = ramp.started(me)
             try:
                 result = self._one.deliver(item, admission, resend)
             finally:
-                del busy[me]
-            self._last_took = _monotonic() - started
+                ramp.ended(me, started)
             if self._on_settle is not None and not isinstance(result, Requeue):
                 # Reported before it is counted: once flush() returns, a spool has
                 # heard of every item it waited for.
@@ -210,13 +224,7 @@ class WorkerPool(Generic[T]):
                 evicted = self._evicted
                 if evicted:
                     self._evicted = []
-                nxt = self._next_in_drain(admission)
-                if nxt is None:
-                    self._draining -= 1
-                elif self._buffer and not self._idle and self._threads < self.max_workers:
-                    self._start_worker()  # joins if this one waits on a slow server
-                if admission is Admission.PROBE:
-                    self._work.notify_all()  # the probe settled: the others look again
+                nxt = self._carry_on(me, admission)
             if final is not None and isinstance(result, Requeue):
                 self._report(item, final)  # could not go back: how it ended instead
             for old in evicted:
@@ -226,6 +234,22 @@ class WorkerPool(Generic[T]):
             item, size = nxt
             admission = Admission.NORMAL
 
+    def _carry_on(self, me: int, admission: Admission) -> Optional[tuple[T, int]]:
+        """After an event (under the lock): the next one to take, or None to stop."""
+        nxt = self._next_in_drain(admission)
+        if nxt is None:
+            self._draining -= 1
+            if not self._draining:
+                may_linger = not self._buffer and self.batch_size > 1 and not self._eager
+                self._linger.batch_ended(me, may_linger)
+        elif self._buffer and not self._idle and self._threads < self.max_workers:
+            self._start_worker()  # joins if this one waits on a slow server
+        elif self._idle and self._buffer and self._ramp.took >= RAMP:
+            self._work.notify_all()  # the server is slow: the idle spares join
+        if admission is Admission.PROBE:
+            self._work.notify_all()  # the probe settled: the others look again
+        return nxt
+
     def _next_in_drain(self, admission: Admission) -> Optional[tuple[T, int]]:
         paused_until = self._one.paused_until
         if (
@@ -234,6 +258,7 @@ class WorkerPool(Generic[T]):
             or self._abort.is_set()
             or (paused_until and _monotonic() < paused_until)
             or not self._one.breaker_closed()
+            or self._ramp.crowded(self._draining)  # fast answers: one worker is enough
         ):
             return None
         return self._take()
@@ -249,15 +274,17 @@ class WorkerPool(Generic[T]):
     def _settle(self, item: T, size: int, result: Settlement | Requeue) -> Optional[Settlement]:
         """Count the end of an attempt (under the lock); the final settlement, if any."""
         self._in_flight -= 1
-        key = id(item)
         if isinstance(result, Requeue):
-            settlement = self._requeue(key, item, size, result)
+            settlement = (
+                Settlement.SHUTDOWN
+                if self._abort.is_set()
+                else self._requeues.put_back(item, size, result, self._buffer)
+            )
             if settlement is None:
                 return None
         else:
             settlement = result
-        if self._requeued:
-            self._requeued.pop(key, None)
+        self._requeues.forget(item)
         self._ledger.settle(settlement)
         waiters = self._flush_waiters
         if waiters and self._ledger.settled >= min(waiters):
@@ -265,23 +292,3 @@ class WorkerPool(Generic[T]):
         if not self._one.breaker_closed():
             self._work.notify_all()  # a probe settled: the waiting workers look again
         return settlement
-
-    def _requeue(self, key: int, item: T, size: int, why: Requeue) -> Optional[Settlement]:
-        """Put ``item`` back as the oldest; or how it ends if it cannot go back."""
-        requeues = self._requeued.get(key, 0) + (why is Requeue.MAYBE_RECORDED)
-        if self._abort.is_set():
-            return Settlement.SHUTDOWN
-        if requeues > _MAX_REQUEUES:
-            self._warnings.log(
-                logging.WARNING,
-                "requeue_cap",
-                "%s: giving up on an event resent %d times while the breaker was open "
-                "(the server may have recorded it)",
-                self.name,
-                requeues,
-            )
-            return Settlement.GAVE_UP
-        if not self._buffer.push_front(item, size):
-            return Settlement.QUEUE_FULL
-        self._requeued[key] = requeues
-        return None

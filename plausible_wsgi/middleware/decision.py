@@ -1,7 +1,9 @@
 """The rules: from what a request and its response were to what gets recorded.
 
-:func:`decide` is pure -- no environ, no ASGI scope, no I/O, no counters -- so the WSGI
-and the ASGI middleware share it, and a test can call it with two small records.
+:func:`decide` is pure -- no environ, no ASGI scope, no I/O, no counters, no visitor
+-- so the WSGI and the ASGI middleware share it, a test can call it with two small
+records, and the :class:`~.recorder.Recorder` can remember its answer for requests
+alike. The visitor's fields join the event afterwards (:meth:`EventPlan.event`).
 ``should_track`` is not asked here: it is the user's code and sees the server's own
 view of the request; the middlewares ask it for every decision that records.
 """
@@ -9,6 +11,7 @@ view of the request; the middlewares ask it for every decision that records.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from typing import NamedTuple, Optional
 
 from ..agents import AgentMatch
@@ -26,7 +29,7 @@ from ..events import (
 from .options import CheckedOptions
 from .pages import Page
 
-__all__ = ["Decision", "RequestFacts", "ResponseFacts", "Skip", "Tracked", "decide"]
+__all__ = ["Decision", "EventPlan", "RequestFacts", "ResponseFacts", "Skip", "Tracked", "decide"]
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
@@ -61,12 +64,11 @@ class Tracked(str, enum.Enum):
 
 
 class RequestFacts(NamedTuple):
-    """What the middleware read from the request."""
+    """What the middleware read from the request, the visitor aside."""
 
     method: str
+    #: The target; its ``url`` is ``None`` when the scheme or ``Host`` is unusable.
     page: Page
-    #: The visitor, or ``None`` when the URL is unusable (no valid scheme or host).
-    info: Optional[RequestInfo]
     #: The User-Agent's classification; ``None`` for a browser (and always with
     #: ``bots="pageview"``, where agents are not classified).
     agent: Optional[AgentMatch] = None
@@ -87,12 +89,42 @@ class ResponseFacts(NamedTuple):
     failed: bool = False
 
 
+class EventPlan(NamedTuple):
+    """An event to record, but for the visitor's fields, which :meth:`event` adds."""
+
+    kind: EventKind
+    name: str
+    url: str
+    props: Optional[Mapping[str, str]] = None
+    interactive: bool = True
+    #: Sent instead of the visitor's User-Agent, and then without a referrer: the
+    #: ``bots="event"`` events (Plausible drops bots' own User-Agents).
+    user_agent: Optional[str] = None
+    #: Every part of the event is known safe once the visitor's fields are in (they
+    #: were made safe when the request was read): the collectors need not validate it.
+    valid: bool = False
+
+    def event(self, info: RequestInfo) -> Event:
+        """The event of this plan for one visitor's request."""
+        props = None if self.props is None else dict(self.props)  # each event its own
+        referrer: Optional[str] = info.referrer
+        user_agent = info.user_agent
+        if self.user_agent is not None:
+            referrer, user_agent = None, self.user_agent
+        # Positional: keywords cost twice as much, on every page view. The order is
+        # Event's, which test_middleware_decision checks against keyword-built events.
+        return (ValidEvent if self.valid else Event)(
+            self.kind, self.name, self.url, referrer, props, None, self.interactive,
+            user_agent, info.client_ip,
+        )  # fmt: skip
+
+
 class Decision(NamedTuple):
-    """Either a :class:`Skip` reason or what was tracked with its event."""
+    """Either a :class:`Skip` reason or what was tracked with the event to record."""
 
     skip: Optional[Skip] = None
     tracked: Optional[Tracked] = None
-    event: Optional[Event] = None
+    plan: Optional[EventPlan] = None
     #: The agent's kind for :attr:`Skip.BOT`.
     bot_kind: Optional[str] = None
 
@@ -120,12 +152,13 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
 
     The order matters: a request is counted under the first rule that refuses it.
     """
-    status, info, page = response.status, request.info, request.page
+    status, page = response.status, request.page
+    url = page.url
     if response.failed:
         return _SKIPPED[Skip.EXCEPTION]
     if status is None:
         return _SKIPPED[Skip.NO_STATUS]
-    if info is None:  # no usable scheme or Host
+    if url is None:  # no usable scheme or Host
         return _SKIPPED[Skip.HOST]
     refused = _refused(request, options)
     if refused is not None:
@@ -134,13 +167,13 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
     if agent is not None and options.bots != "pageview":
         if options.bots == "skip":
             return Decision(skip=Skip.BOT, bot_kind=agent.kind)
-        return Decision(tracked=Tracked.BOT, event=_bot_event(info, agent, page, status, options))
+        return Decision(tracked=Tracked.BOT, plan=_bot_event(url, agent, page, status, options))
     if request.method not in options.methods:  # let through by _refused(): an action
         if not 200 <= status < 400:
             return _SKIPPED[Skip.STATUS]
         name = f"{request.method} {request.route or page.url_path}"[:MAX_NAME_LENGTH]
-        event = _event(info, ACTION, name, interactive=False)
-        return Decision(tracked=Tracked.ACTION, event=event)
+        plan = EventPlan(ACTION, name, url, interactive=False)
+        return Decision(tracked=Tracked.ACTION, plan=plan)
     if (
         options.file_downloads
         and 200 <= status < 300
@@ -148,9 +181,9 @@ def decide(request: RequestFacts, response: ResponseFacts, options: CheckedOptio
     ):
         if status == 206 and not (request.range or "").replace(" ", "").startswith("bytes=0-"):
             return _SKIPPED[Skip.PARTIAL]
-        event = _event(info, CUSTOM, "File Download", props={"url": info.url})
-        return Decision(tracked=Tracked.FILE_DOWNLOAD, event=event)
-    return _page_decision(info, page, status, response.content_type, options)
+        plan = EventPlan(CUSTOM, "File Download", url, props={"url": url})
+        return Decision(tracked=Tracked.FILE_DOWNLOAD, plan=plan)
+    return _page_decision(url, page, status, response.content_type, options)
 
 
 def _refused(request: RequestFacts, options: CheckedOptions) -> Optional[Decision]:
@@ -168,7 +201,7 @@ def _refused(request: RequestFacts, options: CheckedOptions) -> Optional[Decisio
 
 
 def _page_decision(
-    info: RequestInfo,
+    url: str,
     page: Page,
     status: int,
     content_type: Optional[str],
@@ -177,8 +210,8 @@ def _page_decision(
     """A page view, a 404 goal, or why not."""
     is_page = _media_type(content_type) in options.content_types
     if status == 404 and options.track_404 and is_page:
-        event = _event(info, CUSTOM, "404", props={"path": _fit_prop(page.url_path)})
-        return Decision(tracked=Tracked.NOT_FOUND, event=event)
+        plan = EventPlan(CUSTOM, "404", url, props={"path": _fit_prop(page.url_path)})
+        return Decision(tracked=Tracked.NOT_FOUND, plan=plan)
     if status not in options.statuses:
         return _SKIPPED[Skip.STATUS]
     if not is_page:
@@ -186,35 +219,13 @@ def _page_decision(
     # Every part of a page view was made safe when the request was read (URL built,
     # escaped and fitted; referrer cut; UA sendable; IP parsed) except whether the URL
     # splits, known from the Page: so the collectors need not validate it again.
-    event = _event(info, PAGEVIEW, "pageview", valid=page.url_valid)
-    return Decision(tracked=Tracked.PAGEVIEW, event=event)
-
-
-def _event(
-    info: RequestInfo,
-    kind: EventKind,
-    name: str,
-    *,
-    props: Optional[dict[str, str]] = None,
-    interactive: bool = True,
-    valid: bool = False,
-) -> Event:
-    """The one place the middleware makes events: the visitor's fields, by keyword."""
-    return (ValidEvent if valid else Event)(
-        kind=kind,
-        name=name,
-        url=info.url,
-        referrer=info.referrer,
-        props=props,
-        interactive=interactive,
-        user_agent=info.user_agent,
-        client_ip=info.client_ip,
-    )
+    plan = EventPlan(PAGEVIEW, "pageview", url, valid=page.url_valid)
+    return Decision(tracked=Tracked.PAGEVIEW, plan=plan)
 
 
 def _bot_event(
-    info: RequestInfo, agent: AgentMatch, page: Page, status: int, options: CheckedOptions
-) -> Event:
+    url: str, agent: AgentMatch, page: Page, status: int, options: CheckedOptions
+) -> EventPlan:
     """A ``bots="event"`` event: sent with an ordinary browser User-Agent (Plausible
     drops bots' own) and no referrer; the real agent is in the props."""
     props = {
@@ -224,13 +235,12 @@ def _bot_event(
         "path": _fit_prop(page.url_path),
         "status": str(status),
     }
-    return Event(
-        kind=CUSTOM,
-        name=options.bot_event_name,
-        url=info.url,
+    return EventPlan(
+        CUSTOM,
+        options.bot_event_name,
+        url,
         props={key: value for key, value in props.items() if value},
         user_agent=options.bot_user_agent,
-        client_ip=info.client_ip,
     )
 
 

@@ -137,7 +137,7 @@ class MiddlewareOptions:
             bot_event_name=_event_name("bot_event_name", self.bot_event_name),
             bot_domain=domain,
             bot_user_agent=agent,
-            classify=classify_user_agent if classifier is None else classifier.classify,
+            classify=_classifier(self.bots, classifier),
             track_404=bool(self.track_404),
             track_actions=bool(self.track_actions),
             file_downloads=bool(self.file_downloads),
@@ -169,6 +169,8 @@ class CheckedOptions:
     #: ``None`` unless ``bots="event"`` and a ``bot_domain`` was given.
     bot_domain: Optional[str]
     bot_user_agent: str
+    #: What agent a (sendable) User-Agent is; ``None`` for a browser, and always with
+    #: ``bots="pageview"``, where agents are not classified.
     classify: Callable[[Optional[str]], Optional[AgentMatch]]
     track_404: bool
     track_actions: bool
@@ -180,6 +182,19 @@ def collector_name(collector: object) -> str:
     """A collector's ``name`` for logs, else its type's."""
     name = getattr(collector, "name", None)
     return name if isinstance(name, str) else type(collector).__name__
+
+
+def _classifier(
+    bots: BotMode, classifier: Optional[AgentClassifier]
+) -> Callable[[Optional[str]], Optional[AgentMatch]]:
+    if bots == "pageview":
+        return _browser
+    return classify_user_agent if classifier is None else classifier.classify
+
+
+def _browser(user_agent: Optional[str]) -> None:
+    """The classification with ``bots="pageview"``: every visitor is a browser."""
+    return
 
 
 def _strings(name: str, values: Iterable[str], normalize: Callable[[str], str]) -> list[str]:

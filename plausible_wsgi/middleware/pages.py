@@ -2,17 +2,21 @@
 
 Page URLs repeat, and building one means decoding, masking, escaping, scrubbing and
 checking it: about 5 µs, against well under 1 µs for a dict lookup. So each middleware
-remembers the recent targets (:class:`Pages`), bounded in count and length.
+remembers the recent targets (:class:`Pages`), bounded in count and length, and with
+each target the decisions made for its requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Hashable
-from typing import NamedTuple, Optional
+from collections.abc import Callable, Container, Hashable
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ..events import MAX_URL_BYTES, url_parses
 from ..request import escape_path, fit_url
 from .options import CheckedOptions
+
+if TYPE_CHECKING:
+    from .decision import Decision
 
 __all__ = ["MEMO_MAX_LENGTH", "MEMO_SIZE", "Page", "Pages"]
 
@@ -41,6 +45,9 @@ class Page(NamedTuple):
     excluded: bool
     #: The path ends in one of ``download_extensions`` (with ``file_downloads``).
     download: bool
+    #: The decisions made for requests to this target, by the rest of their facts
+    #: (filled by :meth:`~.recorder.Recorder.decision`; they go when the page goes).
+    decisions: dict[Hashable, Decision]
 
 
 class Pages:
@@ -51,11 +58,15 @@ class Pages:
     its length so that long targets are not kept.
     """
 
-    __slots__ = ("_memo", "_options")
+    __slots__ = ("_memo", "_options", "get")
 
     def __init__(self, options: CheckedOptions) -> None:
         self._options = options
         self._memo: dict[Hashable, Page] = {}
+        #: ``get(key)``: the remembered page, or ``None``; raises TypeError for an
+        #: unhashable key (a broken server's value). The dict's own method: it runs on
+        #: every request.
+        self.get: Callable[[Hashable], Optional[Page]] = self._memo.get
 
     def __len__(self) -> int:
         return len(self._memo)
@@ -63,12 +74,6 @@ class Pages:
     def targets(self) -> list[Hashable]:
         """The remembered keys, oldest first."""
         return list(self._memo)
-
-    def get(self, key: Hashable) -> Optional[Page]:
-        try:
-            return self._memo.get(key)
-        except TypeError:  # an unhashable value from a broken server
-            return None
 
     def remember(self, key: Hashable, page: Page, length: int) -> None:
         """Keep ``page`` unless the target is long; a full memo starts over (cheaper
@@ -110,6 +115,7 @@ class Pages:
             host_ok=host_ok,
             excluded=bool(rules.prefixes or rules.patterns) and rules.excluded(path),
             download=options.file_downloads and _has_extension(path, options.download_extensions),
+            decisions={},
         )
 
 

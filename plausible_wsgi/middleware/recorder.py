@@ -1,10 +1,11 @@
 """What the WSGI and the ASGI middleware share after the rules: recording and closing.
 
 A :class:`Recorder` holds one middleware's checked options, its collectors, the memo of
-request targets and the counters. :meth:`Recorder.finish` takes the facts of a finished
-request, asks :func:`~.decision.decide`, then ``should_track``, counts the outcome and
-hands the event to every collector. It never raises: a failure is logged (without
-visitor data) and counted.
+request targets and the counters. :meth:`Recorder.finish` takes a finished
+:class:`~.exchange.Exchange`, gets its decision (:func:`~.decision.decide`'s, remembered
+with the target for requests alike), asks ``should_track``, counts the outcome and
+hands the visitor's event to every collector. It never raises: a failure is logged
+(without visitor data) and counted.
 
 Ownership of collectors: by default the middleware owns them, and :meth:`Recorder.close`
 (also run at interpreter exit) flushes and closes them. With ``close_collectors=False``
@@ -20,24 +21,28 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
-from typing import Any, Optional, Union
+from collections.abc import Hashable, Sequence
+from typing import Optional, Union
 
 from .. import lifecycle
 from .._log import RateLimitedLog, logger
-from ..agents import AgentMatch
 from ..checks import check_collectors
-from ..request import sendable_user_agent
 from ..tracking import Collector
-from .decision import Decision, RequestFacts, ResponseFacts, Skip, Tracked, decide
+from .decision import Decision, ResponseFacts, Skip, Tracked, decide
+from .exchange import Exchange, status_code
 from .options import CheckedOptions, collector_name
 from .pages import Pages
 from .stats import Counters, MiddlewareStats
 
-__all__ = ["DEFAULT_CLOSE_TIMEOUT", "Recorder", "content_headers"]
+__all__ = ["DECISIONS_PER_PAGE", "DEFAULT_CLOSE_TIMEOUT", "Recorder"]
 
 #: Seconds :meth:`Recorder.close` allows collectors without a ``shutdown_timeout``.
 DEFAULT_CLOSE_TIMEOUT = 5.0
+#: Decisions remembered per target: responses of one page vary little (a status or two,
+#: a content type), and the bound holds whatever an application sends.
+DECISIONS_PER_PAGE = 16
+
+_NOT_WANTED = Decision(skip=Skip.SHOULD_TRACK)
 
 
 class Recorder:
@@ -87,41 +92,27 @@ class Recorder:
     def names(self) -> tuple[str, ...]:
         return self._names
 
-    def visitor(self, raw_agent: object) -> tuple[Optional[str], Optional[AgentMatch]]:
-        """The sendable User-Agent and, unless ``bots="pageview"``, what agent it is."""
-        agent = sendable_user_agent(raw_agent)
-        if self.options.bots == "pageview":
-            return agent, None
-        return agent, self.options.classify(agent)
-
-    def finish(
-        self,
-        request: RequestFacts,
-        response: ResponseFacts,
-        view: Optional[Mapping[str, Any]],
-        headers: list[tuple[str, str]],
-    ) -> None:
-        """Decide what the finished request was and record it. Never raises.
-
-        :param view: what ``should_track`` gets: the environ copy or the ASGI scope.
-        :param headers: the response headers as ``str`` pairs, for ``should_track``.
-        """
+    def finish(self, exchange: Exchange) -> None:
+        """Decide what the finished request was and record it. Never raises."""
         try:
-            decision = decide(request, response, self.options)
-            event = decision.event
+            decision = self.decision(exchange)
+            plan = decision.plan
             if (
-                event is not None
+                plan is not None
                 and self.options.should_track is not None
-                and not self._wanted(view, response.status, headers)
+                and not self._wanted(exchange)
             ):
-                decision = Decision(skip=Skip.SHOULD_TRACK)
-                event = None
+                decision, plan = _NOT_WANTED, None
             self.counters.finished(decision)
         except Exception as exc:
             self.error("deciding", exc, request=True)
             return
-        if event is None:
+        finally:
+            exchange.view = None  # the environ copy: not kept longer than needed
+        info = exchange.info
+        if plan is None or info is None:  # decide() records only requests with a URL
             return
+        event = plan.event(info)
         if decision.tracked is Tracked.BOT:
             targets, names = self.bot_collectors, self._bot_names
         else:
@@ -132,16 +123,52 @@ class Recorder:
             except Exception as exc:
                 self.error(f"collector {name}", exc)
 
-    def _wanted(
-        self,
-        view: Optional[Mapping[str, Any]],
-        status: Optional[int],
-        headers: list[tuple[str, str]],
-    ) -> bool:
+    def decision(self, exchange: Exchange) -> Decision:
+        """:func:`~.decision.decide` for ``exchange``, remembered with its page.
+
+        The rules read only the page and the facts in the key, so requests alike get
+        the same decision: a request like one seen before costs a dict lookup. Not
+        remembered: range requests (the client picks the header).
+        """
+        content_type = disposition = None
+        for name, value in exchange.headers:
+            lowered = name.lower()
+            if lowered == "content-type":
+                content_type = value
+            elif lowered == "content-disposition":
+                disposition = value
+        decisions = exchange.page.decisions
+        key: Optional[Hashable] = None
+        if exchange.range is None:
+            key = (
+                exchange.method, exchange.agent, exchange.route, exchange.status,
+                content_type, disposition, exchange.failed,
+            )  # fmt: skip
+            try:
+                decision = decisions.get(key)
+            except TypeError:  # an unhashable status from a broken application
+                decision = key = None
+            if decision is not None:
+                return decision
+        response = ResponseFacts(
+            status=status_code(exchange.status),
+            content_type=content_type,
+            content_disposition=disposition,
+            failed=exchange.failed,
+        )
+        decision = decide(exchange.request_facts(), response, self.options)
+        if key is not None:
+            if len(decisions) >= DECISIONS_PER_PAGE:
+                decisions.clear()
+            decisions[key] = decision
+        return decision
+
+    def _wanted(self, exchange: Exchange) -> bool:
         should_track = self.options.should_track
         assert should_track is not None
         try:
-            return bool(should_track(view or {}, status or 0, headers))
+            status = status_code(exchange.status) or 0
+            return bool(should_track(exchange.view or {}, status, exchange.headers))
         except Exception as exc:
             self.error("should_track", exc)
             return False
@@ -196,18 +223,6 @@ class Recorder:
                     getattr(collector, step)(max(0.0, deadline - time.monotonic()))
                 except Exception as exc:
                     self.error(f"{step}ing collector {collector_name(collector)}", exc)
-
-
-def content_headers(headers: list[tuple[str, str]]) -> tuple[Optional[str], Optional[str]]:
-    """``Content-Type`` and ``Content-Disposition`` of a response's headers."""
-    content_type = disposition = None
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered == "content-type":
-            content_type = value
-        elif lowered == "content-disposition":
-            disposition = value
-    return content_type, disposition
 
 
 def _shutdown_timeout(collector: Collector) -> float:

@@ -8,27 +8,28 @@ its ``finish`` exactly once, at ``close()``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from ..context import bind_request, unbind_request
-from .decision import RequestFacts
+from .exchange import Exchange
 
 if TYPE_CHECKING:
     from _typeshed import OptExcInfo
     from _typeshed.wsgi import StartResponse
 
-__all__ = ["Finish", "ResponseBody", "SizedResponseBody", "Started", "status_code"]
+__all__ = ["Finish", "ResponseBody", "SizedResponseBody", "WSGIExchange"]
+
+#: Called once when the response ends (:meth:`~.recorder.Recorder.finish`).
+Finish = Callable[[Exchange], None]
 
 
-class Started:
-    """The status and headers the application starts its response with."""
+class WSGIExchange(Exchange):
+    """An :class:`~.exchange.Exchange` that notes the status and headers the
+    application starts its response with."""
 
-    __slots__ = ("headers", "server_start_response", "status")
-
-    def __init__(self, server_start_response: StartResponse) -> None:
-        self.server_start_response = server_start_response
-        self.status: Optional[str] = None
-        self.headers: list[tuple[str, str]] = []
+    __slots__ = ()
+    #: The server's ``start_response``.
+    server: StartResponse
 
     def start_response(
         self,
@@ -40,8 +41,8 @@ class Started:
         self.status = status
         self.headers = headers
         if exc_info is None:
-            return self.server_start_response(status, headers)
-        return self.server_start_response(status, headers, exc_info)
+            return self.server(status, headers)
+        return self.server(status, headers, exc_info)
 
 
 class ResponseBody:
@@ -51,48 +52,14 @@ class ResponseBody:
     streaming responses too; the request is recorded exactly once, at ``close()``.
     """
 
-    __slots__ = (
-        "_iterator",
-        "closed",
-        "failed",
-        "finish",
-        "iterable",
-        "request",
-        "started",
-        "view",
-    )
+    __slots__ = ("_iterator", "closed", "exchange", "finish", "iterable")
 
-    def __init__(
-        self,
-        finish: Finish,
-        request: RequestFacts,
-        started: Started,
-        view: Optional[dict[str, Any]],
-        iterable: Iterable[bytes],
-    ) -> None:
+    def __init__(self, finish: Finish, exchange: Exchange, iterable: Iterable[bytes]) -> None:
         self.finish = finish
-        self.request = request
-        self.started = started
-        self.view = view
+        self.exchange = exchange
         self.iterable = iterable
-        self.failed = False
         self.closed = False
         self._iterator: Optional[Iterator[bytes]] = None
-
-    def _step(self, function: Callable[[Any], Any], argument: Any) -> Any:
-        """``function(argument)`` with the request bound; notes if the app raised."""
-        info = self.request.info
-        token = bind_request(info) if info is not None else None
-        try:
-            return function(argument)
-        except StopIteration:
-            raise
-        except BaseException:
-            self.failed = True
-            raise
-        finally:
-            if token is not None:
-                unbind_request(token)
 
     def __iter__(self) -> Iterator[bytes]:
         if self._iterator is None:
@@ -100,17 +67,36 @@ class ResponseBody:
             if type(iterable) in (list, tuple):
                 # No application code runs while a list is iterated: skip the wrapper.
                 self._iterator = iter(iterable)
-                return self._iterator
-            self._iterator = self._step(iter, iterable)
-        return self
+            else:
+                self._iterator = self._chunks(iterable)
+        return self._iterator
 
     def __next__(self) -> bytes:
-        if self._iterator is None:
-            iter(self)
-        iterator = self._iterator
-        assert iterator is not None
-        chunk: bytes = self._step(next, iterator)
-        return chunk
+        """For a server that calls ``next()`` on the response itself."""
+        return next(iter(self))
+
+    def _chunks(self, iterable: Iterable[bytes]) -> Iterator[bytes]:
+        """The application's chunks, each made with the request bound (and its
+        ``iter()``, at the first). A generator: resuming one costs less than a method
+        call per chunk, and its end reaches the server's loop without a StopIteration
+        raised through our frames."""
+        info = self.exchange.info
+        iterator: Optional[Iterator[bytes]] = None
+        while True:
+            token = bind_request(info) if info is not None else None
+            try:
+                if iterator is None:
+                    iterator = iter(iterable)
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            except BaseException:
+                self.exchange.failed = True
+                raise
+            finally:
+                if token is not None:
+                    unbind_request(token)
+            yield chunk
 
     def close(self) -> None:
         if self.closed:
@@ -119,7 +105,7 @@ class ResponseBody:
         try:
             close = getattr(self.iterable, "close", None)
             if close is not None:
-                info = self.request.info
+                info = self.exchange.info
                 token = bind_request(info) if info is not None else None
                 try:
                     close()
@@ -127,7 +113,7 @@ class ResponseBody:
                     if token is not None:
                         unbind_request(token)
         finally:
-            self.finish(self.request, self.started, self.view, self.failed)
+            self.finish(self.exchange)
 
 
 class SizedResponseBody(ResponseBody):
@@ -137,16 +123,3 @@ class SizedResponseBody(ResponseBody):
 
     def __len__(self) -> int:
         return len(self.iterable)  # type: ignore[arg-type]
-
-
-def status_code(status: Optional[str]) -> Optional[int]:
-    """The code of a status line (``"404 Not Found"`` → 404)."""
-    try:
-        return int(status[:3])  # type: ignore[index]
-    except (TypeError, ValueError):
-        return None
-
-
-#: Called once when the response ends: (request, started, environ copy for
-#: ``should_track`` or None, whether the application raised).
-Finish = Callable[[RequestFacts, "Started", Optional[dict[str, Any]], bool], None]

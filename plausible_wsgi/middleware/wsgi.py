@@ -14,9 +14,14 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from ..agents import AgentClassifier
 from ..context import RequestInfo, bind_request, unbind_request
 from ..proxies import client_ip
-from ..request import PathPattern, decode_path, referrer_origin, request_host
+from ..request import (
+    PathPattern,
+    decode_path,
+    referrer_origin,
+    request_host,
+    sendable_user_agent,
+)
 from ..tracking import Collector
-from .decision import RequestFacts, ResponseFacts
 from .options import (
     DEFAULT_BOT_USER_AGENT,
     DEFAULT_DOWNLOAD_EXTENSIONS,
@@ -26,8 +31,8 @@ from .options import (
     ShouldTrack,
 )
 from .pages import Page
-from .recorder import Recorder, content_headers
-from .response import ResponseBody, SizedResponseBody, Started, status_code
+from .recorder import Recorder
+from .response import ResponseBody, SizedResponseBody, WSGIExchange
 from .stats import MiddlewareStats
 
 if TYPE_CHECKING:
@@ -168,39 +173,42 @@ class PlausibleMiddleware:
         return f"<PlausibleMiddleware app={self.app!r} collectors={list(self.recorder.names)}>"
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        recorder = self.recorder
         try:
-            request = self._read(environ)
+            exchange = self._read(environ, start_response)
         except Exception as exc:
-            self.recorder.error("reading the request", exc, request=True)
+            recorder.error("reading the request", exc, request=True)
             return self.app(environ, start_response)
-        started = Started(start_response)
-        info = request.info
+        info = exchange.info
         token = bind_request(info) if info is not None else None
         try:
-            iterable = self.app(environ, started.start_response)
+            iterable = self.app(environ, exchange.start_response)
         except BaseException:
             if token is not None:
                 unbind_request(token)
-            self._finish(request, started, None, True)
+            exchange.failed = True
+            recorder.finish(exchange)
             raise
         if token is not None:
             unbind_request(token)
         try:
-            if self.options.track_actions:
+            options = self.options
+            if options.track_actions:
                 route = environ.get(ROUTE_ENVIRON_KEY)
-                request = request._replace(route=route if isinstance(route, str) else None)
-            view = dict(environ) if self.options.should_track is not None else None
+                exchange.route = route if isinstance(route, str) else None
+            if options.should_track is not None:
+                exchange.view = dict(environ)
             file_wrapper = environ.get("wsgi.file_wrapper")
             if isinstance(file_wrapper, type) and isinstance(iterable, file_wrapper):
-                self._finish(request, started, view, False)
+                recorder.finish(exchange)
                 return iterable
             body = SizedResponseBody if hasattr(iterable, "__len__") else ResponseBody
-            return body(self._finish, request, started, view, iterable)
+            return body(recorder.finish, exchange, iterable)
         except Exception as exc:
-            self.recorder.error("wrapping the response", exc)
+            recorder.error("wrapping the response", exc)
             return iterable
 
-    def _read(self, environ: WSGIEnvironment) -> RequestFacts:
+    def _read(self, environ: WSGIEnvironment, start_response: StartResponse) -> WSGIExchange:
         """What the request says, read now: the environ itself is never kept."""
         get = environ.get
         host_header = get("HTTP_HOST")
@@ -212,25 +220,29 @@ class PlausibleMiddleware:
             get("PATH_INFO", ""),
             query,
         )
-        pages = self.recorder.pages
-        page = pages.get(key)
+        try:
+            page = self.recorder.pages.get(key)
+        except TypeError:  # an unhashable value from a broken server
+            page = None
         if page is None:
             page = self._page(environ, key)
-        agent, match = self.recorder.visitor(get("HTTP_USER_AGENT"))
+        options = self.options
+        agent = sendable_user_agent(get("HTTP_USER_AGENT"))
         info: Optional[RequestInfo] = None
         if page.url is not None:
             info = RequestInfo(
-                url=page.url,
-                referrer=referrer_origin(get("HTTP_REFERER")),
-                user_agent=agent,
-                client_ip=client_ip(environ, self.options.trusted_proxies),
+                page.url,
+                referrer_origin(get("HTTP_REFERER")),
+                agent,
+                client_ip(environ, options.trusted_proxies),
             )
-        return RequestFacts(
-            method=get("REQUEST_METHOD", ""),
-            page=page,
-            info=info,
-            agent=match,
-            range=get("HTTP_RANGE") if self.options.file_downloads else None,
+        return WSGIExchange(
+            start_response,
+            get("REQUEST_METHOD", ""),
+            page,
+            info,
+            options.classify(agent),
+            get("HTTP_RANGE") if options.file_downloads else None,
         )
 
     def _page(self, environ: WSGIEnvironment, key: tuple[Any, ...]) -> Page:
@@ -244,22 +256,6 @@ class PlausibleMiddleware:
             length = len(host_header) + len(page.path) + len(query)
             self.recorder.pages.remember(key, page, length)
         return page
-
-    def _finish(
-        self,
-        request: RequestFacts,
-        started: Started,
-        view: Optional[dict[str, Any]],
-        failed: bool,
-    ) -> None:
-        content_type, disposition = content_headers(started.headers)
-        response = ResponseFacts(
-            status=status_code(started.status),
-            content_type=content_type,
-            content_disposition=disposition,
-            failed=failed,
-        )
-        self.recorder.finish(request, response, view, started.headers)
 
     def stats(self) -> MiddlewareStats:
         """A snapshot of the counters; see :class:`MiddlewareStats`."""
