@@ -216,10 +216,21 @@ class Gunicorn(Server):
 
 
 def stored(path: Path) -> int:
+    """Rows in the spool file; 0 when there is no file or no table yet.
+
+    A collector opens its spool lazily (on the first append, or in its pump thread), so
+    the file can exist a moment before the table does: ``drain()`` polls while its
+    relay creates them. Whether the servers' rows arrived is for ``tally()`` to say.
+    """
     if not path.exists():
         return 0
     with sqlite3.connect(path) as conn:
-        count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        try:
+            count: int = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):
+                raise
+            return 0
     return count
 
 
