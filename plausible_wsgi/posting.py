@@ -67,33 +67,32 @@ class Poster:
         return self._send_plain if self.hooks is None else self._send_hooked
 
     def _send_plain(self, item: Item) -> Settlement:
-        if type(item) is SpoolRecord:
-            assert self.feeder is not None
-            self.feeder.mark_attempt(item)
-            body = item.body
-        else:
-            body = encode_event(item, self.domain)  # type: ignore[arg-type]
-        return self._post(body, item.user_agent, item.client_ip)
+        return self._post(item, self._body(item), item.user_agent, item.client_ip)
 
     def _send_hooked(self, item: Item) -> Settlement:
         """``_send_plain`` with the hooks: ``before_send`` once per event, details kept."""
         hooks = self.hooks
         assert hooks is not None
         if hooks.before_send is None:
-            user_agent, client_ip = item.user_agent, item.client_ip
-            body = item.body if type(item) is SpoolRecord else encode_event(item, self.domain)  # type: ignore[arg-type]
-        else:
-            prepared = hooks.prepare(item)
-            if prepared is None:
-                return Settlement.VETOED
-            event, body = prepared
-            user_agent, client_ip = event.user_agent, event.client_ip
+            return self._send_plain(item)
+        prepared = hooks.prepare(item)
+        if prepared is None:
+            return Settlement.VETOED
+        event, body = prepared
+        return self._post(item, body, event.user_agent, event.client_ip)
+
+    def _body(self, item: Item) -> bytes:
+        """A spooled row's stored bytes, or the event encoded now."""
+        if type(item) is SpoolRecord:
+            return item.body
+        return encode_event(item, self.domain)  # type: ignore[arg-type]
+
+    def _post(
+        self, item: Item, body: bytes, user_agent: Optional[str], client_ip: Optional[str]
+    ) -> Settlement:
         if type(item) is SpoolRecord:
             assert self.feeder is not None
             self.feeder.mark_attempt(item)
-        return self._post(body, user_agent, client_ip)
-
-    def _post(self, body: bytes, user_agent: Optional[str], client_ip: Optional[str]) -> Settlement:
         hooks = self.hooks
         try:
             response = self.transport.send(body, user_agent, client_ip)
