@@ -36,7 +36,7 @@ from .._log import RateLimitedLog, logger
 from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .deliverer import Deliverer, Requeue, Requeues
+from .deliverer import Deliverer, Pipeline, Requeue, Requeues
 from .pacing import RAMP, Linger, Ramp
 
 __all__ = ["WorkerPool"]
@@ -76,6 +76,7 @@ class WorkerPool(Generic[T]):
     _idle_exit: float = _IDLE_EXIT
     _on_idle: Optional[Callable[[], None]]
     _on_settle: Optional[Callable[[T, Settlement], None]]
+    _pipeline: Optional[Pipeline[T]]
 
     def _fresh_pool(self) -> None:
         self._in_flight = self._threads = self._idle = self._draining = 0
@@ -117,7 +118,7 @@ class WorkerPool(Generic[T]):
             # and drops it; finish_close() closes them all, then sets this.
             self._closing_done.wait()
 
-    def _next(self, me: int) -> Optional[tuple[T, int, Admission]]:
+    def _next(self, me: int) -> Optional[tuple[list[tuple[T, int]], Admission]]:
         """Wait until an event should go out; take it. None: this worker ends."""
         with self._lock:
             idle_since = _monotonic()
@@ -131,10 +132,10 @@ class WorkerPool(Generic[T]):
                         if not self._draining:
                             self._linger.batch_started(now, len(self._buffer), self.batch_size)
                         self._draining += 1
-                        taken = self._take()
+                        taken = self._take(admission)
                         if self._buffer and not self._idle and self._threads < self.max_workers:
                             self._start_worker()  # a spare: joins after RAMP if needed
-                        return (*taken, admission)
+                        return taken, admission
                     assert self._breaker is not None  # only a breaker denies
                     delay = max(0.005, self._breaker.seconds_until_probe())
                 if not self._buffer and not self._in_flight:
@@ -199,42 +200,67 @@ class WorkerPool(Generic[T]):
             return len(self._buffer) * 2 >= self._buffer.max_items
         return len(self._buffer) >= self.batch_size
 
-    def _take(self) -> tuple[T, int]:
+    def _take(self, admission: Admission) -> list[tuple[T, int]]:
+        """The next item; while answers are fast, up to the pipeline's depth of them."""
         self._in_flight += 1
-        return self._buffer.pop()
+        taken = [self._buffer.pop()]
+        pipeline = self._pipeline
+        if (
+            pipeline is not None
+            and self._buffer
+            and admission is Admission.NORMAL
+            and self._ramp.fast()
+        ):
+            more = min(pipeline.depth - 1, len(self._buffer))
+            if more > 0:
+                self._in_flight += more
+                pop = self._buffer.pop
+                taken.extend(pop() for _ in range(more))
+        return taken
 
-    def _drain(self, first: tuple[T, int, Admission], me: int) -> None:
-        """Deliver events one after another until there is nothing to do."""
-        item, size, admission = first
+    def _drain(self, first: tuple[list[tuple[T, int]], Admission], me: int) -> None:
+        """Deliver events, one or a pipelined batch at a time, until there is nothing
+        to do."""
+        batch, admission = first
         ramp = self._ramp
         requeues = self._requeues
         while True:
-            resend = requeues.is_resend(item)
             started = ramp.started(me)
             try:
-                result = self._one.deliver(item, admission, resend)
+                if len(batch) == 1:
+                    item = batch[0][0]
+                    results = [self._one.deliver(item, admission, requeues.is_resend(item))]
+                else:
+                    items = [item for item, _ in batch]
+                    resends = [requeues.is_resend(item) for item in items]
+                    results = self._one.deliver_many(items, resends)
             finally:
                 ramp.ended(me, started)
-            if self._on_settle is not None and not isinstance(result, Requeue):
-                # Reported before it is counted: once flush() returns, a spool has
-                # heard of every item it waited for.
-                self._report(item, result)
+            if self._on_settle is not None:
+                for (item, _), result in zip(batch, results):
+                    # Reported before it is counted: once flush() returns, a spool has
+                    # heard of every item it waited for.
+                    if not isinstance(result, Requeue):
+                        self._report(item, result)
             with self._lock:
-                final = self._settle(item, size, result)
+                finals = [
+                    self._settle(item, size, result) for (item, size), result in zip(batch, results)
+                ]
                 evicted = self._evicted
                 if evicted:
                     self._evicted = []
                 nxt = self._carry_on(me, admission)
-            if final is not None and isinstance(result, Requeue):
-                self._report(item, final)  # could not go back: how it ended instead
+            for (item, _), result, final in zip(batch, results, finals):
+                if final is not None and isinstance(result, Requeue):
+                    self._report(item, final)  # could not go back: how it ended instead
             for old in evicted:
                 self._report(old, Settlement.QUEUE_FULL)
             if nxt is None:
                 return
-            item, size = nxt
+            batch = nxt
             admission = Admission.NORMAL
 
-    def _carry_on(self, me: int, admission: Admission) -> Optional[tuple[T, int]]:
+    def _carry_on(self, me: int, admission: Admission) -> Optional[list[tuple[T, int]]]:
         """After an event (under the lock): the next one to take, or None to stop."""
         nxt = self._next_in_drain(admission)
         if nxt is None:
@@ -250,7 +276,7 @@ class WorkerPool(Generic[T]):
             self._work.notify_all()  # the probe settled: the others look again
         return nxt
 
-    def _next_in_drain(self, admission: Admission) -> Optional[tuple[T, int]]:
+    def _next_in_drain(self, admission: Admission) -> Optional[list[tuple[T, int]]]:
         paused_until = self._one.paused_until
         if (
             not self._buffer
@@ -261,7 +287,7 @@ class WorkerPool(Generic[T]):
             or self._ramp.crowded(self._draining)  # fast answers: one worker is enough
         ):
             return None
-        return self._take()
+        return self._take(Admission.NORMAL)
 
     def _report(self, item: T, settlement: Settlement) -> None:
         if self._on_settle is None:
