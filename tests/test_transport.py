@@ -58,6 +58,7 @@ class RawServer:
         self.connections = 0
         self.finished = threading.Event()  # set when a script returns
         self.written = 0  # bytes a dripping script got out
+        self.ahead = 0  # requests read with bytes of the next one behind them
         self.lock = threading.Lock()
         self.sock = socket.create_server((host, 0))
         self.port = self.sock.getsockname()[1]
@@ -111,6 +112,9 @@ class RawServer:
                 return None
             rest += chunk
         self._pending[id(conn)] = rest[length:]
+        if len(rest) > length:
+            with self.lock:
+                self.ahead += 1  # the next request came with this one: pipelined
         return rest[:length]
 
     def close(self) -> None:

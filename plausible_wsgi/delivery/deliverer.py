@@ -244,10 +244,15 @@ class Deliverer(Generic[T]):
             self.last_success_at = time.time()
         return settlement
 
-    def deliver_many(self, items: list[T], resends: list[bool]) -> list[Settlement | Requeue]:
-        """Send ``items`` at once (the breaker closed); then each as :meth:`deliver`
-        would: a failed attempt goes through the retry policy, one that provably did
-        not reach the server is delivered again alone, not counted as a retry."""
+    def deliver_all(
+        self, items: list[T], admission: Admission, resends: list[bool]
+    ) -> list[Settlement | Requeue]:
+        """:meth:`deliver` for one item; several (taken while the breaker is closed) are
+        sent at once, then each settled as :meth:`deliver` would: a failed attempt goes
+        through the retry policy, one that provably did not reach the server is
+        delivered again alone, not counted as a retry."""
+        if len(items) == 1:
+            return [self.deliver(items[0], admission, resends[0])]
         assert self.pipeline is not None
         started = _monotonic()
         try:

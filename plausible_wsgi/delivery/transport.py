@@ -20,7 +20,6 @@ raises :class:`~plausible_wsgi.delivery.failure.AttemptError` for the retry poli
 from __future__ import annotations
 
 import base64
-import contextlib
 import enum
 import socket
 import time
@@ -28,7 +27,6 @@ from collections.abc import Sequence
 from typing import Any, Optional, Union
 from urllib.parse import unquote, urlsplit
 
-from .._log import logger
 from .connection import (
     IDLE_CHECK_AFTER,
     Connection,
@@ -37,8 +35,9 @@ from .connection import (
     proxy_for,
     reason,
 )
-from .failure import AttemptError, FailureKind
+from .failure import AttemptError, FailureKind, NothingSent
 from .http11 import Answer, BrokenAnswer, RequestTemplate, UnsafeHeader, connect_request
+from .pipelining import MAX_PIPELINE_DEPTH, Pipeliner
 from .retry_after import parse_retry_after
 
 __all__ = [
@@ -56,12 +55,6 @@ Request = tuple[bytes, Optional[str], Optional[str]]
 #: What a pipelined request came to: the answer, how its attempt failed, or ``None``
 #: when it provably did not reach the server (it is sent again, not counted as a retry).
 Result = Union["Response", AttemptError, None]
-#: The most requests written at once on one connection.
-MAX_PIPELINE_DEPTH = 32
-#: Seconds a transport sends one request at a time after its server mishandled a
-#: pipelined batch; after :data:`_STRIKES` of them, for good.
-_SERIAL_FOR = 60.0
-_STRIKES = 3
 
 
 class Outcome(enum.Enum):
@@ -101,10 +94,6 @@ def classify(status: int, headers: Any, body: bytes, max_retry_after: float) -> 
     if retry_after is not None:
         retry_after = min(retry_after, max_retry_after)
     raise AttemptError(FailureKind.STATUS, f"HTTP {status}", status=status, retry_after=retry_after)
-
-
-class _NothingSent(Exception):
-    """A reused connection failed before a byte of the request left (internal)."""
 
 
 class HttpTransport:
@@ -157,19 +146,12 @@ class HttpTransport:
         )
         self._timeout = timeout
         self._max_retry_after = max_retry_after
-        self._pipeline_depth = pipeline_depth
-        self._strikes = 0
-        #: Monotonic time until which one request at a time (the server mishandled a batch).
-        self._serial_until = 0.0
+        self._pipeliner: Pipeliner[Response] = Pipeliner(self._pool, timeout, pipeline_depth)
 
     @property
     def depth(self) -> int:
         """Requests :meth:`send_many` writes at once now (1: one at a time)."""
-        if self._serial_until and (
-            self._strikes >= _STRIKES or time.monotonic() < self._serial_until
-        ):
-            return 1
-        return self._pipeline_depth
+        return self._pipeliner.depth
 
     @property
     def pool(self) -> ConnectionPool:
@@ -180,8 +162,7 @@ class HttpTransport:
         """Forget every connection without shutting it down (after ``fork()``, the
         sockets are shared with the parent)."""
         self._pool.reset()
-        self._strikes = 0
-        self._serial_until = 0.0
+        self._pipeliner.reset()
 
     def abort(self) -> None:
         """Cut every connection, open or being opened, so blocked workers end now.
@@ -213,7 +194,7 @@ class HttpTransport:
             else:
                 try:
                     return self._exchange(conn, request, deadline, False)
-                except _NothingSent:
+                except NothingSent:
                     pass  # not one byte left: the same request on a fresh connection
         return self._exchange(self._pool.connect(deadline), request, deadline, True)
 
@@ -224,7 +205,7 @@ class HttpTransport:
         except SendFailed as exc:
             self._pool.discard(conn)
             if exc.sent == 0 and not fresh:
-                raise _NothingSent from None
+                raise NothingSent from None
             raise AttemptError(
                 FailureKind.CONNECT,
                 f"connection broke before the request went out: {reason(exc.error)}",
@@ -253,16 +234,11 @@ class HttpTransport:
             self._pool.discard(conn)
         return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
 
-    # -- pipelining: several requests in one write, their answers read in order --------
-
     def send_many(self, requests: Sequence[Request]) -> list[Result]:
         """POST several event bodies in one write on this thread's connection and read
-        the answers in order, all within one ``timeout``; one :data:`Result` each.
-
-        An answer saying the server closes leaves the later requests unsent (``None``);
-        a cut, a timeout or a broken answer leaves them in doubt (``cut`` or
-        ``read_timeout``): the server may have recorded them.
-        """
+        the answers in order, all within one ``timeout`` (see
+        :mod:`~plausible_wsgi.delivery.pipelining`): per request its answer, the
+        :class:`AttemptError` its attempt came to, or None when it was not sent."""
         results: list[Result] = [None] * len(requests)
         wire: list[bytes] = []
         where: list[int] = []
@@ -273,107 +249,12 @@ class HttpTransport:
                 where.append(i)
             except UnsafeHeader as exc:
                 results[i] = AttemptError(FailureKind.INVALID, f"unsendable event: {exc}")
-        if not wire:
-            return results
-        now = time.monotonic()
-        deadline = now + self._timeout
-        conn = self._pool.current()
-        if conn is not None:
-            if now - conn.idle_since > IDLE_CHECK_AFTER and conn.closed_while_idle():
-                self._pool.discard(conn)
-            else:
-                try:
-                    self._pipeline(conn, wire, where, results, deadline)
-                    return results
-                except _NothingSent:
-                    pass  # not one byte left: the same requests on a fresh connection
-        # A new connection carries one request alone: the others follow, pipelined, once
-        # the server answered it keep-alive. (One that resets or closes after each
-        # request then leaves them unsent, not in doubt.)
-        try:
-            conn = self._pool.connect(deadline)
-            results[where[0]] = self._exchange(conn, wire[0], deadline, True)
-        except AttemptError as exc:
-            results[where[0]] = exc  # the others were not sent: each goes alone
-        kept = self._pool.current()
-        if kept is not None and len(wire) > 1:
-            with contextlib.suppress(_NothingSent):  # unsent: each goes alone
-                self._pipeline(kept, wire[1:], where[1:], results, deadline)
+        if wire:
+            self._pipeliner.send(wire, where, results, self._judge, self._exchange)
         return results
 
-    def _pipeline(
-        self,
-        conn: Connection,
-        wire: list[bytes],
-        where: list[int],
-        results: list[Result],
-        deadline: float,
-    ) -> None:
-        conn.deadline = deadline
-        try:
-            conn.send_all(b"".join(wire))
-        except SendFailed as exc:
-            self._pool.discard(conn)
-            if exc.sent == 0:
-                raise _NothingSent from None
-            # Some went out, maybe whole: each in doubt.
-            self._in_doubt(where, results, FailureKind.CUT, f"write cut: {reason(exc.error)}")
-            return
-        last = len(where) - 1
-        for k, i in enumerate(where):
-            answer = self._next_answer(conn, k < last, where[k:], results)
-            if answer is None:
-                if last - k >= 1:
-                    self._mishandled()
-                return
-            results[i] = self._judge(answer)
-            if not answer.keep_alive:
-                self._pool.discard(conn)
-                if k < last and not answer.closing:
-                    self._in_doubt(where[k + 1 :], results, FailureKind.CUT, "closed early")
-                return  # after a declared close: the later ones unsent (None)
-        conn.idle_since = time.monotonic()
-
-    def _next_answer(
-        self, conn: Connection, more: bool, owed: list[int], results: list[Result]
-    ) -> Optional[Answer]:
-        """The next answer; None when reading failed (``owed`` settled, ``conn`` gone)."""
-        try:
-            return conn.reader.read(conn.recv_into, more=more)
-        except BrokenAnswer as exc:
-            self._pool.discard(conn)
-            if exc.status is None:
-                self._in_doubt(owed, results, FailureKind.CUT, f"no readable answer: {exc}")
-            else:  # the status is the server's answer; only the body was cut or unreadable
-                results[owed[0]] = self._judge(Answer(exc.status, exc.headers, b"", False))
-                self._in_doubt(owed[1:], results, FailureKind.CUT, "no answer")
-        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO
-            self._pool.discard(conn)
-            what = f"no answer within {self._timeout}s"
-            self._in_doubt(owed, results, FailureKind.READ_TIMEOUT, what)
-        except OSError as exc:
-            self._pool.discard(conn)
-            what = f"connection cut before the answer: {reason(exc)}"
-            self._in_doubt(owed, results, FailureKind.CUT, what)
-        return None
-
-    def _judge(self, answer: Answer) -> Result:
+    def _judge(self, answer: Answer) -> Response | AttemptError:
         try:
             return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
         except AttemptError as exc:
             return exc
-
-    @staticmethod
-    def _in_doubt(owed: list[int], results: list[Result], kind: FailureKind, what: str) -> None:
-        for i in owed:
-            results[i] = AttemptError(kind, what)
-
-    def _mishandled(self) -> None:
-        """A batch ended while answers were still owed: one request at a time for a
-        while (for good after :data:`_STRIKES` times)."""
-        self._strikes += 1
-        self._serial_until = time.monotonic() + _SERIAL_FOR
-        logger.info(
-            "pipelined requests failed with answers still owed: one request at a time %s",
-            "from now on" if self._strikes >= _STRIKES else f"for {_SERIAL_FOR:.0f}s",
-        )

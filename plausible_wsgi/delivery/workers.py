@@ -202,63 +202,45 @@ class WorkerPool(Generic[T]):
 
     def _take(self, admission: Admission) -> list[tuple[T, int]]:
         """The next item; while answers are fast, up to the pipeline's depth of them."""
-        self._in_flight += 1
-        taken = [self._buffer.pop()]
-        pipeline = self._pipeline
-        if (
-            pipeline is not None
-            and self._buffer
-            and admission is Admission.NORMAL
-            and self._ramp.fast()
-        ):
-            more = min(pipeline.depth - 1, len(self._buffer))
-            if more > 0:
-                self._in_flight += more
-                pop = self._buffer.pop
-                taken.extend(pop() for _ in range(more))
-        return taken
+        n = 1
+        if self._pipeline is not None and admission is Admission.NORMAL and self._ramp.fast():
+            n = min(self._pipeline.depth, len(self._buffer))  # the buffer is not empty
+        self._in_flight += n
+        pop = self._buffer.pop
+        return [pop() for _ in range(n)]
 
     def _drain(self, first: tuple[list[tuple[T, int]], Admission], me: int) -> None:
-        """Deliver events, one or a pipelined batch at a time, until there is nothing
-        to do."""
+        """Deliver events, one or a pipelined batch at a time, until none is due."""
         batch, admission = first
         ramp = self._ramp
-        requeues = self._requeues
+        is_resend = self._requeues.is_resend
         while True:
+            items = [item for item, _ in batch]
             started = ramp.started(me)
             try:
-                if len(batch) == 1:
-                    item = batch[0][0]
-                    results = [self._one.deliver(item, admission, requeues.is_resend(item))]
-                else:
-                    items = [item for item, _ in batch]
-                    resends = [requeues.is_resend(item) for item in items]
-                    results = self._one.deliver_many(items, resends)
+                results = self._one.deliver_all(items, admission, list(map(is_resend, items)))
             finally:
                 ramp.ended(me, started)
             if self._on_settle is not None:
-                for (item, _), result in zip(batch, results):
-                    # Reported before it is counted: once flush() returns, a spool has
-                    # heard of every item it waited for.
+                # Reported before it is counted: once flush() returns, a spool has heard
+                # of every item it waited for.
+                for item, result in zip(items, results):
                     if not isinstance(result, Requeue):
                         self._report(item, result)
             with self._lock:
-                finals = [
-                    self._settle(item, size, result) for (item, size), result in zip(batch, results)
-                ]
+                finals = [self._settle(*taken, result) for taken, result in zip(batch, results)]
                 evicted = self._evicted
                 if evicted:
                     self._evicted = []
                 nxt = self._carry_on(me, admission)
-            for (item, _), result, final in zip(batch, results, finals):
+            for item, result, final in zip(items, results, finals):
                 if final is not None and isinstance(result, Requeue):
                     self._report(item, final)  # could not go back: how it ended instead
             for old in evicted:
                 self._report(old, Settlement.QUEUE_FULL)
             if nxt is None:
                 return
-            batch = nxt
-            admission = Admission.NORMAL
+            batch, admission = nxt, Admission.NORMAL
 
     def _carry_on(self, me: int, admission: Admission) -> Optional[list[tuple[T, int]]]:
         """After an event (under the lock): the next one to take, or None to stop."""
