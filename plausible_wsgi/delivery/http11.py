@@ -32,6 +32,23 @@ raw socket, prebuilt request (floor)   8.8 µs            14.5 µs
 this module + ``transport`` alone      17.4 µs (0.23x)   24.3 µs (0.24x)
 =====================================  ================  ================
 
+Pipelined (:mod:`~plausible_wsgi.delivery.pipelining`: up to 8 requests in one write,
+the answers read in order from this reader's buffer, which keeps the bytes of the next
+answer) — ``python -m bench --only delivery``, 2026-12-02, best of 5 interleaved rounds
+of 4,000, load 3-7, "not pipelined" being ``pipeline_depth=1`` in the same run:
+
+=====================================  ================  ================
+sender                                 plain HTTP        TLS
+=====================================  ================  ================
+raw socket, prebuilt request (floor)   10.2 µs           14.5 µs
+``http.client`` keep-alive             123.1 µs          128.3 µs
+``transport`` alone                    18.0 µs (0.15x)   28.6 µs (0.22x)
+``transport``, pipelined 8             11.9 µs (0.10x)   12.0 µs (0.09x)
+collector, default, not pipelined      45.4 µs (0.37x)   47.1 µs (0.37x)
+collector, default, pipelined          24.5 µs (0.20x)   22.7 µs (0.18x)
+collector, 1 worker, not / pipelined   40.3 / 24.0 µs    57.1 / 23.7 µs
+=====================================  ================  ================
+
 Counted instead of timed (cachegrind, this process, per event): 73.5k instructions
 plain and 95.6k over TLS, against the floor's 5.4k and 30k; about 52k of it is this
 reader, two thirds of that the head's checks and its one regex. Two system calls per

@@ -12,6 +12,12 @@ HTTP/1.1 path, with figures, is written there).
   fresh connection; anything later is an :class:`~plausible_wsgi.delivery.failure.AttemptError`
   for the retry policy (``cut`` = the server may have recorded it).
 
+- **Pipelining** (:meth:`HttpTransport.send_many`, :mod:`~plausible_wsgi.delivery.pipelining`):
+  a batch in one write, its answers read in order, each request's outcome its own; the
+  collector's CPU per event in a burst halves (0.37x -> 0.20x ``http.client``, figures
+  in :mod:`~plausible_wsgi.delivery.http11`), delivery threads in the gunicorn hello
+  app 68 -> 30 µs per page.
+
 Outcomes are translated here, at one boundary: a 2xx is final (with or without
 ``x-plausible-dropped``), another 4xx means the event is invalid, everything else
 raises :class:`~plausible_wsgi.delivery.failure.AttemptError` for the retry policy to judge.
