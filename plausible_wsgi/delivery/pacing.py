@@ -107,8 +107,9 @@ class Ramp:
             return RAMP  # a worker is between events: it is keeping up
         if self.took >= RAMP:
             return None  # the server answers slowly: join now
-        newest = now - max(busy)
-        return None if newest >= RAMP else RAMP - newest
+        wait = RAMP - (now - max(busy))
+        # Under a microsecond is due: ``started + RAMP - started`` can round below RAMP.
+        return None if wait < 1e-6 else wait
 
     def fast(self) -> bool:
         """Answers come fast enough to pipeline: a batch on one connection costs less
