@@ -3,9 +3,10 @@ against real servers on loopback, friendly and hostile, and the multi-answer rea
 fuzzed.
 
 Friendly: nginx (every third answer ``Connection: close``), the project's receiver,
-werkzeug's dev server, a TLS sink, a CONNECT proxy. Hostile, as raw sockets: a close
-announced mid-batch, a cut after two answers, every answer in one segment, dripped
-answers, a 503 with ``Retry-After`` mid-batch, a server ignoring pipelined requests.
+a TLS sink, a CONNECT proxy, a plain proxy (werkzeug's dev server: in test_transport).
+Hostile, as raw sockets: a close announced mid-batch, a cut after two answers, every
+answer in one segment, dripped answers, a 503 with ``Retry-After`` mid-batch, a server
+ignoring pipelined requests.
 Collector-level tests force the ramp's "answers are fast" verdict so that a batch is
 always pipelined (it is a judgement of timing, which a loaded machine would make
 random); everything else is the real engine, transport and server.
@@ -29,7 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sink import Sink, wait_until
 from test_proxy import ConnectProxy, named_cert  # noqa: F401 (a fixture)
-from test_transport import RawServer, nginx, raw_server  # noqa: F401 (fixtures)
+from test_transport import RawServer, _no_proxy, nginx, raw_server  # noqa: F401 (fixtures)
 
 import plausible_wsgi as pw
 from plausible_wsgi.delivery import pacing
@@ -43,13 +44,6 @@ IP = "203.0.113.7"
 OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
 CLOSE = b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
 BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 4\r\n\r\nbusy"
-
-
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
 
 
 @pytest.fixture
@@ -193,35 +187,6 @@ def test_receiver_statuses_mid_batch_are_each_events_own_answer() -> None:
     rejected = results[3]
     assert isinstance(rejected, Response)
     assert rejected.outcome is Outcome.REJECTED
-
-
-@pytest.mark.parametrize("chunked", [False, True])
-def test_werkzeug_dev_server_answers_pipelined_requests(chunked: bool) -> None:
-    from werkzeug.serving import make_server
-
-    seen: list[bytes] = []
-
-    def app(environ: dict[str, Any], start_response: Any) -> Any:
-        seen.append(environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0)))
-        headers = [("Content-Type", "text/plain")]
-        if not chunked:
-            headers.append(("Content-Length", "2"))
-        start_response("202 Accepted", headers)
-        return iter([b"o", b"k"])
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        transport = HttpTransport(f"http://127.0.0.1:{server.port}", timeout=10, pipeline_depth=8)
-        results = transport.send_many(batch(range(8))) + transport.send_many(batch(range(8, 16)))
-        transport.close()
-    finally:
-        server.shutdown()
-        server.server_close()
-    # werkzeug's dev server speaks HTTP/1.0 unless told otherwise: each answer closes,
-    # the requests behind it are unsent, never lost or doubled.
-    assert all(sent(r) or r is None for r in results), kinds(results)
-    assert seen == [body(i) for i, r in enumerate(results) if sent(r)]
 
 
 @pytest.fixture

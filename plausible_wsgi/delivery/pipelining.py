@@ -29,7 +29,7 @@ import time
 from typing import Callable, Generic, Optional, TypeVar, Union
 
 from .._log import logger
-from .connection import IDLE_CHECK_AFTER, Connection, ConnectionPool, SendFailed, reason
+from .connection import Connection, ConnectionPool, SendFailed, reason
 from .failure import AttemptError, FailureKind, NothingSent
 from .http11 import Answer, BrokenAnswer
 
@@ -91,16 +91,13 @@ class Pipeliner(Generic[R]):
         """
         now = time.monotonic()
         deadline = now + self._timeout
-        conn = self._pool.current()
+        conn = self._pool.reusable(now)
         if conn is not None:
-            if now - conn.idle_since > IDLE_CHECK_AFTER and conn.closed_while_idle():
-                self._pool.discard(conn)
-            else:
-                try:
-                    self._pipeline(conn, wire, where, results, deadline, judge=judge)
-                    return
-                except NothingSent:
-                    pass  # not one byte left: the same requests on a fresh connection
+            try:
+                self._pipeline(conn, wire, where, results, deadline, judge=judge)
+                return
+            except NothingSent:
+                pass  # not one byte left: the same requests on a fresh connection
         try:
             conn = self._pool.connect(deadline)
             results[where[0]] = exchange(conn, wire[0], deadline, True)

@@ -34,7 +34,6 @@ from typing import Any, Optional, Union
 from urllib.parse import unquote, urlsplit
 
 from .connection import (
-    IDLE_CHECK_AFTER,
     Connection,
     ConnectionPool,
     SendFailed,
@@ -193,15 +192,12 @@ class HttpTransport:
             raise AttemptError(FailureKind.INVALID, f"unsendable event: {exc}") from None
         now = time.monotonic()
         deadline = now + self._timeout
-        conn = self._pool.current()
+        conn = self._pool.reusable(now)
         if conn is not None:
-            if now - conn.idle_since > IDLE_CHECK_AFTER and conn.closed_while_idle():
-                self._pool.discard(conn)
-            else:
-                try:
-                    return self._exchange(conn, request, deadline, False)
-                except NothingSent:
-                    pass  # not one byte left: the same request on a fresh connection
+            try:
+                return self._exchange(conn, request, deadline, False)
+            except NothingSent:
+                pass  # not one byte left: the same request on a fresh connection
         return self._exchange(self._pool.connect(deadline), request, deadline, True)
 
     def _exchange(self, conn: Connection, request: bytes, deadline: float, fresh: bool) -> Response:
