@@ -93,6 +93,11 @@ class Poster:
         with its ``before_send`` and details) or when the transport does not pipeline."""
         return 1 if self.hooks is not None else self.transport.depth
 
+    @property
+    def gap(self) -> Optional[float]:
+        """The transport's time between consecutive answers of a pipelined batch."""
+        return self.transport.gap
+
     def send_many(self, items: list[Item]) -> list[Union[Settlement, Exception, None]]:
         """Pipeline ``items`` on one connection (no hooks): per item its settlement, the
         failure of its attempt, or None when it was not sent."""

@@ -195,3 +195,37 @@ def test_put_wakes_no_spare_while_a_drain_keeps_up(monkeypatch: pytest.MonkeyPat
     assert engine.flush(60)
     assert sorted(recorder.sent) == list(range(22))
     engine.close(5)
+
+
+# -- the ramp: how many requests to pipeline ---------------------------------------------
+
+
+def test_fast_attempts_pipeline_the_whole_batch() -> None:
+    ramp = Ramp()
+    assert ramp.depth(8) == pacing.PROBE_DEPTH  # nothing timed yet: a probe
+    attempt(ramp, 0.0001)
+    assert ramp.depth(8) == 8
+    assert ramp.depth(1) == 1
+
+
+def test_slow_attempts_with_close_answers_pipeline_far_apart_ones_do_not() -> None:
+    ramp = Ramp()
+    attempt(ramp, 0.04)  # a 40 ms round trip: attempts are never fast
+    assert ramp.depth(8) == pacing.PROBE_DEPTH  # a probe measures the gap ...
+    assert ramp.depth(8) == 1  # ... and only one per PROBE_EVERY
+    ramp.answered_apart(0.0001)  # a far server answering fast
+    assert ramp.depth(8) == 8
+    ramp.answered_apart(0.05)  # then a slow one: answers 50 ms apart
+    ramp.answered_apart(0.05)
+    assert ramp.depth(8) == 1
+    ramp.probe_after = 0.0  # PROBE_EVERY later
+    assert ramp.depth(8) == pacing.PROBE_DEPTH
+
+
+def test_one_far_apart_pair_among_close_ones_does_not_stop_pipelining() -> None:
+    ramp = Ramp()
+    attempt(ramp, 0.04)
+    for _ in range(20):
+        ramp.answered_apart(0.0001)
+    ramp.answered_apart(1.0)  # preempted once on a loaded machine
+    assert ramp.depth(8) == 8

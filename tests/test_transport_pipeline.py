@@ -15,8 +15,10 @@ random); everything else is the real engine, transport and server.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
+import queue
 import socket
 import threading
 import time
@@ -98,6 +100,7 @@ class IdServer(RawServer):
 
     def __init__(self, script: Callable[[socket.socket, IdServer], None]) -> None:
         self.ids: collections.Counter[int] = collections.Counter()
+        self.longest = 0  # the most requests that came in one read (``answering``)
         super().__init__(script)  # type: ignore[arg-type]
 
     def event(self, conn: socket.socket) -> bool:
@@ -570,3 +573,120 @@ def test_a_stream_of_answers_split_anywhere_reads_back_identically(
         assert (answer.status, answer.body, answer.keep_alive) == (status, payload, True)
         assert ("x-plausible-dropped" in answer.headers) is dropped
     assert not queue  # every byte consumed, none skipped
+
+
+# -- far and slow servers: the ramp's gap between answers ------------------------------------
+
+
+class DelayRelay:
+    """A TCP relay on loopback adding ``delay`` seconds each way (a round trip of twice
+    that) in front of ``port``: every chunk is forwarded in order, ``delay`` after it
+    was read."""
+
+    def __init__(self, port: int, delay: float) -> None:
+        self.delay = delay
+        self.upstream = port
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.sock.accept()
+            except OSError:
+                return
+            far = socket.create_connection(("127.0.0.1", self.upstream))
+            self._conns += [near, far]
+            self._pipe(near, far)
+            self._pipe(far, near)
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        chunks: queue.SimpleQueue[tuple[float, bytes]] = queue.SimpleQueue()
+
+        def read() -> None:
+            data = b"x"
+            while data:
+                with contextlib.suppress(OSError):
+                    data = b""
+                    data = src.recv(65536)
+                chunks.put((time.monotonic() + self.delay, data))
+
+        def write() -> None:
+            while True:
+                due, data = chunks.get()
+                time.sleep(max(0.0, due - time.monotonic()))
+                try:
+                    if not data:
+                        dst.shutdown(socket.SHUT_WR)
+                        return
+                    dst.sendall(data)
+                except OSError:
+                    return
+
+        threading.Thread(target=read, daemon=True).start()
+        threading.Thread(target=write, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+
+
+def answering(pause: float) -> Callable[[socket.socket, IdServer], None]:
+    """A script answering each request ``pause`` seconds after it read it, one after the
+    other (with no pause, the answers to requests that came together in one write, as
+    nginx does), keeping in ``server.longest`` the most requests that came in one read."""
+
+    def script(conn: socket.socket, server: IdServer) -> None:
+        run = owed = 0
+        while True:
+            run = run + 1 if server._pending.get(id(conn)) else 1
+            if not server.event(conn):
+                return
+            with server.lock:
+                server.longest = max(server.longest, run)
+            owed += 1
+            if pause or not server._pending.get(id(conn)):
+                time.sleep(pause)
+                conn.sendall(OK * owed)
+                owed = 0
+
+    return script
+
+
+def test_a_far_fast_server_is_pipelined_through_a_round_trip(
+    id_server: Callable[..., IdServer],
+) -> None:
+    server = id_server(answering(0.0))
+    relay = DelayRelay(server.port, 0.02)  # a 40 ms round trip: attempts are never fast
+    try:
+        c = collector(relay.url, max_workers=1)
+        rounds = 0
+        while server.longest <= pacing.PROBE_DEPTH and rounds < 100:
+            track(c, range(rounds * 16, (rounds + 1) * 16))
+            assert c.flush(60)
+            rounds += 1
+        c.close()
+    finally:
+        relay.close()
+    assert server.longest > pacing.PROBE_DEPTH  # full batches, not only probes
+    assert c.stats().sent == rounds * 16
+    assert server.ids == collections.Counter(range(rounds * 16))  # each event once
+
+
+def test_a_slow_server_is_probed_but_not_pipelined_and_spares_fan_out(
+    id_server: Callable[..., IdServer],
+) -> None:
+    server = id_server(answering(0.05))  # 50 ms of work per request, served serially
+    c = collector(server.url, max_workers=4)
+    track(c, range(60))
+    assert c.flush(60)
+    c.close()
+    assert c.stats().sent == 60
+    assert server.ids == collections.Counter(range(60))
+    assert server.longest <= pacing.PROBE_DEPTH
+    assert server.connections > 1  # spare workers in parallel

@@ -37,6 +37,11 @@ class Pipeline(Protocol[T]):
     def depth(self) -> int:
         """Items to send at once now; 1: one at a time."""
 
+    @property
+    def gap(self) -> Optional[float]:
+        """Seconds between consecutive answers of the last batch sent at once that
+        got two or more; None before one did."""
+
     def send_many(self, items: list[T]) -> list[Union[Settlement, Exception, None]]:
         """Per item: its settlement, the failure of its attempt (an
         :class:`AttemptError`, or another exception: nothing was sent), or None when

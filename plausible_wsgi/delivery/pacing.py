@@ -14,14 +14,20 @@ guarded by the engine's lock unless said otherwise.
   :data:`RAMP`, or attempts take that long; a joined worker leaves the drain again as
   soon as attempts are fast. Attempt times are smoothed and clamped: on a loaded
   machine one preempted attempt must not look like a slow server (and fill the pool).
+- **Pipelining**: a worker writes a batch at once on its connection while attempts are
+  fast, or while the answers of a pipelined batch come close together (a far server
+  that answers fast: the round trip is paid once per batch, not once per event). A
+  slow server serves pipelined requests one after the other: there answers come far
+  apart and spare workers in parallel do better. With neither known, a small batch
+  (:data:`PROBE_DEPTH`) measures the gap, at most every :data:`PROBE_EVERY` seconds.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Optional, Protocol
 
-__all__ = ["LINGER", "RAMP", "Linger", "Ramp"]
+__all__ = ["LINGER", "PROBE_DEPTH", "PROBE_EVERY", "RAMP", "Gauge", "Linger", "Ramp"]
 
 #: Seconds a batch may gather after a drain while traffic is fast.
 LINGER = 0.05
@@ -31,8 +37,15 @@ RAMP = 0.01
 _SMOOTHING = 0.3
 #: ... where no attempt counts for more than this many seconds.
 _CLAMP = 2 * RAMP
-#: Attempts (a pipelined batch counts as one) faster than this, smoothed, pipeline.
+#: Attempts (a pipelined batch counts as one) faster than this, smoothed, pipeline;
+#: so do answers of a pipelined batch coming closer together than this, smoothed.
 _PIPELINE_BELOW = RAMP / 4
+#: Requests in a batch that measures the gap between answers ...
+PROBE_DEPTH = 2
+#: ... sent at most this often (seconds) while neither verdict says pipeline.
+PROBE_EVERY = 1.0
+#: No gap between answers counts for more than this many seconds (smoothed as attempts).
+_GAP_CLAMP = 2 * _PIPELINE_BELOW
 _monotonic = time.monotonic
 
 
@@ -79,25 +92,43 @@ class Linger:
             self.until = 0.0
 
 
+class Gauge(Protocol):
+    """What measures the gap between answers of a pipelined batch (the transport)."""
+
+    @property
+    def gap(self) -> Optional[float]:
+        """Seconds between consecutive answers of the last pipelined batch, or None."""
+
+
 class Ramp:
     """The attempts in progress and how long attempts take. Updated by the workers
     outside the engine's lock (one dict entry per thread), read under it."""
 
-    __slots__ = ("busy", "took")
+    __slots__ = ("busy", "gap", "gauge", "probe_after", "took")
 
-    def __init__(self) -> None:
+    def __init__(self, gauge: Optional[Gauge] = None) -> None:
         #: thread id -> when its current attempt started.
         self.busy: dict[int, float] = {}
         #: Seconds an attempt takes, smoothed.
         self.took = 0.0
+        #: Seconds between consecutive answers of a pipelined batch, smoothed (0: never
+        #: measured); and when (monotonic) a probe may measure it next.
+        self.gap = 0.0
+        self.probe_after = 0.0
+        self.gauge = gauge
 
     def started(self, me: int) -> float:
         self.busy[me] = now = _monotonic()
         return now
 
-    def ended(self, me: int, started: float) -> None:
+    def ended(self, me: int, started: float, batch: int = 1) -> None:
+        """Worker ``me``'s attempt (``batch`` requests written at once) is over."""
         del self.busy[me]
         self.took += (min(_monotonic() - started, _CLAMP) - self.took) * _SMOOTHING
+        if batch > 1 and self.gauge is not None:
+            gap = self.gauge.gap  # this batch's, or another worker's as recent
+            if gap is not None:
+                self.answered_apart(gap)
 
     def join_in(self, now: float, draining: int) -> Optional[float]:
         """None when an idle worker should join the ``draining`` ones now, else the
@@ -116,6 +147,22 @@ class Ramp:
         than spare workers, whose fan-out a slow server needs instead. Not before an
         attempt was timed (a new pool against a slow server starts one at a time)."""
         return 0.0 < self.took < _PIPELINE_BELOW
+
+    def answered_apart(self, gap: float) -> None:
+        """A pipelined batch's answers came ``gap`` seconds apart (the first sets it)."""
+        gap = min(gap, _GAP_CLAMP)
+        self.gap = gap if not self.gap else self.gap + (gap - self.gap) * _SMOOTHING
+
+    def depth(self, most: int) -> int:
+        """Requests to write at once, at most ``most``: all of them while attempts are
+        fast or answers come close together, a probe's when due, else one."""
+        if most < 2 or self.fast() or 0.0 < self.gap < _PIPELINE_BELOW:
+            return most
+        now = _monotonic()
+        if now < self.probe_after:
+            return 1
+        self.probe_after = now + PROBE_EVERY
+        return min(PROBE_DEPTH, most)
 
     def crowded(self, draining: int) -> bool:
         """More workers drain than fast attempts need: one of them may leave."""

@@ -16,6 +16,11 @@ requests written after it, and when to stop pipelining.
   keep-alive, so a server closing or resetting after every request leaves them unsent
   rather than in doubt.
 - One deadline (the transport's ``timeout``) for the whole batch.
+- Each batch that got two or more answers leaves :attr:`Pipeliner.gap`, the mean time
+  between consecutive answers (monotonic): about one service time of the server, with
+  the round trip paid once before the first answer. A far but fast server answers a
+  batch close together; a slow one (pipelined requests served one after the other)
+  far apart. The engine's ramp judges it.
 - A batch failing with two or more answers owed (a server mishandling pipelining, or
   going down) makes the transport send one request at a time for :data:`SERIAL_FOR`
   seconds, for good after :data:`STRIKES` times; logged at INFO.
@@ -60,6 +65,9 @@ class Pipeliner(Generic[R]):
 
     def reset(self) -> None:
         """Pipeline again (after ``fork()``)."""
+        #: Seconds between consecutive answers of the last batch that got two or more
+        #: (None: none yet); written by any worker thread, read by any.
+        self.gap: Optional[float] = None
         self._strikes = 0
         #: Monotonic time until which one request at a time.
         self._serial_until = 0.0
@@ -129,12 +137,17 @@ class Pipeliner(Generic[R]):
             _in_doubt(where, results, FailureKind.CUT, f"write cut: {reason(exc.error)}")
             return
         last = len(where) - 1
+        first = 0.0
         for k, i in enumerate(where):
             answer = self._next_answer(conn, k < last, where[k:], results, judge)
             if answer is None:
                 if last - k >= 1:
                     self._mishandled()
                 return
+            if k == 0:
+                first = time.monotonic()
+            else:
+                self.gap = (time.monotonic() - first) / k
             results[i] = judge(answer)
             if not answer.keep_alive:
                 self._pool.discard(conn)

@@ -159,6 +159,12 @@ class HttpTransport:
         return self._pipeliner.depth
 
     @property
+    def gap(self) -> Optional[float]:
+        """Seconds between consecutive answers of the last pipelined batch (None: not
+        measured yet); see :mod:`~plausible_wsgi.delivery.pipelining`."""
+        return self._pipeliner.gap
+
+    @property
     def pool(self) -> ConnectionPool:
         """The connections (one per thread that sent)."""
         return self._pool

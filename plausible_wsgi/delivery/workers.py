@@ -80,7 +80,7 @@ class WorkerPool(Generic[T]):
 
     def _fresh_pool(self) -> None:
         self._in_flight = self._threads = self._idle = self._draining = 0
-        self._ramp = Ramp()
+        self._ramp = Ramp(self._pipeline)
         self._next_tick = _monotonic() + self.flush_interval
         #: The settled count each flush() waits for: woken when the lowest is reached,
         #: not at every event (a flush during a burst would take the GIL per event).
@@ -203,8 +203,8 @@ class WorkerPool(Generic[T]):
     def _take(self, admission: Admission) -> list[tuple[T, int]]:
         """The next item; while answers are fast, up to the pipeline's depth of them."""
         n = 1
-        if self._pipeline is not None and admission is Admission.NORMAL and self._ramp.fast():
-            n = min(self._pipeline.depth, len(self._buffer))  # the buffer is not empty
+        if self._pipeline is not None and admission is Admission.NORMAL:
+            n = self._ramp.depth(min(self._pipeline.depth, len(self._buffer)))  # not empty
         self._in_flight += n
         pop = self._buffer.pop
         return [pop() for _ in range(n)]
@@ -220,7 +220,7 @@ class WorkerPool(Generic[T]):
             try:
                 results = self._one.deliver_all(items, admission, list(map(is_resend, items)))
             finally:
-                ramp.ended(me, started)
+                ramp.ended(me, started, len(items))
             if self._on_settle is not None:
                 # Reported before it is counted: once flush() returns, a spool has heard
                 # of every item it waited for.
