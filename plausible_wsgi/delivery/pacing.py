@@ -40,8 +40,9 @@ _CLAMP = 2 * RAMP
 #: Attempts (a pipelined batch counts as one) faster than this, smoothed, pipeline;
 #: so do answers of a pipelined batch coming closer together than this, smoothed.
 _PIPELINE_BELOW = RAMP / 4
-#: Requests in a batch that measures the gap between answers ...
-PROBE_DEPTH = 2
+#: Requests in a batch that measures the gap between answers (on a new connection the
+#: first goes alone: two are left to measure it) ...
+PROBE_DEPTH = 3
 #: ... sent at most this often (seconds) while neither verdict says pipeline.
 PROBE_EVERY = 1.0
 #: No gap between answers counts for more than this many seconds (smoothed as attempts).
