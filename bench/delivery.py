@@ -17,7 +17,9 @@ encoding, the POST and its answer. Rows, per scheme:
 
 Best of 3 interleaved rounds (this shared machine's speed drifts). Also: latency hiding
 against a sink that answers after 50 ms, for several pool sizes, against the ideal
-``workers / 0.05`` events per second.
+``workers / 0.05`` events per second. And a round trip: the nginx sink behind a relay
+adding 20 ms each way (``bench/_relay.py``, its own process), events/s and CPU per
+event pipelined vs ``pipeline_depth=1``, 1 and 4 workers, interleaved rounds.
 
     python bench/delivery.py [--quick]
 """

@@ -204,7 +204,8 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
         " under `wrk`: bare, delivering to the nginx sink, and buffering only.",
         "- **delivery**, **latency hiding** (`bench/delivery.py`): CPU µs per delivered"
         " event against raw `http.client` on the nginx sink; events/s against a sink"
-        " answering after 50 ms, vs the ideal workers / 0.05 s.",
+        " answering after 50 ms, vs the ideal workers / 0.05 s; the nginx sink behind"
+        " a 40 ms round trip (a relay), pipelined vs `pipeline_depth=1`.",
         "- **e2e** (`bench/e2e.py`): gunicorn (2 workers) serving `examples/flask_app.py`,"
         " `wrk` on `GET /`, middleware on vs unwrapped; page views counted in the nginx"
         " sink's access log after `SIGTERM`, against wrk's count and the workers' counters.",
