@@ -12,6 +12,7 @@ Ramp: pure decisions, fed attempt times.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from sink import wait_until
@@ -202,24 +203,33 @@ def test_put_wakes_no_spare_while_a_drain_keeps_up(monkeypatch: pytest.MonkeyPat
 
 def test_fast_attempts_pipeline_the_whole_batch() -> None:
     ramp = Ramp()
-    assert ramp.depth(8) == pacing.PROBE_DEPTH  # nothing timed yet: a probe
+    assert ramp.depth(8, 8) == pacing.PROBE_DEPTH  # nothing timed yet: a probe
     attempt(ramp, 0.0001)
-    assert ramp.depth(8) == 8
-    assert ramp.depth(1) == 1
+    assert ramp.depth(8, 8) == 8
+    assert ramp.depth(1, 1) == 1
 
 
 def test_slow_attempts_with_close_answers_pipeline_far_apart_ones_do_not() -> None:
     ramp = Ramp()
     attempt(ramp, 0.04)  # a 40 ms round trip: attempts are never fast
-    assert ramp.depth(8) == pacing.PROBE_DEPTH  # a probe measures the gap ...
-    assert ramp.depth(8) == 1  # ... and only one per PROBE_EVERY
+    assert ramp.depth(8, pacing.PROBE_DEPTH - 1) == 1  # too few waiting: no probe yet
+    assert ramp.depth(8, 8) == pacing.PROBE_DEPTH  # a probe measures the gap ...
+    assert ramp.depth(8, 8) == 1  # ... and only one per PROBE_EVERY
     ramp.answered_apart(0.0001)  # a far server answering fast
-    assert ramp.depth(8) == 8
+    assert ramp.depth(8, 8) == 8
     ramp.answered_apart(0.05)  # then a slow one: answers 50 ms apart
     ramp.answered_apart(0.05)
-    assert ramp.depth(8) == 1
+    assert ramp.depth(8, 8) == 1
     ramp.probe_after = 0.0  # PROBE_EVERY later
-    assert ramp.depth(8) == pacing.PROBE_DEPTH
+    assert ramp.depth(8, 8) == pacing.PROBE_DEPTH
+    ramp.answered_apart(0.05)  # still far apart: the next probe waits twice as long
+    ramp.probe_after = 0.0
+    assert ramp.depth(8, 8) == pacing.PROBE_DEPTH
+    assert ramp.probe_after - time.monotonic() > pacing.PROBE_EVERY
+    ramp.answered_apart(0.0001)
+    ramp.answered_apart(0.0001)  # close together again
+    assert ramp.depth(8, 8) == 8
+    assert ramp.probe_wait == pacing.PROBE_EVERY
 
 
 def test_one_far_apart_pair_among_close_ones_does_not_stop_pipelining() -> None:
@@ -228,4 +238,4 @@ def test_one_far_apart_pair_among_close_ones_does_not_stop_pipelining() -> None:
     for _ in range(20):
         ramp.answered_apart(0.0001)
     ramp.answered_apart(1.0)  # preempted once on a loaded machine
-    assert ramp.depth(8) == 8
+    assert ramp.depth(8, 8) == 8

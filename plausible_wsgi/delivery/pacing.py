@@ -19,7 +19,10 @@ guarded by the engine's lock unless said otherwise.
   that answers fast: the round trip is paid once per batch, not once per event). A
   slow server serves pipelined requests one after the other: there answers come far
   apart and spare workers in parallel do better. With neither known, a small batch
-  (:data:`PROBE_DEPTH`) measures the gap, at most every :data:`PROBE_EVERY` seconds.
+  (:data:`PROBE_DEPTH`) measures the gap, :data:`PROBE_EVERY` seconds after the last
+  probe, twice as long after each that found the answers far apart (up to
+  :data:`PROBE_MOST`: a slow server stays slow), and only while enough events wait that
+  the other workers stay busy meanwhile (a probe must not hold up the end of a burst).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from __future__ import annotations
 import time
 from typing import Optional, Protocol
 
-__all__ = ["LINGER", "PROBE_DEPTH", "PROBE_EVERY", "RAMP", "Gauge", "Linger", "Ramp"]
+__all__ = ["LINGER", "PROBE_DEPTH", "PROBE_EVERY", "PROBE_MOST", "RAMP", "Gauge", "Linger", "Ramp"]
 
 #: Seconds a batch may gather after a drain while traffic is fast.
 LINGER = 0.05
@@ -45,6 +48,8 @@ _PIPELINE_BELOW = RAMP / 4
 PROBE_DEPTH = 3
 #: ... sent at most this often (seconds) while neither verdict says pipeline.
 PROBE_EVERY = 1.0
+#: ... at most this many seconds apart while probes find answers far apart.
+PROBE_MOST = 64.0
 #: No gap between answers counts for more than this many seconds (smoothed as attempts).
 _GAP_CLAMP = 2 * _PIPELINE_BELOW
 _monotonic = time.monotonic
@@ -105,7 +110,7 @@ class Ramp:
     """The attempts in progress and how long attempts take. Updated by the workers
     outside the engine's lock (one dict entry per thread), read under it."""
 
-    __slots__ = ("busy", "gap", "gauge", "probe_after", "took")
+    __slots__ = ("busy", "gap", "gauge", "probe_after", "probe_wait", "took")
 
     def __init__(self, gauge: Optional[Gauge] = None) -> None:
         #: thread id -> when its current attempt started.
@@ -116,6 +121,7 @@ class Ramp:
         #: measured); and when (monotonic) a probe may measure it next.
         self.gap = 0.0
         self.probe_after = 0.0
+        self.probe_wait = PROBE_EVERY
         self.gauge = gauge
 
     def started(self, me: int) -> float:
@@ -153,16 +159,21 @@ class Ramp:
         """A pipelined batch's answers came ``gap`` seconds apart (the first sets it)."""
         gap = min(gap, _GAP_CLAMP)
         self.gap = gap if not self.gap else self.gap + (gap - self.gap) * _SMOOTHING
+        if self.gap < _PIPELINE_BELOW:
+            self.probe_wait = PROBE_EVERY
 
-    def depth(self, most: int) -> int:
+    def depth(self, most: int, share: int) -> int:
         """Requests to write at once, at most ``most``: all of them while attempts are
-        fast or answers come close together, a probe's when due, else one."""
+        fast or answers come close together, else one; or a probe's when due and
+        ``share`` (the events waiting per draining worker) keeps the others busy while
+        it holds its events on one connection (the end of a burst is not delayed)."""
         if most < 2 or self.fast() or 0.0 < self.gap < _PIPELINE_BELOW:
             return most
         now = _monotonic()
-        if now < self.probe_after:
+        if now < self.probe_after or share < PROBE_DEPTH:
             return 1
-        self.probe_after = now + PROBE_EVERY
+        self.probe_after = now + self.probe_wait
+        self.probe_wait = min(self.probe_wait * 2, PROBE_MOST)  # unless answers come close
         return min(PROBE_DEPTH, most)
 
     def crowded(self, draining: int) -> bool:

@@ -202,9 +202,9 @@ class WorkerPool(Generic[T]):
 
     def _take(self, admission: Admission) -> list[tuple[T, int]]:
         """The next item; while answers are fast, up to the pipeline's depth of them."""
-        n = 1
+        n, backlog = 1, len(self._buffer)  # not empty
         if self._pipeline is not None and admission is Admission.NORMAL:
-            n = self._ramp.depth(min(self._pipeline.depth, len(self._buffer)))  # not empty
+            n = self._ramp.depth(min(self._pipeline.depth, backlog), backlog // self._draining)
         self._in_flight += n
         pop = self._buffer.pop
         return [pop() for _ in range(n)]
