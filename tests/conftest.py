@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
 import signal
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +19,36 @@ sys.path.insert(0, str(Path(__file__).parent))
 # for it in vain. Runs in the controller and in each worker, before any child.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _share_bytecode() -> None:
+    """Give this run and its children one bytecode cache outside the source tree.
+
+    With PYTHONDONTWRITEBYTECODE set (this machine sets it), every test process
+    rewrites the asserts of every test module, and every child the suite starts
+    (servers, workers, ``python -c``, the CLI, the relay: several hundred) compiles
+    the package from source again: a third of a child's start-up. The user's wish,
+    no bytecode next to the sources, is kept: the cache lives under the temp dir, in
+    a directory only this user can write. Set before the xdist workers and any child
+    start, so they inherit it.
+    """
+    if not sys.dont_write_bytecode or sys.pycache_prefix:
+        return
+    cache = Path(tempfile.gettempdir()) / f"plausible_wsgi-tests-pycache-{os.getuid()}"
+    try:
+        cache.mkdir(mode=0o700, exist_ok=True)
+        info = cache.lstat()
+    except OSError:
+        return
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        return  # not ours alone: compile from source as asked
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(cache)
+    sys.pycache_prefix = str(cache)
+    sys.dont_write_bytecode = False
+
+
+_share_bytecode()
 
 from sink import Sink, sink
 
