@@ -21,6 +21,11 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+from sink import Sink, sink
+
+import plausible_wsgi as pw
+
+
 def _share_bytecode() -> None:
     """Give this run and its children one bytecode cache outside the source tree.
 
@@ -29,8 +34,8 @@ def _share_bytecode() -> None:
     (servers, workers, ``python -c``, the CLI, the relay: several hundred) compiles
     the package from source again: a third of a child's start-up. The user's wish,
     no bytecode next to the sources, is kept: the cache lives under the temp dir, in
-    a directory only this user can write. Set before the xdist workers and any child
-    start, so they inherit it.
+    a directory only this user can write. Runs in the controller before the xdist
+    workers and any child start, so they inherit it.
     """
     if not sys.dont_write_bytecode or sys.pycache_prefix:
         return
@@ -49,10 +54,6 @@ def _share_bytecode() -> None:
 
 
 _share_bytecode()
-
-from sink import Sink, sink
-
-import plausible_wsgi as pw
 
 
 @pytest.fixture
