@@ -1,7 +1,8 @@
 """``python -m plausible_wsgi relay``: a real subprocess draining a spool.
 
 Writers are ``deliver=False`` collectors in this process; the relay is a separate
-process stopped with SIGTERM/SIGINT.
+process stopped with SIGTERM/SIGINT, or ``run_relay`` in a thread where a test needs an
+option the command line does not have.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable
 
 import pytest
 from real_servers import stored
-from sink import SilentServer, Sink, dead_endpoint
+from sink import SilentServer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
 from plausible_wsgi.spool.relay import render_status, run_relay
@@ -85,16 +86,26 @@ def test_a_stopped_relay_keeps_what_it_could_not_send(make_collector: Make, tmp_
     # four attempts (full-jitter waits can be near zero) may give up before the breaker
     # opens, and a row that gave up is deleted by design — the count would depend on
     # timing. A hung server holds every row in flight until the stop gives them back.
+    # In this process, to give the relay a short shutdown_timeout (the command line's is
+    # 5 s); the signals that stop the command are tested above.
     silent = SilentServer()
+    stop = threading.Event()
+    result: list[int] = []
+    thread = threading.Thread(
+        target=lambda: result.append(
+            run_relay(
+                str(path), endpoint=silent.url, shutdown_timeout=0.2, out=io.StringIO(), stop=stop
+            )
+        )
+    )
     try:
-        with start_relay(path, silent.url) as relay:
-            assert relay.stderr is not None
-            assert relay.stderr.readline().startswith("relay: ")  # running
-            relay.send_signal(signal.SIGTERM)
-            _, err = relay.communicate(timeout=60)
+        thread.start()
+        wait_until(lambda: len(silent.conns) >= 1)  # rows in flight
+        stop.set()
+        thread.join(60)
     finally:
         silent.close()
-    assert relay.returncode == 0, err
+    assert result == [0]
     assert stored(path) == 30
     with sqlite3.connect(path) as conn:  # given back: free for the next relay
         assert (
