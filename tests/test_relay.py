@@ -1,8 +1,7 @@
 """``python -m plausible_wsgi relay``: a real subprocess draining a spool.
 
 Writers are ``deliver=False`` collectors in this process; the relay is a separate
-process stopped with SIGTERM/SIGINT, or ``run_relay`` in a thread where a test needs an
-option the command line does not have.
+process stopped with SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Callable
 
 import pytest
 from real_servers import stored
-from sink import SilentServer, Sink, dead_endpoint, wait_until
+from sink import SilentServer, Sink, dead_endpoint
 
 import plausible_wsgi as pw
 from plausible_wsgi.spool.relay import render_status, run_relay
@@ -34,7 +33,7 @@ def write(collector: pw.PlausibleCollector, first: int, count: int) -> None:
         assert collector.track("Signup", url=f"https://example.com/{i}", user_agent="UA")
 
 
-def start_relay(path: Path, endpoint: str) -> subprocess.Popen[str]:
+def start_relay(path: Path, endpoint: str, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -47,6 +46,7 @@ def start_relay(path: Path, endpoint: str) -> subprocess.Popen[str]:
             endpoint,
             "--status-interval",
             "0.1",
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -86,26 +86,16 @@ def test_a_stopped_relay_keeps_what_it_could_not_send(make_collector: Make, tmp_
     # four attempts (full-jitter waits can be near zero) may give up before the breaker
     # opens, and a row that gave up is deleted by design — the count would depend on
     # timing. A hung server holds every row in flight until the stop gives them back.
-    # In this process, to give the relay a short shutdown_timeout (the command line's is
-    # 5 s); the signals that stop the command are tested above.
     silent = SilentServer()
-    stop = threading.Event()
-    result: list[int] = []
-    thread = threading.Thread(
-        target=lambda: result.append(
-            run_relay(
-                str(path), endpoint=silent.url, shutdown_timeout=0.2, out=io.StringIO(), stop=stop
-            )
-        )
-    )
     try:
-        thread.start()
-        wait_until(lambda: len(silent.conns) >= 1)  # rows in flight
-        stop.set()
-        thread.join(60)
+        with start_relay(path, silent.url, "--shutdown-timeout", "0.5") as relay:
+            assert relay.stderr is not None
+            assert relay.stderr.readline().startswith("relay: ")  # running
+            relay.send_signal(signal.SIGTERM)
+            _, err = relay.communicate(timeout=60)
     finally:
         silent.close()
-    assert result == [0]
+    assert relay.returncode == 0, err
     assert stored(path) == 30
     with sqlite3.connect(path) as conn:  # given back: free for the next relay
         assert (
