@@ -222,9 +222,9 @@ class Deliverer(Generic[T]):
             raise
         return self._answered(settlement, admission)
 
-    def _attempt_failed(self, exc: AttemptError, admission: Admission) -> None:
+    def _attempt_failed(self, exc: AttemptError, admission: Admission, count: bool = True) -> None:
         self.last_failure_at = time.time()
-        if self.breaker is not None:
+        if self.breaker is not None and count:
             self.breaker.record_failure(admission, exc)
         if exc.retry_after:
             with self._lock:
@@ -260,6 +260,7 @@ class Deliverer(Generic[T]):
         except Exception as exc:
             return [self._unexpected(exc) for _ in items]
         out: list[Settlement | Requeue] = []
+        breaker_told = False
         for item, result, resend in zip(items, results, resends):
             if result is None:
                 out.append(self._unsent(item, resend))
@@ -268,7 +269,11 @@ class Deliverer(Generic[T]):
                 with self._lock:
                     self.retried += 1
             if isinstance(result, AttemptError):
-                self._attempt_failed(result, Admission.NORMAL)
+                # One cut leaves every answer still owed in doubt: one fault of the
+                # server for the breaker, not one per request (a single reset would
+                # open it). Each request's retries are its own attempts again.
+                self._attempt_failed(result, Admission.NORMAL, count=not breaker_told)
+                breaker_told = True
                 out.append(self._after_failure(item, result, started))
             elif isinstance(result, Exception):
                 out.append(self._unexpected(result))
