@@ -33,7 +33,7 @@ def write(collector: pw.PlausibleCollector, first: int, count: int) -> None:
         assert collector.track("Signup", url=f"https://example.com/{i}", user_agent="UA")
 
 
-def start_relay(path: Path, endpoint: str) -> subprocess.Popen[str]:
+def start_relay(path: Path, endpoint: str, *options: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -46,6 +46,7 @@ def start_relay(path: Path, endpoint: str) -> subprocess.Popen[str]:
             endpoint,
             "--status-interval",
             "0.1",
+            *options,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -87,7 +88,7 @@ def test_a_stopped_relay_keeps_what_it_could_not_send(make_collector: Make, tmp_
     # timing. A hung server holds every row in flight until the stop gives them back.
     silent = SilentServer()
     try:
-        with start_relay(path, silent.url) as relay:
+        with start_relay(path, silent.url, "--shutdown-timeout", "0.5") as relay:
             assert relay.stderr is not None
             assert relay.stderr.readline().startswith("relay: ")  # running
             relay.send_signal(signal.SIGTERM)

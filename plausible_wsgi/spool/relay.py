@@ -167,6 +167,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--status-interval", type=float, default=1.0, help="seconds between status lines"
     )
     relay.add_argument("--workers", type=int, default=4, help="concurrent POSTs")
+    relay.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="at a stop, how long what is being sent may take (default %(default)s)",
+    )
     relay.set_defaults(handler=_relay_handler)
 
 
@@ -177,4 +184,5 @@ def _relay_handler(args: argparse.Namespace, term: object) -> int:
         domain=args.domain,
         status_interval=args.status_interval,
         max_workers=args.workers,
+        shutdown_timeout=args.shutdown_timeout,
     )
