@@ -10,8 +10,10 @@ encoding, the POST and its answer. Rows, per scheme:
 - the floor: prebuilt request bytes on a raw (or TLS-wrapped) socket, ``sendall``,
   ``recv`` until the answer is in;
 - ``http.client`` keep-alive (the yardstick), and ``h11`` when installed;
-- the transport alone (``HttpTransport.send`` in a loop, body prebuilt);
-- the collector with ``max_workers=1`` and with the default.
+- the transport alone (``HttpTransport.send`` in a loop, body prebuilt), and pipelined
+  (``send_many`` of 8);
+- the collector with ``max_workers=1`` and with the default, pipelining (the default
+  ``pipeline_depth``) and not (``pipeline_depth=1``, one request at a time).
 
 Best of 3 interleaved rounds (this shared machine's speed drifts). Also: latency hiding
 against a sink that answers after 50 ms, for several pool sizes, against the ideal
@@ -121,6 +123,14 @@ def transport_only(sink: Sink, n: int) -> None:
     transport.close()
 
 
+def transport_pipelined(sink: Sink, n: int, depth: int = 8) -> None:
+    transport = HttpTransport(sink.url, ca_bundle=sink.ca_bundle, pipeline_depth=depth)
+    batch = [(BODY, UA, IP)] * depth
+    for _ in range(n // depth):
+        transport.send_many(batch)
+    transport.close()
+
+
 def collector(url: str, n: int, **kwargs: Any) -> None:
     c = pw.PlausibleCollector("example.com", endpoint=url, max_queue_size=n + 1, **kwargs)
     for _ in range(n):
@@ -146,8 +156,14 @@ def _senders(sink: Sink, n: int) -> dict[str, Callable[[], None]]:
         senders["h11"] = lambda: h11_client(sink, n)
     kwargs = {"ca_bundle": sink.ca_bundle}
     senders["transport"] = lambda: transport_only(sink, n)
+    senders["transport, pipelined 8"] = lambda: transport_pipelined(sink, n)
+    serial: dict[str, Any] = {"pipeline_depth": 1, **kwargs}
     senders["collector (1 worker)"] = lambda: collector(sink.url, n, max_workers=1, **kwargs)
+    senders["collector (1 worker, not pipelined)"] = lambda: collector(
+        sink.url, n, max_workers=1, **serial
+    )
     senders["collector (default workers)"] = lambda: collector(sink.url, n, **kwargs)
+    senders["collector (default workers, not pipelined)"] = lambda: collector(sink.url, n, **serial)
     return senders
 
 

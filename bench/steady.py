@@ -4,7 +4,8 @@ Production traffic trickles in; a burst benchmark hides what each event costs wh
 it arrives alone (a thread wake-up, a hand-off). Here a loop tracks one event per
 millisecond for a few seconds, then flushes; the figure is the process CPU time
 (``time.process_time``: every thread) per event, against the same loop POSTing each
-event itself with ``http.client`` on a keep-alive connection. Rounds interleaved,
+event itself with ``http.client`` on a keep-alive connection; the collector also
+with ``pipeline_depth=1`` (one request at a time) for comparison. Rounds interleaved,
 best of N, nginx answering ``202 ok`` on loopback (a Python sink when it is missing).
 
     python -m bench.steady [--quick]
@@ -77,6 +78,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             "http.client": lambda: http_client_loop(sink.port, n),
             "collector": lambda: collector_loop(sink.url, n),
             "collector-1": lambda: collector_loop(sink.url, n, max_workers=1),
+            "collector-serial": lambda: collector_loop(sink.url, n, pipeline_depth=1),
         }
         for _ in range(rounds):
             for name, loop in loops.items():
@@ -87,7 +89,11 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     pacing = best["idle"]
     base = best["http.client"] - pacing
     rows = []
-    for name, label in [("collector", "default workers"), ("collector-1", "1 worker")]:
+    for name, label in [
+        ("collector", "default workers"),
+        ("collector-1", "1 worker"),
+        ("collector-serial", "default workers, not pipelined"),
+    ]:
         ours = best[name] - pacing
         rows.append(
             row(

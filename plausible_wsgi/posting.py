@@ -18,7 +18,7 @@ from ._log import RateLimitedLog
 from .delivery.failure import AttemptError
 from .delivery.health import Health
 from .delivery.hooks import Hooks
-from .delivery.transport import HttpTransport, Outcome
+from .delivery.transport import HttpTransport, Outcome, Request, Response
 from .events import Event, encode_event
 from .spool.feeder import SpoolFeeder
 from .spool.store import SpoolRecord
@@ -87,6 +87,37 @@ class Poster:
             return item.body
         return encode_event(item, self.domain)  # type: ignore[arg-type]
 
+    @property
+    def depth(self) -> int:
+        """Items :meth:`send_many` sends at once now; 1 with hooks (one at a time, each
+        with its ``before_send`` and details) or when the transport does not pipeline."""
+        return 1 if self.hooks is not None else self.transport.depth
+
+    def send_many(self, items: list[Item]) -> list[Union[Settlement, Exception, None]]:
+        """Pipeline ``items`` on one connection (no hooks): per item its settlement, the
+        failure of its attempt, or None when it was not sent."""
+        results: list[Union[Settlement, Exception, None]] = [None] * len(items)
+        requests: list[Request] = []
+        sent: list[int] = []
+        for i, item in enumerate(items):
+            try:
+                body = self._body(item)
+            except Exception as exc:  # not sent; the engine logs it as unexpected
+                results[i] = exc
+                continue
+            if type(item) is SpoolRecord:
+                assert self.feeder is not None
+                self.feeder.mark_attempt(item)
+            requests.append((body, item.user_agent, item.client_ip))
+            sent.append(i)
+        for i, result in zip(sent, self.transport.send_many(requests)):
+            if isinstance(result, Response):
+                results[i] = self._settlement(result)
+            elif result is not None:
+                self.health.failed(result.kind)
+                results[i] = result
+        return results
+
     def _post(
         self, item: Item, body: bytes, user_agent: Optional[str], client_ip: Optional[str]
     ) -> Settlement:
@@ -101,6 +132,11 @@ class Poster:
             if hooks is not None:
                 hooks.detail(str(exc)[:200])
             raise
+        return self._settlement(response)
+
+    def _settlement(self, response: Response) -> Settlement:
+        """What an answer means, counted in the health figures and logged if rejected."""
+        hooks = self.hooks
         outcome = response.outcome
         if outcome is Outcome.SENT:
             self.health.answers += 1

@@ -215,11 +215,16 @@ def _reset(sock: object) -> None:
 
 def read_request(conn: socket.socket) -> Optional[bytes]:
     """Read one HTTP request from ``conn``; its body, or ``None`` if the peer left."""
-    data = b""
+    return next_request(conn, b"")[0]
+
+
+def next_request(conn: socket.socket, data: bytes) -> tuple[Optional[bytes], bytes]:
+    """One request's body (``None`` if the peer left) from ``data`` (bytes already read)
+    and ``conn``, and the bytes read past it (pipelined requests)."""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            return None
+            return None, b""
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
@@ -230,9 +235,9 @@ def read_request(conn: socket.socket) -> Optional[bytes]:
     while len(body) < length:
         chunk = conn.recv(65536)
         if not chunk:
-            return None
+            return None, b""
         body += chunk
-    return body[:length]
+    return body[:length], body[length:]
 
 
 class RecordingResetServer:

@@ -23,8 +23,11 @@ from typing import Optional
 
 from plausible_wsgi.stats import CollectorStats
 
-#: Concurrent POSTs per server process: at a kill, each may be in doubt.
-POSTS = 2
+#: Delivery threads per server process ...
+WORKERS = 2
+#: ... each with up to a pipelined batch (the default ``pipeline_depth``) out: at a
+#: kill, every POST in flight may be in doubt.
+POSTS = WORKERS * 8
 
 APP = textwrap.dedent(
     """
@@ -37,7 +40,7 @@ APP = textwrap.dedent(
         "example.com",
         endpoint=os.environ["PW_ENDPOINT"],
         spool=os.environ.get("PW_SPOOL") or None,
-        max_workers={POSTS},
+        max_workers={WORKERS},
         flush_interval=0.2,
         shutdown_timeout=2.0,
         ca_bundle=os.environ.get("PW_CA") or None,
@@ -54,7 +57,7 @@ APP = textwrap.dedent(
     application = pw.PlausibleMiddleware(page, collector)
     plausible_wsgi.uwsgi.install()
     """
-).replace("{POSTS}", str(POSTS))
+).replace("{WORKERS}", str(WORKERS))
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 

@@ -89,14 +89,16 @@ STORM = (
 )
 
 
+@pytest.mark.parametrize("depth", [1, 8])
 def test_fault_storm_within_the_budget_records_every_event_exactly_once(
-    receiver: PlausibleReceiver, collectors: list[pw.PlausibleCollector]
+    receiver: PlausibleReceiver, collectors: list[pw.PlausibleCollector], depth: int
 ) -> None:
     collector = make(
         collectors,
         receiver.url,
         batch_size=5,
         max_workers=4,
+        pipeline_depth=depth,
         # Bursts of 4 never trip it: this scenario is about retries, not the breaker.
         circuit_breaker=pw.CircuitBreakerConfig(max_consecutive_failures=10, timeout=0.05),
     )
@@ -127,8 +129,14 @@ def test_fault_storm_within_the_budget_records_every_event_exactly_once(
     )
     assert faulted == rounds * 4
     assert len(counts) == total
-    assert duplicates(counts) == 0
     assert (stats.sent, stats.failed, stats.accepted) == (total, 0, total)
+    if depth > 1:
+        # A reset also destroys the answers of the earlier pipelined requests still in
+        # the client's socket buffer: those events are in doubt, and resent as counted
+        # retries (retry_connection_cuts); none is lost, none resent uncounted.
+        assert duplicates(counts) <= stats.retried
+        return
+    assert duplicates(counts) == 0
     assert receiver.request_count == total + faulted  # every fault cost one extra POST
 
 

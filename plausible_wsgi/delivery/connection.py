@@ -255,6 +255,17 @@ class ConnectionPool:
         conn: Optional[Connection] = getattr(self._local, "conn", None)
         return conn
 
+    def reusable(self, now: float) -> Optional[Connection]:
+        """This thread's connection, unless it idled past :data:`IDLE_CHECK_AFTER` and
+        the server closed it meanwhile (then forgotten)."""
+        conn = self.current()
+        if conn is None or now - conn.idle_since <= IDLE_CHECK_AFTER:
+            return conn
+        if conn.closed_while_idle():
+            self.discard(conn)
+            return None
+        return conn
+
     def connect(self, deadline: float) -> Connection:
         """A new connection for this thread (through the proxy if any), ready to write.
 

@@ -15,7 +15,7 @@ import enum
 import logging
 import threading
 import time
-from typing import Callable, Generic, Optional, TypeVar
+from typing import Callable, Generic, Optional, Protocol, TypeVar, Union
 
 from .._log import RateLimitedLog, logger
 from ..stats import Settlement
@@ -25,9 +25,23 @@ from .failure import AttemptError
 from .policies import RetryConfig
 from .retry import run_retries
 
-__all__ = ["MAX_REQUEUES", "Deliverer", "Requeue", "Requeues", "Shutdown"]
+__all__ = ["MAX_REQUEUES", "Deliverer", "Pipeline", "Requeue", "Requeues", "Shutdown"]
 
 T = TypeVar("T")
+
+
+class Pipeline(Protocol[T]):
+    """Sends several items at once (HTTP/1.1 pipelining): the engine's fast path."""
+
+    @property
+    def depth(self) -> int:
+        """Items to send at once now; 1: one at a time."""
+
+    def send_many(self, items: list[T]) -> list[Union[Settlement, Exception, None]]:
+        """Per item: its settlement, the failure of its attempt (an
+        :class:`AttemptError`, or another exception: nothing was sent), or None when
+        it provably did not reach the server."""
+
 
 _NO_RETRY = RetryConfig(max_retries=0)
 #: Times an event may be put back in the buffer after an attempt went out.
@@ -106,9 +120,11 @@ class Deliverer(Generic[T]):
         breaker: Optional[Breaker],
         abort: threading.Event,
         warnings: RateLimitedLog,
+        pipeline: Optional[Pipeline[T]] = None,
     ) -> None:
         self.name = name
         self._send = send
+        self.pipeline = pipeline
         self.retry = retry
         self.breaker = breaker
         self.abort = abort
@@ -195,21 +211,27 @@ class Deliverer(Generic[T]):
         if resend:
             with self._lock:
                 self.retried += 1
-        breaker = self.breaker
         try:
             settlement = self._send(item)
         except AttemptError as exc:
-            self.last_failure_at = time.time()
-            if breaker is not None:
-                breaker.record_failure(admission, exc)
-            if exc.retry_after:
-                with self._lock:
-                    self.paused_until = max(self.paused_until, _monotonic() + exc.retry_after)
+            self._attempt_failed(exc, admission)
             raise
         except BaseException:
-            if breaker is not None:
-                breaker.release(admission)
+            if self.breaker is not None:
+                self.breaker.release(admission)
             raise
+        return self._answered(settlement, admission)
+
+    def _attempt_failed(self, exc: AttemptError, admission: Admission) -> None:
+        self.last_failure_at = time.time()
+        if self.breaker is not None:
+            self.breaker.record_failure(admission, exc)
+        if exc.retry_after:
+            with self._lock:
+                self.paused_until = max(self.paused_until, _monotonic() + exc.retry_after)
+
+    def _answered(self, settlement: Settlement, admission: Admission) -> Settlement:
+        breaker = self.breaker
         if settlement is Settlement.VETOED:  # nothing went out: no verdict on the server
             if breaker is not None:
                 breaker.release(admission)
@@ -221,6 +243,46 @@ class Deliverer(Generic[T]):
         else:
             self.last_success_at = time.time()
         return settlement
+
+    def deliver_all(
+        self, items: list[T], admission: Admission, resends: list[bool]
+    ) -> list[Settlement | Requeue]:
+        """:meth:`deliver` for one item; several (taken while the breaker is closed) are
+        sent at once, then each settled as :meth:`deliver` would: a failed attempt goes
+        through the retry policy, one that provably did not reach the server is
+        delivered again alone, not counted as a retry."""
+        if len(items) == 1:
+            return [self.deliver(items[0], admission, resends[0])]
+        assert self.pipeline is not None
+        started = _monotonic()
+        try:
+            results = self.pipeline.send_many(items)
+        except Exception as exc:
+            return [self._unexpected(exc) for _ in items]
+        out: list[Settlement | Requeue] = []
+        for item, result, resend in zip(items, results, resends):
+            if result is None:
+                out.append(self._unsent(item, resend))
+                continue
+            if resend:
+                with self._lock:
+                    self.retried += 1
+            if isinstance(result, AttemptError):
+                self._attempt_failed(result, Admission.NORMAL)
+                out.append(self._after_failure(item, result, started))
+            elif isinstance(result, Exception):
+                out.append(self._unexpected(result))
+            else:
+                out.append(self._answered(result, Admission.NORMAL))
+        return out
+
+    def _unsent(self, item: T, resend: bool) -> Settlement | Requeue:
+        """A pipelined item the server did not process: alone now, or back to the buffer."""
+        if self.abort.is_set():
+            return Settlement.SHUTDOWN
+        if not self.breaker_closed() or _monotonic() < self.paused_until:
+            return Requeue.UNSENT
+        return self.deliver(item, Admission.NORMAL, resend)
 
     def _resend(self, item: T) -> Settlement:
         if self.abort.is_set():

@@ -34,7 +34,7 @@ from ..stats import CollectorStats, DropReason, Ledger, Settlement
 from .breaker import Breaker
 from .buffer import Buffer
 from .closing import Closing
-from .deliverer import Deliverer
+from .deliverer import Deliverer, Pipeline
 from .policies import CircuitBreakerConfig, RetryConfig
 
 __all__ = ["DEFAULT_MAX_BUFFER_BYTES", "DeliveryEngine"]
@@ -58,6 +58,8 @@ class DeliveryEngine(Closing[T]):
     :param on_fork: called in a forked child, before anything else; must not log.
     :param on_idle: called when the workers end (idle, or closed): release connections.
     :param on_settle: ``(item, settlement)``, once per buffered item (see above).
+    :param pipeline: sends several items at once, taken together when answers are
+        fast (see :mod:`plausible_wsgi.delivery.workers`).
     :param durable: the items outlive the engine (a spool keeps those not delivered):
         the close-deadline warning says they are kept, not dropped.
     """
@@ -82,10 +84,12 @@ class DeliveryEngine(Closing[T]):
         on_idle: Optional[Callable[[], None]] = None,
         on_settle: Optional[Callable[[T, Settlement], None]] = None,
         durable: bool = False,
+        pipeline: Optional[Pipeline[T]] = None,
     ) -> None:
         self.name = name
         self.durable = durable
         self._send = send
+        self._pipeline = pipeline
         self.batch_size = batch_size
         self.flush_interval = flush_interval
         self.max_queue_size = max_queue_size
@@ -127,6 +131,7 @@ class DeliveryEngine(Closing[T]):
             breaker=self._breaker,
             abort=self._abort,
             warnings=self._warnings,
+            pipeline=self._pipeline,
         )
         self._fresh_pool()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from typing import Optional, Union
 
-__all__ = ["AttemptError", "FailureKind"]
+__all__ = ["AttemptError", "FailureKind", "NothingSent"]
 
 
 class FailureKind(str, enum.Enum):
@@ -52,3 +52,8 @@ class AttemptError(Exception):
         self.kind = FailureKind(kind)
         self.status = status
         self.retry_after = retry_after
+
+
+class NothingSent(Exception):
+    """A reused connection failed before a byte of the request left: sending it again on
+    a fresh connection is safe, and not a retry."""

@@ -31,6 +31,8 @@ RAMP = 0.01
 _SMOOTHING = 0.3
 #: ... where no attempt counts for more than this many seconds.
 _CLAMP = 2 * RAMP
+#: Attempts (a pipelined batch counts as one) faster than this, smoothed, pipeline.
+_PIPELINE_BELOW = RAMP / 4
 _monotonic = time.monotonic
 
 
@@ -105,8 +107,15 @@ class Ramp:
             return RAMP  # a worker is between events: it is keeping up
         if self.took >= RAMP:
             return None  # the server answers slowly: join now
-        newest = now - max(busy)
-        return None if newest >= RAMP else RAMP - newest
+        wait = RAMP - (now - max(busy))
+        # Under a microsecond is due: ``started + RAMP - started`` can round below RAMP.
+        return None if wait < 1e-6 else wait
+
+    def fast(self) -> bool:
+        """Answers come fast enough to pipeline: a batch on one connection costs less
+        than spare workers, whose fan-out a slow server needs instead. Not before an
+        attempt was timed (a new pool against a slow server starts one at a time)."""
+        return 0.0 < self.took < _PIPELINE_BELOW
 
     def crowded(self, draining: int) -> bool:
         """More workers drain than fast attempts need: one of them may leave."""

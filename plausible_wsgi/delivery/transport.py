@@ -12,6 +12,12 @@ HTTP/1.1 path, with figures, is written there).
   fresh connection; anything later is an :class:`~plausible_wsgi.delivery.failure.AttemptError`
   for the retry policy (``cut`` = the server may have recorded it).
 
+- **Pipelining** (:meth:`HttpTransport.send_many`, :mod:`~plausible_wsgi.delivery.pipelining`):
+  a batch in one write, its answers read in order, each request's outcome its own; the
+  collector's CPU per event in a burst halves (0.37x -> 0.20x ``http.client``, figures
+  in :mod:`~plausible_wsgi.delivery.http11`), delivery threads in the gunicorn hello
+  app 71 -> 29 µs per page (docs/reliability.md).
+
 Outcomes are translated here, at one boundary: a 2xx is final (with or without
 ``x-plausible-dropped``), another 4xx means the event is invalid, everything else
 raises :class:`~plausible_wsgi.delivery.failure.AttemptError` for the retry policy to judge.
@@ -23,22 +29,37 @@ import base64
 import enum
 import socket
 import time
-from typing import Any, Optional
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 from urllib.parse import unquote, urlsplit
 
 from .connection import (
-    IDLE_CHECK_AFTER,
     Connection,
     ConnectionPool,
     SendFailed,
     proxy_for,
     reason,
 )
-from .failure import AttemptError, FailureKind
-from .http11 import BrokenAnswer, RequestTemplate, UnsafeHeader, connect_request
+from .failure import AttemptError, FailureKind, NothingSent
+from .http11 import Answer, BrokenAnswer, RequestTemplate, UnsafeHeader, connect_request
+from .pipelining import MAX_PIPELINE_DEPTH, Pipeliner
 from .retry_after import parse_retry_after
 
-__all__ = ["HttpTransport", "Outcome", "Response", "classify"]
+__all__ = [
+    "MAX_PIPELINE_DEPTH",
+    "HttpTransport",
+    "Outcome",
+    "Request",
+    "Response",
+    "Result",
+    "classify",
+]
+
+#: The visitor's request to send: body, User-Agent, IP.
+Request = tuple[bytes, Optional[str], Optional[str]]
+#: What a pipelined request came to: the answer, how its attempt failed, or ``None``
+#: when it provably did not reach the server (it is sent again, not counted as a retry).
+Result = Union["Response", AttemptError, None]
 
 
 class Outcome(enum.Enum):
@@ -80,10 +101,6 @@ def classify(status: int, headers: Any, body: bytes, max_retry_after: float) -> 
     raise AttemptError(FailureKind.STATUS, f"HTTP {status}", status=status, retry_after=retry_after)
 
 
-class _NothingSent(Exception):
-    """A reused connection failed before a byte of the request left (internal)."""
-
-
 class HttpTransport:
     """POSTs event bodies to ``{endpoint}/api/event`` over keep-alive connections.
 
@@ -103,6 +120,7 @@ class HttpTransport:
         timeout: float = 10.0,
         ca_bundle: Optional[str] = None,
         max_retry_after: float = 30.0,
+        pipeline_depth: int = 1,
     ) -> None:
         self.url = endpoint.rstrip("/") + "/api/event"
         parts = urlsplit(self.url)
@@ -133,6 +151,12 @@ class HttpTransport:
         )
         self._timeout = timeout
         self._max_retry_after = max_retry_after
+        self._pipeliner: Pipeliner[Response] = Pipeliner(self._pool, timeout, pipeline_depth)
+
+    @property
+    def depth(self) -> int:
+        """Requests :meth:`send_many` writes at once now (1: one at a time)."""
+        return self._pipeliner.depth
 
     @property
     def pool(self) -> ConnectionPool:
@@ -143,6 +167,7 @@ class HttpTransport:
         """Forget every connection without shutting it down (after ``fork()``, the
         sockets are shared with the parent)."""
         self._pool.reset()
+        self._pipeliner.reset()
 
     def abort(self) -> None:
         """Cut every connection, open or being opened, so blocked workers end now.
@@ -167,15 +192,12 @@ class HttpTransport:
             raise AttemptError(FailureKind.INVALID, f"unsendable event: {exc}") from None
         now = time.monotonic()
         deadline = now + self._timeout
-        conn = self._pool.current()
+        conn = self._pool.reusable(now)
         if conn is not None:
-            if now - conn.idle_since > IDLE_CHECK_AFTER and conn.closed_while_idle():
-                self._pool.discard(conn)
-            else:
-                try:
-                    return self._exchange(conn, request, deadline, False)
-                except _NothingSent:
-                    pass  # not one byte left: the same request on a fresh connection
+            try:
+                return self._exchange(conn, request, deadline, False)
+            except NothingSent:
+                pass  # not one byte left: the same request on a fresh connection
         return self._exchange(self._pool.connect(deadline), request, deadline, True)
 
     def _exchange(self, conn: Connection, request: bytes, deadline: float, fresh: bool) -> Response:
@@ -185,7 +207,7 @@ class HttpTransport:
         except SendFailed as exc:
             self._pool.discard(conn)
             if exc.sent == 0 and not fresh:
-                raise _NothingSent from None
+                raise NothingSent from None
             raise AttemptError(
                 FailureKind.CONNECT,
                 f"connection broke before the request went out: {reason(exc.error)}",
@@ -213,3 +235,28 @@ class HttpTransport:
         else:
             self._pool.discard(conn)
         return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
+
+    def send_many(self, requests: Sequence[Request]) -> list[Result]:
+        """POST several event bodies in one write on this thread's connection and read
+        the answers in order, all within one ``timeout`` (see
+        :mod:`~plausible_wsgi.delivery.pipelining`): per request its answer, the
+        :class:`AttemptError` its attempt came to, or None when it was not sent."""
+        results: list[Result] = [None] * len(requests)
+        wire: list[bytes] = []
+        where: list[int] = []
+        render = self._template.render
+        for i, (body, user_agent, client_ip) in enumerate(requests):
+            try:
+                wire.append(render(body, user_agent, client_ip))
+                where.append(i)
+            except UnsafeHeader as exc:
+                results[i] = AttemptError(FailureKind.INVALID, f"unsendable event: {exc}")
+        if wire:
+            self._pipeliner.send(wire, where, results, self._judge, self._exchange)
+        return results
+
+    def _judge(self, answer: Answer) -> Response | AttemptError:
+        try:
+            return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
+        except AttemptError as exc:
+            return exc

@@ -36,7 +36,7 @@ from .._log import RateLimitedLog, logger
 from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .deliverer import Deliverer, Requeue, Requeues
+from .deliverer import Deliverer, Pipeline, Requeue, Requeues
 from .pacing import RAMP, Linger, Ramp
 
 __all__ = ["WorkerPool"]
@@ -76,6 +76,7 @@ class WorkerPool(Generic[T]):
     _idle_exit: float = _IDLE_EXIT
     _on_idle: Optional[Callable[[], None]]
     _on_settle: Optional[Callable[[T, Settlement], None]]
+    _pipeline: Optional[Pipeline[T]]
 
     def _fresh_pool(self) -> None:
         self._in_flight = self._threads = self._idle = self._draining = 0
@@ -117,7 +118,7 @@ class WorkerPool(Generic[T]):
             # and drops it; finish_close() closes them all, then sets this.
             self._closing_done.wait()
 
-    def _next(self, me: int) -> Optional[tuple[T, int, Admission]]:
+    def _next(self, me: int) -> Optional[tuple[list[tuple[T, int]], Admission]]:
         """Wait until an event should go out; take it. None: this worker ends."""
         with self._lock:
             idle_since = _monotonic()
@@ -131,10 +132,10 @@ class WorkerPool(Generic[T]):
                         if not self._draining:
                             self._linger.batch_started(now, len(self._buffer), self.batch_size)
                         self._draining += 1
-                        taken = self._take()
+                        taken = self._take(admission)
                         if self._buffer and not self._idle and self._threads < self.max_workers:
                             self._start_worker()  # a spare: joins after RAMP if needed
-                        return (*taken, admission)
+                        return taken, admission
                     assert self._breaker is not None  # only a breaker denies
                     delay = max(0.005, self._breaker.seconds_until_probe())
                 if not self._buffer and not self._in_flight:
@@ -199,42 +200,49 @@ class WorkerPool(Generic[T]):
             return len(self._buffer) * 2 >= self._buffer.max_items
         return len(self._buffer) >= self.batch_size
 
-    def _take(self) -> tuple[T, int]:
-        self._in_flight += 1
-        return self._buffer.pop()
+    def _take(self, admission: Admission) -> list[tuple[T, int]]:
+        """The next item; while answers are fast, up to the pipeline's depth of them."""
+        n = 1
+        if self._pipeline is not None and admission is Admission.NORMAL and self._ramp.fast():
+            n = min(self._pipeline.depth, len(self._buffer))  # the buffer is not empty
+        self._in_flight += n
+        pop = self._buffer.pop
+        return [pop() for _ in range(n)]
 
-    def _drain(self, first: tuple[T, int, Admission], me: int) -> None:
-        """Deliver events one after another until there is nothing to do."""
-        item, size, admission = first
+    def _drain(self, first: tuple[list[tuple[T, int]], Admission], me: int) -> None:
+        """Deliver events, one or a pipelined batch at a time, until none is due."""
+        batch, admission = first
         ramp = self._ramp
-        requeues = self._requeues
+        is_resend = self._requeues.is_resend
         while True:
-            resend = requeues.is_resend(item)
+            items = [item for item, _ in batch]
             started = ramp.started(me)
             try:
-                result = self._one.deliver(item, admission, resend)
+                results = self._one.deliver_all(items, admission, list(map(is_resend, items)))
             finally:
                 ramp.ended(me, started)
-            if self._on_settle is not None and not isinstance(result, Requeue):
-                # Reported before it is counted: once flush() returns, a spool has
-                # heard of every item it waited for.
-                self._report(item, result)
+            if self._on_settle is not None:
+                # Reported before it is counted: once flush() returns, a spool has heard
+                # of every item it waited for.
+                for item, result in zip(items, results):
+                    if not isinstance(result, Requeue):
+                        self._report(item, result)
             with self._lock:
-                final = self._settle(item, size, result)
+                finals = [self._settle(*taken, result) for taken, result in zip(batch, results)]
                 evicted = self._evicted
                 if evicted:
                     self._evicted = []
                 nxt = self._carry_on(me, admission)
-            if final is not None and isinstance(result, Requeue):
-                self._report(item, final)  # could not go back: how it ended instead
+            for item, result, final in zip(items, results, finals):
+                if final is not None and isinstance(result, Requeue):
+                    self._report(item, final)  # could not go back: how it ended instead
             for old in evicted:
                 self._report(old, Settlement.QUEUE_FULL)
             if nxt is None:
                 return
-            item, size = nxt
-            admission = Admission.NORMAL
+            batch, admission = nxt, Admission.NORMAL
 
-    def _carry_on(self, me: int, admission: Admission) -> Optional[tuple[T, int]]:
+    def _carry_on(self, me: int, admission: Admission) -> Optional[list[tuple[T, int]]]:
         """After an event (under the lock): the next one to take, or None to stop."""
         nxt = self._next_in_drain(admission)
         if nxt is None:
@@ -250,7 +258,7 @@ class WorkerPool(Generic[T]):
             self._work.notify_all()  # the probe settled: the others look again
         return nxt
 
-    def _next_in_drain(self, admission: Admission) -> Optional[tuple[T, int]]:
+    def _next_in_drain(self, admission: Admission) -> Optional[list[tuple[T, int]]]:
         paused_until = self._one.paused_until
         if (
             not self._buffer
@@ -261,7 +269,7 @@ class WorkerPool(Generic[T]):
             or self._ramp.crowded(self._draining)  # fast answers: one worker is enough
         ):
             return None
-        return self._take()
+        return self._take(Admission.NORMAL)
 
     def _report(self, item: T, settlement: Settlement) -> None:
         if self._on_settle is None:
