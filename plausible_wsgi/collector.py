@@ -43,6 +43,10 @@ _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
 
 
+# _accept cuts longer User-Agents to MAX_USER_AGENT_LENGTH (the classifier's bound too)
+# before they are buffered: real ones are under 500, and a 10 MB one was accepted and sent.
+
+
 def _event_size(item: Union[Event, SpoolRecord]) -> int:
     """An estimate of the memory a buffered event holds, in bytes: the tuple and the
     string headers (400), and the text it carries. (Runs for every event: no loops
@@ -247,11 +251,8 @@ class PlausibleCollector(Tracker):
         return self._engine.last_success_at
 
     def _accept(self, event: Event) -> bool:
-        # Longer User-Agents are cut before they are buffered (the classifier's bound
-        # too): real ones are under 500, and a 10 MB one was accepted and sent.
-        user_agent = event.user_agent
-        if user_agent is not None and len(user_agent) > MAX_USER_AGENT_LENGTH:
-            event = event._replace(user_agent=user_agent[:MAX_USER_AGENT_LENGTH])
+        if event.user_agent is not None and len(event.user_agent) > MAX_USER_AGENT_LENGTH:
+            event = event._replace(user_agent=event.user_agent[:MAX_USER_AGENT_LENGTH])
         feeder = self._feeder
         if feeder is not None and feeder.append(
             encode_event(event, self.domain), event.user_agent, event.client_ip
