@@ -223,12 +223,13 @@ class Deliverer(Generic[T]):
         return self._answered(settlement, admission)
 
     def _attempt_failed(self, exc: AttemptError, admission: Admission, count: bool = True) -> None:
-        self.last_failure_at = time.time()
-        if self.breaker is not None and count:
-            self.breaker.record_failure(admission, exc)
         if exc.retry_after:
             with self._lock:
                 self.paused_until = max(self.paused_until, _monotonic() + exc.retry_after)
+        if self.breaker is not None and count:
+            self.breaker.record_failure(admission, exc)
+        # Last: whoever sees the failure (stats(), a health check) sees its pause too.
+        self.last_failure_at = time.time()
 
     def _answered(self, settlement: Settlement, admission: Admission) -> Settlement:
         breaker = self.breaker
