@@ -14,6 +14,7 @@ import os
 from typing import Optional, Union
 
 from ._log import RateLimitedLog
+from .agents import MAX_USER_AGENT_LENGTH
 from .checks import check_count as _check_count
 from .checks import check_domain as _check_domain
 from .checks import check_endpoint as _check_endpoint
@@ -40,17 +41,17 @@ __all__ = ["Collector", "PlausibleCollector", "Tracker"]
 
 _DEFAULT_RETRY = RetryConfig()
 _DEFAULT_BREAKER = CircuitBreakerConfig()
-#: Longer User-Agents are cut to this many characters before they are buffered: real
-#: ones are under 500, and a 10 MB one was accepted and sent. (events.py has no cap.)
-MAX_USER_AGENT_LENGTH = 1024
+
+
+# _accept cuts longer User-Agents to MAX_USER_AGENT_LENGTH (the classifier's bound too)
+# before they are buffered: real ones are under 500, and a 10 MB one was accepted and sent.
 
 
 def _event_size(item: Union[Event, SpoolRecord]) -> int:
-    """An estimate of the memory a buffered event holds, in bytes."""
-    size = 400  # the tuple and the string headers
-    for text in (item.user_agent, item.client_ip):
-        if text:
-            size += len(text)
+    """An estimate of the memory a buffered event holds, in bytes: the tuple and the
+    string headers (400), and the text it carries. (Runs for every event: no loops
+    over a fixed pair of fields.)"""
+    size = 400 + len(item.user_agent or "") + len(item.client_ip or "")
     if type(item) is SpoolRecord:
         return size + len(item.body)
     event: Event = item  # type: ignore[assignment]
@@ -66,13 +67,6 @@ def _check_depth(depth: object) -> int:
     if depth > MAX_PIPELINE_DEPTH:
         raise ConfigurationError(f"pipeline_depth must be <= {MAX_PIPELINE_DEPTH}, got {depth!r}")
     return depth
-
-
-def _capped(event: Event) -> Event:
-    user_agent = event.user_agent
-    if user_agent is not None and len(user_agent) > MAX_USER_AGENT_LENGTH:
-        return event._replace(user_agent=user_agent[:MAX_USER_AGENT_LENGTH])
-    return event
 
 
 class PlausibleCollector(Tracker):
@@ -257,7 +251,8 @@ class PlausibleCollector(Tracker):
         return self._engine.last_success_at
 
     def _accept(self, event: Event) -> bool:
-        event = _capped(event)
+        if event.user_agent is not None and len(event.user_agent) > MAX_USER_AGENT_LENGTH:
+            event = event._replace(user_agent=event.user_agent[:MAX_USER_AGENT_LENGTH])
         feeder = self._feeder
         if feeder is not None and feeder.append(
             encode_event(event, self.domain), event.user_agent, event.client_ip

@@ -146,7 +146,9 @@ class Plausible(Tracker):
         built = build(_read_config(app.config), source=source)
         middleware = wrap(app.wsgi_app, built, source=source)
         app.wsgi_app = middleware  # type: ignore[method-assign]
-        flask.request_started.connect(_remember_route, app, weak=False)
+        if middleware.options.track_actions:
+            # The route names actions only: without them, no signal on every request.
+            flask.request_started.connect(_remember_route, app, weak=False)
         with self._lock:
             self._states[app] = _AppState(middleware, built.collectors)
         app.extensions[EXTENSION_KEY] = self

@@ -14,6 +14,8 @@ is never shorter in graphemes: the common path costs one ``len()``.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import re
 import unicodedata
 from typing import Any, Callable
@@ -21,19 +23,21 @@ from typing import Any, Callable
 __all__ = ["count", "truncate", "uses_regex"]
 
 
+#: Whether the exact UAX #29 segmentation (``regex``) is in use.
+uses_regex = importlib.util.find_spec("regex") is not None
+
+
+@functools.cache
 def _load_regex() -> Callable[[str], list[str]] | None:
-    try:
-        import regex  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415 (optional)
-    except ImportError:
+    # On first use, not at import: ``regex`` takes longer to import than the rest of
+    # the event rules, and only text over a limit ever needs it.
+    if not uses_regex:
         return None
+    import regex  # type: ignore[import-untyped,unused-ignore]  # noqa: PLC0415 (optional)
+
     pattern: Any = regex.compile(r"\X")
     return pattern.findall  # type: ignore[no-any-return]
 
-
-_split = _load_regex()
-
-#: Whether the exact UAX #29 segmentation (``regex``) is in use.
-uses_regex = _split is not None
 
 _JOINS = re.compile(
     "[\u200d\ufe00-\ufe0f\U0001f3fb-\U0001f3ff\U000e0020-\U000e007f\u1160-\u11ff\ud7b0-\ud7ff]"
@@ -65,7 +69,8 @@ def _approximate(text: str) -> list[str]:
 
 
 def _clusters(text: str) -> list[str]:
-    return _split(text) if _split is not None else _approximate(text)
+    split = _load_regex()
+    return split(text) if split is not None else _approximate(text)
 
 
 def count(text: str) -> int:

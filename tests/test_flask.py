@@ -102,6 +102,17 @@ def test_action_names_come_from_the_url_rule(memory: MemoryCollector) -> None:
     ]
 
 
+def test_the_route_is_looked_up_only_for_action_names(memory: MemoryCollector) -> None:
+    """Without ``track_actions`` nothing reads the route: no signal runs per request."""
+    quiet, naming = flask.Flask("quiet"), flask.Flask("naming")
+    quiet.config.update(PLAUSIBLE_COLLECTOR=memory)
+    naming.config.update(PLAUSIBLE_COLLECTOR=memory, PLAUSIBLE_TRACK_ACTIONS=True)
+    for app in (quiet, naming):
+        Plausible(app)
+    assert not flask.request_started.has_receivers_for(quiet)
+    assert flask.request_started.has_receivers_for(naming)
+
+
 def test_init_app_reads_every_option_from_config() -> None:
     app = flask.Flask(__name__)
     app.config.update(

@@ -131,7 +131,8 @@ def test_closing_at_the_deadline_counts_each_event_once(
             assert track(collector, round_)
             collector.close(timeout=0)  # the pump's first tick comes after the give-back
         else:
-            collector = make_collector(http_sink.url, spool=str(path))
+            # Sent at the first flush tick, not the default 5 s one.
+            collector = make_collector(http_sink.url, spool=str(path), flush_interval=0.01)
             assert track(collector, round_)
             wait_until(lambda: http_sink.active == 1)
             collector.close(timeout=0.2)

@@ -190,7 +190,9 @@ def test_werkzeug_dev_server_length_and_chunked_answers(chunked: bool) -> None:
         return iter([b"o", b"k"])
 
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    ).start()
     try:
         transport = HttpTransport(f"http://127.0.0.1:{server.port}", timeout=10)
         for _ in range(5):

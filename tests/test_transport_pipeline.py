@@ -324,6 +324,38 @@ def test_a_cut_after_two_answers_leaves_the_rest_in_doubt_judged_by_the_policy(
     assert c._transport.depth == 1
 
 
+def test_one_cut_mid_batch_is_one_failure_for_the_breaker(
+    id_server: Callable[..., IdServer], fast: None
+) -> None:
+    cut = threading.Event()
+
+    def script(conn: socket.socket, server: IdServer) -> None:
+        if not cut.is_set():  # the first connection: its first batch cut after 2 answers
+            cut_after_two(conn, server)
+            cut.set()
+            return
+        while server.event(conn):
+            conn.sendall(OK)
+
+    server = id_server(script)
+    # Six requests in doubt after one reset, given up (at most once): counted one by
+    # one, they would open a breaker that opens after five failures in a row.
+    breaker = pw.CircuitBreakerConfig(max_consecutive_failures=5, timeout=3600)
+    retry = pw.RetryConfig(max_retries=2, retry_connection_cuts=False)
+    c = collector(server.url, circuit_breaker=breaker, retry=retry)
+    track(c, range(8))
+    assert c.flush(30)
+    assert c.stats().breaker_state == "closed"
+    track(c, range(8, 10))  # and the next events go out at once
+    assert c.flush(30)
+    c.close()
+    stats = c.stats()
+    assert stats.sent + stats.failed == 10
+    assert stats.failed >= 1
+    assert stats.breaker_state == "closed"
+    assert {8, 9} <= set(server.ids)
+
+
 def test_every_answer_in_one_segment(raw_server: Callable[..., RawServer]) -> None:  # noqa: F811
     chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     dropped = b"HTTP/1.1 202 Accepted\r\nx-plausible-dropped: 1\r\nContent-Length: 2\r\n\r\nok"

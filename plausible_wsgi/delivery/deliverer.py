@@ -227,13 +227,14 @@ class Deliverer(Generic[T]):
             raise
         return self._answered(settlement, admission)
 
-    def _attempt_failed(self, exc: AttemptError, admission: Admission) -> None:
-        self.last_failure_at = time.time()
-        if self.breaker is not None:
-            self.breaker.record_failure(admission, exc)
+    def _attempt_failed(self, exc: AttemptError, admission: Admission, count: bool = True) -> None:
         if exc.retry_after:
             with self._lock:
                 self.paused_until = max(self.paused_until, _monotonic() + exc.retry_after)
+        if self.breaker is not None and count:
+            self.breaker.record_failure(admission, exc)
+        # Last: whoever sees the failure (stats(), a health check) sees its pause too.
+        self.last_failure_at = time.time()
 
     def _answered(self, settlement: Settlement, admission: Admission) -> Settlement:
         breaker = self.breaker
@@ -265,6 +266,7 @@ class Deliverer(Generic[T]):
         except Exception as exc:
             return [self._unexpected(exc) for _ in items]
         out: list[Settlement | Requeue] = []
+        breaker_told = False
         for item, result, resend in zip(items, results, resends):
             if result is None:
                 out.append(self._unsent(item, resend))
@@ -273,7 +275,11 @@ class Deliverer(Generic[T]):
                 with self._lock:
                     self.retried += 1
             if isinstance(result, AttemptError):
-                self._attempt_failed(result, Admission.NORMAL)
+                # One cut leaves every answer still owed in doubt: one fault of the
+                # server for the breaker, not one per request (a single reset would
+                # open it). Each request's retries are its own attempts again.
+                self._attempt_failed(result, Admission.NORMAL, count=not breaker_told)
+                breaker_told = True
                 out.append(self._after_failure(item, result, started))
             elif isinstance(result, Exception):
                 out.append(self._unexpected(result))
