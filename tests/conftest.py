@@ -22,6 +22,7 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 
 from sink import Sink, sink
+from wire import named_cert, nginx, no_proxy_env, raw_server  # noqa: F401 (fixtures)
 
 import plausible_wsgi as pw
 

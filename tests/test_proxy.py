@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
-import shutil
 import socket
-import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from faults import TlsSink
 from sink import Sink, dead_endpoint
+from wire import ConnectProxy
 
 import plausible_wsgi as pw
 
 URL = "https://example.com/"
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
-
-
-@pytest.fixture
-def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    return monkeypatch
 
 
 def test_http_endpoint_goes_through_http_proxy(
@@ -64,69 +54,6 @@ def test_no_proxy_and_loopback_are_never_proxied(
     no_proxy_env.setenv("NO_PROXY", "plausible.test")
     assert proxy_for("http", "plausible.test") is None
     assert proxy_for("http", "other.test") is not None
-
-
-class ConnectProxy:
-    """A CONNECT proxy that sends every tunnel to one loopback port, and records them."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.requests: list[bytes] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
-
-    def _tunnel(self, client: socket.socket) -> None:
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                client.close()
-                return
-            head += chunk
-        self.requests.append(head)
-        upstream = socket.create_connection(("127.0.0.1", self.target_port))
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        def pipe(src: socket.socket, dst: socket.socket) -> None:
-            with contextlib.suppress(OSError):
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-        back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
-        back.start()
-        pipe(client, upstream)
-        back.join(timeout=10)
-        client.close()
-        upstream.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture
-def named_cert(tmp_path: Path) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("the openssl command is not available to make a test certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=plausible.test", "-addext", "subjectAltName=DNS:plausible.test",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 def test_https_endpoint_tunnels_through_connect_with_tls_verified_end_to_end(

@@ -108,3 +108,21 @@ def private_imports(path: Path) -> Iterator[str]:
 @pytest.mark.parametrize("path", modules(), ids=lambda p: p.relative_to(PACKAGE).as_posix())
 def test_no_private_name_imported_across_modules(path: Path) -> None:
     assert list(private_imports(path)) == []
+
+
+def test_no_test_module_imports_another() -> None:
+    """Shared servers and helpers live in helper modules (``wire``, ``sink``, ``faults``...):
+    importing a test module runs its collection-time code twice and hides its fixtures."""
+    here = Path(__file__).resolve().parent
+    found = []
+    for path in sorted(here.glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("test_"):
+                found.append(f"{path.name} imports {node.module}")
+            elif isinstance(node, ast.Import):
+                found += [
+                    f"{path.name} imports {a.name}"
+                    for a in node.names
+                    if a.name.startswith("test_")
+                ]
+    assert found == []

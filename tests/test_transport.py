@@ -11,23 +11,20 @@ generous timeouts far below the time the bad behaviour would take.
 from __future__ import annotations
 
 import contextlib
-import os
 import resource
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import pytest
-from faults import next_request
 from sink import SilentServer, wait_until
+from wire import RawServer
 
 import plausible_wsgi as pw
 from plausible_wsgi.delivery.connection import IDLE_CHECK_AFTER
@@ -41,87 +38,7 @@ BODY = b'{"domain":"example.com","name":"pageview","url":"https://example.com/"}
 OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
 
 
-@pytest.fixture(autouse=True)
-def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-
-
-class RawServer:
-    """Runs ``script(conn, server)`` for each connection, in a thread each."""
-
-    def __init__(
-        self, script: Callable[[socket.socket, RawServer], None], host: str = "127.0.0.1"
-    ) -> None:
-        self.script = script
-        self.requests = 0
-        self.connections = 0
-        self.finished = threading.Event()  # set when a script returns
-        self.written = 0  # bytes a dripping script got out
-        self.ahead = 0  # requests read with bytes of the next one behind them
-        self.lock = threading.Lock()
-        self.sock = socket.create_server((host, 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
-        self._conns: list[socket.socket] = []
-        self._pending: dict[int, bytes] = {}
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self._conns.append(conn)
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            self.script(conn, self)
-        self.finished.set()
-        conn.close()
-
-    def request(self, conn: socket.socket) -> bool:
-        """Read one request; bytes after it (pipelined requests) wait for the next call."""
-        if self.read(conn) is None:
-            return False
-        with self.lock:
-            self.requests += 1
-        return True
-
-    def read(self, conn: socket.socket) -> Optional[bytes]:
-        """One request's body from ``conn``, or None if the peer left."""
-        body, rest = next_request(conn, self._pending.pop(id(conn), b""))
-        self._pending[id(conn)] = rest
-        if rest:
-            with self.lock:
-                self.ahead += 1  # the next request came with this one: pipelined
-        return body
-
-    def close(self) -> None:
-        self.sock.close()
-        with self.lock:
-            for conn in self._conns:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
-
-
-@pytest.fixture
-def raw_server() -> Iterator[Callable[..., RawServer]]:
-    servers: list[RawServer] = []
-
-    def make(script: Callable[[socket.socket, RawServer], None], **kwargs: Any) -> RawServer:
-        servers.append(RawServer(script, **kwargs))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
+pytestmark = pytest.mark.usefixtures("no_proxy_env")
 
 
 def collector(endpoint: str, **kwargs: Any) -> pw.PlausibleCollector:
@@ -209,59 +126,6 @@ def test_werkzeug_dev_server_length_and_chunked_answers(chunked: bool) -> None:
         server.server_close()
     assert all(r is None or r.outcome is Outcome.SENT for r in results)  # type: ignore[union-attr]
     assert seen == [BODY] * (5 + sum(r is not None for r in results))
-
-
-NGINX_CONF = """
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log crit;
-daemon off;
-events {{ worker_connections 64; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    keepalive_requests 3;
-    server {{
-        listen 127.0.0.1:{port};
-        location /dropped/ {{ add_header x-plausible-dropped 1 always; return 202 "ok"; }}
-        location / {{ return 202 "ok"; }}
-    }}
-}}
-"""
-
-
-@pytest.fixture
-def nginx() -> Iterator[tuple[str, Path]]:
-    binary = shutil.which("nginx") or (
-        "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None
-    )
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("nginx is missing in CI (.ci/run installs it)")
-        pytest.skip("Debian's nginx is not installed (.ci/run installs it)")
-    tmp = Path(tempfile.mkdtemp(prefix="plausible-nginx-"))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
-    proc = subprocess.Popen([binary, "-c", str(tmp / "nginx.conf"), "-p", str(tmp)])
-
-    def up() -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            return True
-        return False
-
-    try:
-        wait_until(up, 20)
-        yield f"http://127.0.0.1:{port}", tmp / "access.log"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_nginx_keep_alive_ends_with_connection_close_and_no_event_is_lost(

@@ -31,8 +31,7 @@ from faults import TlsSink, make_self_signed_cert
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sink import Sink, wait_until
-from test_proxy import ConnectProxy, named_cert  # noqa: F401 (a fixture)
-from test_transport import RawServer, _no_proxy, nginx, raw_server  # noqa: F401 (fixtures)
+from wire import ConnectProxy, RawServer
 
 import plausible_wsgi as pw
 from plausible_wsgi.delivery import pacing
@@ -40,6 +39,8 @@ from plausible_wsgi.delivery.failure import AttemptError
 from plausible_wsgi.delivery.http11 import AnswerReader
 from plausible_wsgi.delivery.transport import HttpTransport, Outcome, Response, Result
 from plausible_wsgi.receiver import Fault, PlausibleReceiver
+
+pytestmark = pytest.mark.usefixtures("no_proxy_env")
 
 UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "203.0.113.7"
@@ -130,7 +131,7 @@ def id_server() -> Iterator[Callable[..., IdServer]]:
 
 
 def test_nginx_closing_every_third_answer_leaves_the_rest_unsent_and_each_is_sent_once(
-    nginx: tuple[str, Path],  # noqa: F811
+    nginx: tuple[str, Path],
 ) -> None:
     url, log = nginx
     transport = HttpTransport(url, timeout=10, pipeline_depth=8)
@@ -150,7 +151,7 @@ def test_nginx_closing_every_third_answer_leaves_the_rest_unsent_and_each_is_sen
     assert log.read_bytes().count(b'"POST /api/event ') == 20
 
 
-def test_collector_pipelines_through_nginx(nginx: tuple[str, Path], fast: None) -> None:  # noqa: F811
+def test_collector_pipelines_through_nginx(nginx: tuple[str, Path], fast: None) -> None:
     url, log = nginx
     c = collector(url, max_workers=2, retry=None)
     track(c, range(200))
@@ -213,7 +214,7 @@ def test_tls_sink_answers_a_pipelined_batch(tls_sink: tuple[TlsSink, Path]) -> N
 
 
 def test_pipelined_through_a_connect_proxy_tls_end_to_end(
-    named_cert: tuple[Path, Path],  # noqa: F811
+    named_cert: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cert, key = named_cert
@@ -356,7 +357,7 @@ def test_one_cut_mid_batch_is_one_failure_for_the_breaker(
     assert {8, 9} <= set(server.ids)
 
 
-def test_every_answer_in_one_segment(raw_server: Callable[..., RawServer]) -> None:  # noqa: F811
+def test_every_answer_in_one_segment(raw_server: Callable[..., RawServer]) -> None:
     chunked = b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     dropped = b"HTTP/1.1 202 Accepted\r\nx-plausible-dropped: 1\r\nContent-Length: 2\r\n\r\nok"
     answers = [OK, chunked, dropped, b"HTTP/1.1 100 Continue\r\n\r\n" + OK, OK, OK, OK, OK]
@@ -381,7 +382,7 @@ def test_every_answer_in_one_segment(raw_server: Callable[..., RawServer]) -> No
     assert server.connections == 1
 
 
-def test_dripped_answers_are_read_whole(raw_server: Callable[..., RawServer]) -> None:  # noqa: F811
+def test_dripped_answers_are_read_whole(raw_server: Callable[..., RawServer]) -> None:
     def script(conn: socket.socket, server: RawServer) -> None:
         while server.request(conn):
             for byte in OK:
@@ -397,7 +398,7 @@ def test_dripped_answers_are_read_whole(raw_server: Callable[..., RawServer]) ->
 
 
 def test_a_dripping_server_holds_a_batch_no_longer_than_its_deadline(
-    raw_server: Callable[..., RawServer],  # noqa: F811
+    raw_server: Callable[..., RawServer],
 ) -> None:
     def script(conn: socket.socket, server: RawServer) -> None:
         server.request(conn)
@@ -444,7 +445,7 @@ def test_a_503_with_retry_after_mid_batch_pauses_and_that_event_is_retried_once(
 
 
 def test_a_server_ignoring_pipelined_requests_makes_the_transport_send_one_at_a_time(
-    raw_server: Callable[..., RawServer],  # noqa: F811
+    raw_server: Callable[..., RawServer],
     fast: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -488,7 +489,7 @@ def test_a_server_ignoring_pipelined_requests_makes_the_transport_send_one_at_a_
 
 
 def test_close_cuts_a_pipelined_batch_waiting_for_answers(
-    raw_server: Callable[..., RawServer],  # noqa: F811
+    raw_server: Callable[..., RawServer],
     fast: None,
 ) -> None:
     def script(conn: socket.socket, server: RawServer) -> None:
