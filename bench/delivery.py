@@ -189,7 +189,9 @@ def _scheme_rows(sink: Sink, scheme: str, n: int, rounds: int) -> list[dict[str,
         if name == "http.client":
             continue
         target, passed = "(reference)", None
-        if name.startswith("collector"):
+        if name.endswith("not pipelined)"):
+            target = "(reference: pipeline_depth=1)"
+        elif name.startswith("collector"):
             target = f"≤ {TARGETS[scheme]}x http.client"
             passed = cpu / yardstick <= TARGETS[scheme]
         rows.append(

@@ -95,6 +95,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
         ("collector-serial", "default workers, not pipelined"),
     ]:
         ours = best[name] - pacing
+        reference = name == "collector-serial"
         rows.append(
             row(
                 f"steady 1 event/ms, CPU/event, collector ({label})",
@@ -102,8 +103,8 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 "µs",
                 f"http.client loop {base:.1f} µs (pacing {pacing:.1f} µs subtracted)",
                 ours / base,
-                target="≤ 0.5x http.client",
-                passed=ours / base <= 0.5,
+                target="(reference: pipeline_depth=1)" if reference else "≤ 0.5x http.client",
+                passed=None if reference else ours / base <= 0.5,
                 sink=sink.kind,
             )
         )
