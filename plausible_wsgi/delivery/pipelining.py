@@ -38,7 +38,7 @@ from .connection import Connection, ConnectionPool, SendFailed, reason
 from .failure import AttemptError, FailureKind, NothingSent
 from .http11 import Answer, BrokenAnswer
 
-__all__ = ["MAX_PIPELINE_DEPTH", "SERIAL_FOR", "STRIKES", "Pipeliner"]
+__all__ = ["MAX_PIPELINE_DEPTH", "SERIAL_FOR", "STRIKES", "Pipeliner", "read_failure"]
 
 #: The most requests written at once on one connection.
 MAX_PIPELINE_DEPTH = 32
@@ -167,21 +167,15 @@ class Pipeliner(Generic[R]):
         """The next answer; None when reading failed (``owed`` settled, ``conn`` gone)."""
         try:
             return conn.reader.read(conn.recv_into, more=more)
-        except BrokenAnswer as exc:
+        except (BrokenAnswer, OSError) as exc:
             self._pool.discard(conn)
-            if exc.status is None:
-                _in_doubt(owed, results, FailureKind.CUT, f"no readable answer: {exc}")
-            else:  # the status is the server's answer; only the body was cut or unreadable
+            if isinstance(exc, BrokenAnswer) and exc.status is not None:
+                # The status is the server's answer; only the body was cut or unreadable.
                 results[owed[0]] = judge(Answer(exc.status, exc.headers, b"", False))
                 _in_doubt(owed[1:], results, FailureKind.CUT, "no answer")
-        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO
-            self._pool.discard(conn)
-            what = f"no answer within {self._timeout}s"
-            _in_doubt(owed, results, FailureKind.READ_TIMEOUT, what)
-        except OSError as exc:
-            self._pool.discard(conn)
-            what = f"connection cut before the answer: {reason(exc)}"
-            _in_doubt(owed, results, FailureKind.CUT, what)
+            else:
+                failure = read_failure(exc, self._timeout)
+                _in_doubt(owed, results, failure.kind, str(failure))
         return None
 
     def _mishandled(self) -> None:
@@ -191,6 +185,17 @@ class Pipeliner(Generic[R]):
             "pipelined requests failed with answers still owed: one request at a time %s",
             "from now on" if self._strikes >= STRIKES else f"for {SERIAL_FOR:.0f}s",
         )
+
+
+def read_failure(exc: BaseException, timeout: float) -> AttemptError:
+    """What an answer that could not be read means for its request, which went out whole
+    (the server may have recorded it): a :class:`BrokenAnswer` without a status, no
+    answer within ``timeout``, or a cut connection."""
+    if isinstance(exc, BrokenAnswer):
+        return AttemptError(FailureKind.CUT, f"no readable answer: {exc}")
+    if isinstance(exc, (socket.timeout, BlockingIOError)):  # BlockingIOError: SO_RCVTIMEO
+        return AttemptError(FailureKind.READ_TIMEOUT, f"no answer within {timeout}s")
+    return AttemptError(FailureKind.CUT, f"connection cut before the answer: {reason(exc)}")
 
 
 def _in_doubt(owed: list[int], results: Results[R], kind: FailureKind, what: str) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Optional, Union
@@ -42,7 +41,7 @@ from .connection import (
 )
 from .failure import AttemptError, FailureKind, NothingSent
 from .http11 import Answer, BrokenAnswer, RequestTemplate, UnsafeHeader, connect_request
-from .pipelining import MAX_PIPELINE_DEPTH, Pipeliner
+from .pipelining import MAX_PIPELINE_DEPTH, Pipeliner, read_failure
 from .retry_after import parse_retry_after
 
 __all__ = [
@@ -220,22 +219,12 @@ class HttpTransport:
             ) from exc.error
         try:
             answer = conn.reader.read(conn.recv_into)
-        except BrokenAnswer as exc:
+        except (BrokenAnswer, OSError) as exc:
             self._pool.discard(conn)
-            if exc.status is None:
-                raise AttemptError(FailureKind.CUT, f"no readable answer: {exc}") from None
-            # The status is the server's answer; only the body was cut or unreadable.
-            return classify(exc.status, exc.headers, b"", self._max_retry_after)
-        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO
-            self._pool.discard(conn)
-            raise AttemptError(
-                FailureKind.READ_TIMEOUT, f"no answer within {self._timeout}s"
-            ) from None
-        except OSError as exc:
-            self._pool.discard(conn)
-            raise AttemptError(
-                FailureKind.CUT, f"connection cut before the answer: {reason(exc)}"
-            ) from exc
+            if isinstance(exc, BrokenAnswer) and exc.status is not None:
+                # The status is the server's answer; only the body was cut or unreadable.
+                return classify(exc.status, exc.headers, b"", self._max_retry_after)
+            raise read_failure(exc, self._timeout) from exc
         if answer.keep_alive:
             conn.idle_since = time.monotonic()
         else:
