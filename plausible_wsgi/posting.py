@@ -110,9 +110,7 @@ class Poster:
             except Exception as exc:  # not sent; the engine logs it as unexpected
                 results[i] = exc
                 continue
-            if type(item) is SpoolRecord:
-                assert self.feeder is not None
-                self.feeder.mark_attempt(item)
+            self._attempting(item)
             requests.append((body, item.user_agent, item.client_ip))
             sent.append(i)
         for i, result in zip(sent, self.transport.send_many(requests)):
@@ -126,9 +124,7 @@ class Poster:
     def _post(
         self, item: Item, body: bytes, user_agent: Optional[str], client_ip: Optional[str]
     ) -> Settlement:
-        if type(item) is SpoolRecord:
-            assert self.feeder is not None
-            self.feeder.mark_attempt(item)
+        self._attempting(item)
         hooks = self.hooks
         try:
             response = self.transport.send(body, user_agent, client_ip)
@@ -138,6 +134,13 @@ class Poster:
                 hooks.detail(str(exc)[:200])
             raise
         return self._settlement(response)
+
+    def _attempting(self, item: Item) -> None:
+        """Before ``item``'s request is written: a spooled row is marked as attempted
+        (after a crash it is in doubt, not unsent)."""
+        if type(item) is SpoolRecord:
+            assert self.feeder is not None
+            self.feeder.mark_attempt(item)
 
     def _settlement(self, response: Response) -> Settlement:
         """What an answer means, counted in the health figures and logged if rejected."""
