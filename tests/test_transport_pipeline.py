@@ -325,6 +325,25 @@ def test_a_cut_after_two_answers_leaves_the_rest_in_doubt_judged_by_the_policy(
     assert c._transport.depth == 1
 
 
+def test_each_answered_503_in_a_batch_counts_for_the_breaker_as_alone(
+    id_server: Callable[..., IdServer], fast: None
+) -> None:
+    def script(conn: socket.socket, server: IdServer) -> None:
+        while server.event(conn):
+            conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+
+    server = id_server(script)
+    # Eight answers of an overloaded server are eight failures in a row, pipelined or
+    # not: the breaker (five) opens.
+    breaker = pw.CircuitBreakerConfig(max_consecutive_failures=5, timeout=3600)
+    c = collector(server.url, circuit_breaker=breaker, retry=None)
+    track(c, range(8))
+    wait_until(lambda: c.stats().breaker_state == "open", 30)
+    c.close(timeout=0)
+    assert c.stats().sent == 0
+    assert server.ahead >= 1  # they were pipelined
+
+
 def test_one_cut_mid_batch_is_one_failure_for_the_breaker(
     id_server: Callable[..., IdServer], fast: None
 ) -> None:

@@ -21,7 +21,7 @@ from .._log import RateLimitedLog, logger
 from ..stats import Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .failure import AttemptError
+from .failure import AttemptError, FailureKind
 from .policies import RetryConfig
 from .retry import run_retries
 
@@ -266,7 +266,7 @@ class Deliverer(Generic[T]):
         except Exception as exc:
             return [self._unexpected(exc) for _ in items]
         out: list[Settlement | Requeue] = []
-        breaker_told = False
+        cut_told = False
         for item, result, resend in zip(items, results, resends):
             if result is None:
                 out.append(self._unsent(item, resend))
@@ -275,11 +275,13 @@ class Deliverer(Generic[T]):
                 with self._lock:
                     self.retried += 1
             if isinstance(result, AttemptError):
-                # One cut leaves every answer still owed in doubt: one fault of the
-                # server for the breaker, not one per request (a single reset would
-                # open it). Each request's retries are its own attempts again.
-                self._attempt_failed(result, Admission.NORMAL, count=not breaker_told)
-                breaker_told = True
+                # One cut or timeout leaves every answer still owed in doubt: one fault
+                # of the server for the breaker, not one per request (a single reset
+                # would open it). An answered status counts as it does alone, and each
+                # request's retries are its own attempts again.
+                in_doubt = result.kind in (FailureKind.CUT, FailureKind.READ_TIMEOUT)
+                self._attempt_failed(result, Admission.NORMAL, count=not (in_doubt and cut_told))
+                cut_told = cut_told or in_doubt
                 out.append(self._after_failure(item, result, started))
             elif isinstance(result, Exception):
                 out.append(self._unexpected(result))
