@@ -36,6 +36,13 @@ UA = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 IP = "203.0.113.7"
 BODY = b'{"domain":"example.com","name":"pageview","url":"https://example.com/"}'
 OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
+#: The hostile servers below drip a byte every DRIP seconds against an attempt deadline
+#: of DEADLINE: a per-read timeout (DEADLINE too) never fires, only the deadline can end
+#: the attempt, and each drip would take over a minute in full. Short, so that each such
+#: test waits about a second; the per-read margin (5x) holds on a loaded machine, and a
+#: per-read timeout firing anyway would still fail the attempt the same way.
+DRIP = 0.15
+DEADLINE = 0.75
 
 
 pytestmark = pytest.mark.usefixtures("no_proxy_env")
@@ -210,13 +217,16 @@ def test_a_dripping_tls_answer_is_cut_at_the_deadline(
     def script(conn: socket.socket, server: RawServer) -> None:
         with context.wrap_socket(conn, server_side=True) as tls:
             server.request(tls)
-            for byte in OK * 10:  # a byte every 0.5 s: never a per-read timeout
+            for byte in OK * 10:  # a byte every DRIP: never a per-read timeout
                 tls.sendall(bytes([byte]))
                 server.written += 1
-                time.sleep(0.5)
+                time.sleep(DRIP)
 
     server = raw_server(script)
-    transport = HttpTransport(f"https://localhost:{server.port}", ca_bundle=bundle, timeout=1.5)
+    # The handshake is inside the deadline too: twice DEADLINE, still a drip of minutes.
+    transport = HttpTransport(
+        f"https://localhost:{server.port}", ca_bundle=bundle, timeout=2 * DEADLINE
+    )
     with pytest.raises(AttemptError) as caught:
         transport.send(BODY, UA, IP)
     assert caught.value.kind is FailureKind.READ_TIMEOUT
@@ -260,7 +270,7 @@ def test_tls_failures_are_their_own_kind_and_nothing_is_sent(
 # -- hostile servers -------------------------------------------------------------------------
 
 
-def drip(data: bytes, every: float = 2.0) -> Callable[[socket.socket, RawServer], None]:
+def drip(data: bytes, every: float = DRIP) -> Callable[[socket.socket, RawServer], None]:
     def script(conn: socket.socket, server: RawServer) -> None:
         server.request(conn)
         for byte in data:
@@ -281,10 +291,10 @@ def drip(data: bytes, every: float = 2.0) -> Callable[[socket.socket, RawServer]
 def test_a_dripping_status_line_frees_the_worker_at_the_deadline(
     raw_server: Callable[..., RawServer], answer: bytes, sent: int, failed: int
 ) -> None:
-    # A byte every 0.5 s never lets a 1.5 s per-read timeout fire; the whole answer
-    # would take minutes. The attempt's deadline is 1.5 s.
-    server = raw_server(drip(answer * 10, every=0.5) if answer else _silent)
-    c = collector(server.url, timeout=1.5)
+    # A byte every DRIP never lets the per-read timeout fire; the whole answer would
+    # take over a minute. The attempt's deadline is DEADLINE.
+    server = raw_server(drip(answer * 10) if answer else _silent)
+    c = collector(server.url, timeout=DEADLINE)
     track(c)
     assert c.flush(30)
     c.close()
@@ -304,24 +314,24 @@ def _silent(conn: socket.socket, server: RawServer) -> None:
 def test_a_dripping_body_frees_the_worker_and_the_status_is_the_answer(
     raw_server: Callable[..., RawServer], status: bytes, sent: int, failed: int
 ) -> None:
-    head = b"HTTP/1.1 " + status + b" X\r\nContent-Length: 200\r\n\r\n"
+    head = b"HTTP/1.1 " + status + b" X\r\nContent-Length: 1000\r\n\r\n"
 
     def script(conn: socket.socket, server: RawServer) -> None:
         server.request(conn)
         conn.sendall(head)
-        for _ in range(200):  # 100 s, each byte well within a per-read timeout
-            time.sleep(0.5)
+        for _ in range(1000):  # minutes, each byte well within a per-read timeout
+            time.sleep(DRIP)
             conn.sendall(b"x")
             server.written += 1
 
     server = raw_server(script)
-    c = collector(server.url, timeout=1.5)
+    c = collector(server.url, timeout=DEADLINE)
     track(c)
     assert c.flush(30)
     c.close()
     assert (c.stats().sent, c.stats().failed) == (sent, failed)
     wait_until(server.finished.is_set, 30)  # the client hung up mid-drip
-    assert server.written < 200
+    assert server.written < 1000
 
 
 @pytest.mark.parametrize("framing", ["length", "chunked"])
@@ -570,7 +580,7 @@ def hang():
     conn.recv(65536)
     time.sleep(60)  # never a byte of answer
 threading.Thread(target=hang, daemon=True).start()
-transport = HttpTransport(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=1.5)
+transport = HttpTransport(f"http://127.0.0.1:{server.getsockname()[1]}", timeout=0.75)
 try:
     transport.send(b"{}", "UA", "203.0.113.7")
 except AttemptError as exc:
@@ -580,7 +590,7 @@ except AttemptError as exc:
 
 def test_the_deadline_holds_under_gevent() -> None:
     """gevent's sockets wait in its hub, where kernel timeouts never fire: green sockets
-    keep their own timeout mode, so a silent server is cut at the 1.5 s deadline."""
+    keep their own timeout mode, so a silent server is cut at the 0.75 s deadline."""
     pytest.importorskip("gevent")
     result = subprocess.run(
         [sys.executable, "-c", GEVENT_SILENT],

@@ -423,14 +423,14 @@ def test_a_dripping_server_holds_a_batch_no_longer_than_its_deadline(
         server.request(conn)
         conn.sendall(OK)
         server.request(conn)  # the pipelined ones are behind it
-        for byte in OK * 20:  # a byte every 0.5 s: never a per-read timeout
+        for byte in OK * 20:  # a byte every 0.15 s: never a per-read timeout (0.75 s)
             conn.sendall(bytes([byte]))
             with server.lock:
                 server.written += 1
-            time.sleep(0.5)
+            time.sleep(0.15)
 
     server = raw_server(script)
-    transport = HttpTransport(server.url, timeout=1.5, pipeline_depth=8)
+    transport = HttpTransport(server.url, timeout=0.75, pipeline_depth=8)
     results = transport.send_many(batch(range(8)))
     transport.close()
     assert kinds(results)[0] == "sent"
