@@ -14,7 +14,6 @@ from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, HttpResponse
 from django.test import override_settings
 from django.urls import path as django_path
-from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -78,6 +77,10 @@ def test_starlette_under_uvicorn() -> None:
 
 
 def test_fastapi_names_actions_after_the_route() -> None:
+    # Imported here: FastAPI's import (pydantic models) is 0.4 s of CPU, paid at
+    # collection by every xdist worker when at module level; only this test needs it.
+    from fastapi import FastAPI
+
     collector = MemoryCollector()
     app = FastAPI()
     app.add_middleware(PlausibleMiddleware, collectors=collector, track_actions=True)
