@@ -2,7 +2,7 @@
 
 For each worker class (2 ``sync`` workers, then 2 ``gthread`` workers with 4 threads),
 ``examples/flask_app.py`` is served through ``bench/_e2e_app.py`` by one gunicorn per
-mode, all kept up for the whole measurement: bare (the extension unwrapped), with
+mode, all up at once (three times afresh in the full run): bare (the extension unwrapped), with
 the middleware delivering every page view to the nginx sink (``PLAUSIBLE_ENDPOINT``,
 collector at default settings), and (full run) buffering only. After a warm-up,
 ``wrk`` loads ``GET /`` (an HTML page, browser User-Agent) in short rounds, the modes
@@ -179,7 +179,8 @@ def measure(
     next one (drift in the machine's load, and the place in a round, touch all alike);
     in ``blocks`` of fresh servers, so that one server's luck is not every round's
     (two identical bare servers kept up side by side for a minute differed by 15 %;
-    bare ÷ bare medians of 9 rounds 0.94-1.29 in one block, 0.93-1.01 in three). Per mode: its rounds, and its counters summed over the blocks."""
+    bare ÷ bare medians of 9 rounds 0.94-1.29 in one block, 0.93-1.01 in three).
+    Per mode: its rounds, and its counters summed over the blocks."""
     results: dict[str, dict[str, Any]] = {m: {"rounds": [], "dropped": {}} for m in modes}
     for block in range(blocks):
         first = block * rounds // blocks
