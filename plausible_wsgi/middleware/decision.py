@@ -106,17 +106,18 @@ class EventPlan(NamedTuple):
 
     def event(self, info: RequestInfo) -> Event:
         """The event of this plan for one visitor's request."""
-        props = None if self.props is None else dict(self.props)  # each event its own
-        referrer: Optional[str] = info.referrer
-        user_agent = info.user_agent
-        if self.user_agent is not None:
-            referrer, user_agent = None, self.user_agent
-        # Positional: keywords cost twice as much, on every page view. The order is
+        # On every page view, so unpacked once and the tuple made directly: on 3.11 a
+        # NamedTuple's field read is not specialised (~220 instructions each) and its
+        # generated __new__ costs ~2k; together 6k of the request's ~65k. The order is
         # Event's, which test_middleware_decision checks against keyword-built events.
-        return (ValidEvent if self.valid else Event)(
-            self.kind, self.name, self.url, referrer, props, None, self.interactive,
-            user_agent, info.client_ip,
-        )  # fmt: skip
+        kind, name, url, props, interactive, bot_agent, valid = self
+        _url, referrer, user_agent, client_ip = info
+        if props is not None:
+            props = dict(props)  # each event its own
+        if bot_agent is not None:
+            referrer, user_agent = None, bot_agent
+        fields = (kind, name, url, referrer, props, None, interactive, user_agent, client_ip)
+        return tuple.__new__(ValidEvent if valid else Event, fields)
 
 
 class Decision(NamedTuple):
