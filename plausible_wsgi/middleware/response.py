@@ -19,10 +19,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Finish", "ResponseBody", "SizedResponseBody", "WSGIExchange"]
 
-# What next() gives at the end of the application's chunks: compared by identity, so
-# a private object no application can yield (made at run time: no constant is shared).
-_END = bytes(bytearray(b"end of the response"))
-
 #: Called once when the response ends (:meth:`~.recorder.Recorder.finish`).
 Finish = Callable[[Exchange], None]
 
@@ -91,17 +87,15 @@ class ResponseBody:
             try:
                 if iterator is None:
                     iterator = iter(iterable)
-                # A default instead of catching StopIteration: the end of every
-                # response raised and caught an exception (~3k instructions).
-                chunk = next(iterator, _END)
+                chunk = next(iterator)
+            except StopIteration:
+                return
             except BaseException:
                 self.exchange.failed = True
                 raise
             finally:
                 if token is not None:
                     unbind_request(token)
-            if chunk is _END:
-                return
             yield chunk
 
     def close(self) -> None:
