@@ -1,5 +1,11 @@
-"""Memory under outage: an endpoint refusing connections and a million ``track()``.
+"""Memory: what importing the package costs, and an outage under a million ``track()``.
 
+**Import**: the resident memory (``VmRSS``) a fresh interpreter gains from importing
+``plausible_wsgi`` and tracking one event, next to what ``import requests`` alone adds
+(the package used to import it for a CA bundle path) and ``import ssl`` alone
+(which HTTPS needs whatever the client).
+
+**Outage**:
 Each scenario runs in a fresh interpreter with a collector at default settings
 (``max_queue_size=10_000``): the peak RSS (``VmHWM``) before and after the calls,
 and ``track()``'s wall-clock cost per call during the loop. The outage (a closed
@@ -34,12 +40,52 @@ TARGET_MB = 30.0
 TARGET_SLOWDOWN = 1.2
 
 
-def _vm_hwm_kb() -> int:
+def _vm_hwm_kb(field: str = "VmHWM") -> int:
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmHWM in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+#: What each import row runs in a fresh interpreter (``E``: a closed port).
+IMPORTS = {
+    "collector": (
+        "import plausible_wsgi as pw; c = pw.PlausibleCollector('example.com', endpoint=E); "
+        "c.track('Signup', url='https://example.com/', client_ip='192.0.2.1')"
+    ),
+    "middleware": (
+        "import plausible_wsgi as pw; c = pw.PlausibleCollector('example.com', endpoint=E); "
+        "pw.PlausibleMiddleware(lambda environ, start_response: [], c)"
+    ),
+    "requests": "import requests",
+    # HTTPS needs it whatever the client: the floor of any sender to Plausible Cloud.
+    "ssl": "import ssl",
+}
+
+
+def _import_child(what: str, endpoint: str) -> None:
+    before = _vm_hwm_kb("VmRSS")
+    exec(IMPORTS[what], {"E": endpoint})
+    after = _vm_hwm_kb("VmRSS")
+    print(json.dumps({"mb": (after - before) / 1024, "modules": len(sys.modules)}), flush=True)
+    os._exit(0)
+
+
+def imports() -> dict[str, dict[str, float]]:
+    """RSS added by each of :data:`IMPORTS`, each in a fresh interpreter."""
+    results = {}
+    for what in IMPORTS:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.memory", "--imports", what, closed_endpoint()],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        results[what] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return results
 
 
 def _event_bytes(count: int = 10_000) -> float:
@@ -122,7 +168,22 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     bound_mb = outage["max_queue_size"] * outage["event_bytes"] / 2**20
     growth = outage["growth_mb"]
     slowdown = outage["us"] / healthy["us"]
+    added = imports()
+    requests_mb = added["requests"]["mb"]
     return [
+        row(
+            f"import: RSS added by plausible_wsgi, a collector and {kind}",
+            round(added[what]["mb"], 1),
+            "MB",
+            f"import requests alone adds {requests_mb:.1f} MB, ssl alone "
+            f"{added['ssl']['mb']:.1f} MB; "
+            f"{added[what]['modules']:.0f} modules loaded",
+            added[what]["mb"] / requests_mb if requests_mb else None,
+            target="(figure: ratio vs import requests)",
+            passed=None,
+        )
+        for what, kind in (("collector", "one track()"), ("middleware", "a middleware"))
+    ] + [
         row(
             f"outage: peak RSS growth over {calls:,} track()",
             round(growth, 1),
@@ -150,7 +211,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--child", nargs=2, metavar=("ENDPOINT", "CALLS"), help=argparse.SUPPRESS)
+    parser.add_argument("--imports", nargs=2, metavar=("WHAT", "ENDPOINT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.imports:
+        _import_child(*args.imports)
     if args.child:
         _child(args.child[0], int(args.child[1]))
     from bench.delivery import print_table

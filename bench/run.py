@@ -209,7 +209,9 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
         "- **e2e** (`bench/e2e.py`): gunicorn (2 workers) serving `examples/flask_app.py`,"
         " `wrk` on `GET /`, middleware on vs unwrapped; page views counted in the nginx"
         " sink's access log after `SIGTERM`, against wrk's count and the workers' counters.",
-        "- **memory** (`bench/memory.py`): peak RSS (`VmHWM`) growth over the `track()`"
+        "- **memory** (`bench/memory.py`): `VmRSS` a fresh interpreter gains from importing"
+        " the package and tracking one event (or wrapping an app), vs `import requests`"
+        " and `import ssl` alone; peak RSS (`VmHWM`) growth over the `track()`"
         " loop in a fresh interpreter, default settings, endpoint refusing connections;"
         " ratio against the bound `max_queue_size` x bytes per buffered event. `track()`"
         " cost during the outage vs a healthy sink.",

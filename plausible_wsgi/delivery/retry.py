@@ -19,8 +19,6 @@ from __future__ import annotations
 import time
 from typing import Callable, TypeVar
 
-import retrying
-
 from .failure import AttemptError
 from .policies import RetryConfig
 
@@ -67,6 +65,9 @@ def run_retries(
 
     if policy.max_retries == 0 or time_left() <= 0 or not may_continue():
         raise first
+    # Loaded at the first retry: a process whose events all go through never needs it.
+    import retrying  # noqa: PLC0415
+
     runner = retrying.Retrying(
         stop_func=stop,
         wait_fixed=0,

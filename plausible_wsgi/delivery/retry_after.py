@@ -7,7 +7,6 @@ the retries are run by :mod:`plausible_wsgi.delivery.retry`.
 from __future__ import annotations
 
 import datetime
-import email.utils
 import time
 from typing import Optional
 
@@ -25,6 +24,9 @@ def parse_retry_after(value: Optional[str], *, now: Optional[float] = None) -> O
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
+    # Plausible sends seconds; the email package (2 MB) loads only for a date.
+    import email.utils  # noqa: PLC0415
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
