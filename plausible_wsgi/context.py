@@ -10,9 +10,16 @@ inside ``copy_context()`` tasks.
 from __future__ import annotations
 
 import contextvars
-from typing import NamedTuple, Optional
+import functools
+from typing import Callable, NamedTuple, Optional, cast
 
-__all__ = ["RequestInfo", "bind_request", "current_request", "unbind_request"]
+__all__ = [
+    "RequestInfo",
+    "bind_request",
+    "current_request",
+    "new_request_info",
+    "unbind_request",
+]
 
 
 class RequestInfo(NamedTuple):
@@ -27,6 +34,14 @@ class RequestInfo(NamedTuple):
     #: The visitor's IP address (after the trusted-proxy rules).
     client_ip: Optional[str] = None
 
+
+#: ``new_request_info((url, referrer, user_agent, client_ip))``: a :class:`RequestInfo`
+#: from its fields in order. The middlewares make one per request this way: the
+#: NamedTuple's generated ``__new__`` costs ~2k instructions a call on 3.11.
+new_request_info = cast(
+    "Callable[[tuple[str, Optional[str], Optional[str], Optional[str]]], RequestInfo]",
+    functools.partial(tuple.__new__, RequestInfo),
+)
 
 _current: contextvars.ContextVar[Optional[RequestInfo]] = contextvars.ContextVar(
     "plausible_wsgi.request", default=None

@@ -10,6 +10,7 @@ view of the request; the middlewares ask it for every decision that records.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from typing import NamedTuple, Optional
@@ -89,7 +90,11 @@ class ResponseFacts(NamedTuple):
     failed: bool = False
 
 
-class EventPlan(NamedTuple):
+# EventPlan and Decision are read on every request (a decision is remembered per
+# target): frozen dataclasses, whose field reads 3.11 specialises (a NamedTuple's cost
+# ~220 instructions each). They are made only when a decision is not remembered.
+@dataclasses.dataclass(frozen=True)
+class EventPlan:
     """An event to record, but for the visitor's fields, which :meth:`event` adds."""
 
     kind: EventKind
@@ -106,20 +111,22 @@ class EventPlan(NamedTuple):
 
     def event(self, info: RequestInfo) -> Event:
         """The event of this plan for one visitor's request."""
+        # On every page view: the tuple made directly, as the NamedTuple's generated
+        # __new__ costs ~2k instructions on 3.11. The order is Event's, which
+        # test_middleware_decision checks against keyword-built events.
+        _url, referrer, user_agent, client_ip = info
         props = None if self.props is None else dict(self.props)  # each event its own
-        referrer: Optional[str] = info.referrer
-        user_agent = info.user_agent
         if self.user_agent is not None:
             referrer, user_agent = None, self.user_agent
-        # Positional: keywords cost twice as much, on every page view. The order is
-        # Event's, which test_middleware_decision checks against keyword-built events.
-        return (ValidEvent if self.valid else Event)(
+        fields = (
             self.kind, self.name, self.url, referrer, props, None, self.interactive,
-            user_agent, info.client_ip,
+            user_agent, client_ip,
         )  # fmt: skip
+        return tuple.__new__(ValidEvent if self.valid else Event, fields)
 
 
-class Decision(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Decision:
     """Either a :class:`Skip` reason or what was tracked with the event to record."""
 
     skip: Optional[Skip] = None
