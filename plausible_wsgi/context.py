@@ -10,16 +10,9 @@ inside ``copy_context()`` tasks.
 from __future__ import annotations
 
 import contextvars
-import functools
-from typing import Callable, NamedTuple, Optional, cast
+from typing import NamedTuple, Optional
 
-__all__ = [
-    "RequestInfo",
-    "bind_request",
-    "current_request",
-    "new_request_info",
-    "unbind_request",
-]
+__all__ = ["RequestInfo", "bind_request", "current_request", "unbind_request"]
 
 
 class RequestInfo(NamedTuple):
@@ -34,14 +27,6 @@ class RequestInfo(NamedTuple):
     #: The visitor's IP address (after the trusted-proxy rules).
     client_ip: Optional[str] = None
 
-
-#: ``new_request_info((url, referrer, user_agent, client_ip))``: a :class:`RequestInfo`
-#: from its fields in order. The middlewares make one per request this way: the
-#: NamedTuple's generated ``__new__`` costs ~2k instructions a call on 3.11.
-new_request_info = cast(
-    "Callable[[tuple[str, Optional[str], Optional[str], Optional[str]]], RequestInfo]",
-    functools.partial(tuple.__new__, RequestInfo),
-)
 
 _current: contextvars.ContextVar[Optional[RequestInfo]] = contextvars.ContextVar(
     "plausible_wsgi.request", default=None

@@ -13,7 +13,7 @@ import pytest
 from wsgi_helpers import BROWSER_UA, call, make_environ
 
 import plausible_wsgi as pw
-from plausible_wsgi.context import RequestInfo, current_request, new_request_info
+from plausible_wsgi.context import current_request
 from plausible_wsgi.middleware import PlausibleMiddleware
 from plausible_wsgi.testing import MemoryCollector
 
@@ -302,15 +302,3 @@ def test_a_server_stepping_the_response_with_next_gets_the_request_bound() -> No
     assert [getattr(info, "url", None) for info in seen] == ["https://example.com/s"] * 2
     assert current_request() is None
     assert [event.name for event in collector.events] == ["pageview"]
-
-
-def test_new_request_info_is_a_request_info_from_its_fields_in_order() -> None:
-    """The middlewares make each request's RequestInfo with new_request_info."""
-    info = new_request_info(("https://example.com/", "https://ref.example/", "UA", "1.2.3.4"))
-    assert type(info) is RequestInfo
-    assert info == RequestInfo(
-        url="https://example.com/",
-        referrer="https://ref.example/",
-        user_agent="UA",
-        client_ip="1.2.3.4",
-    )

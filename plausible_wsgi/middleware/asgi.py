@@ -35,7 +35,7 @@ from collections.abc import Awaitable, MutableMapping, Sequence
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from ..agents import AgentMatch
-from ..context import RequestInfo, bind_request, new_request_info, unbind_request
+from ..context import RequestInfo, bind_request, unbind_request
 from ..proxies import forwarded_ip
 from ..request import referrer_origin, sendable_user_agent, valid_host
 from ..tracking import Collector
@@ -144,20 +144,15 @@ class PlausibleMiddleware:
                 pages.remember(key, page, len(host) + len(path) + len(query))
         agent = sendable_user_agent(headers.user_agent)
         info: Optional[RequestInfo] = None
-        url = page.url
-        if url is not None:
+        if page.url is not None:
             client = scope.get("client")
-            info = new_request_info(
-                (
-                    url,
-                    referrer_origin(headers.referrer),
-                    agent,
-                    forwarded_ip(
-                        client[0] if client else None,
-                        headers.forwarded,
-                        self.options.trusted_proxies,
-                    ),
-                )
+            info = RequestInfo(
+                page.url,
+                referrer_origin(headers.referrer),
+                agent,
+                forwarded_ip(
+                    client[0] if client else None, headers.forwarded, self.options.trusted_proxies
+                ),
             )
         return _Exchange(
             self,

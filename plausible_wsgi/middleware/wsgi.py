@@ -12,7 +12,7 @@ from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..agents import AgentClassifier
-from ..context import RequestInfo, bind_request, new_request_info, unbind_request
+from ..context import RequestInfo, bind_request, unbind_request
 from ..proxies import client_ip
 from ..request import (
     PathPattern,
@@ -229,15 +229,12 @@ class PlausibleMiddleware:
         options = self.options
         agent = sendable_user_agent(get("HTTP_USER_AGENT"))
         info: Optional[RequestInfo] = None
-        url = page.url
-        if url is not None:
-            info = new_request_info(
-                (
-                    url,
-                    referrer_origin(get("HTTP_REFERER")),
-                    agent,
-                    client_ip(environ, options.trusted_proxies),
-                )
+        if page.url is not None:
+            info = RequestInfo(
+                page.url,
+                referrer_origin(get("HTTP_REFERER")),
+                agent,
+                client_ip(environ, options.trusted_proxies),
             )
         return WSGIExchange(
             start_response,
