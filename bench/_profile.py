@@ -5,9 +5,13 @@ Two views of the same paths:
 - each piece timed alone (``timeit``, best of 5, the thread's CPU time), named as
   ``file.py function``, so that a miss can be traced to its cause;
 - ``cProfile`` of whole requests through the middleware (bare WSGI app), sorted by
-  own time (its per-call figures include the profiler's overhead).
+  own time (its per-call figures include the profiler's overhead);
+- ``cProfile`` of the delivery thread as in ``bench/e2e.py``: a busy thread (a page
+  costing ~300 µs of Python) tracks a page view per page, delivered to the nginx sink
+  at default settings (one worker: a fast server is drained by one), so that what
+  remains of delivery per event shows with the GIL contended.
 
-    python -m bench._profile
+    python -m bench._profile [delivery]
 """
 
 from __future__ import annotations
@@ -136,7 +140,59 @@ def main() -> int:
     pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(15)
     print(out.getvalue())
     collector.close(0.01)
+    delivery_profile()
     return 0
+
+
+def _busy(loops: int) -> int:
+    total = 0
+    for i in range(loops):  # pure Python, holds the GIL like a page being rendered
+        total += i
+    return total
+
+
+def delivery_profile(events: int = 5000, page_us: float = 300.0) -> None:
+    """Print the delivery thread's profile while a busy thread tracks ``events``."""
+    import sys
+    import threading
+
+    import plausible_wsgi as pw
+    from bench._sink import Sink
+
+    start = time.thread_time()
+    _busy(1_000_000)
+    loops = int(1_000_000 / ((time.thread_time() - start) * 1e6) * page_us)
+    # The thread's CPU time: wall time would put the waits for the GIL (the busy
+    # thread holds it) into send and recv_into.
+    profile = cProfile.Profile(time.thread_time)
+    cpu: dict[str, float] = {}
+
+    def hook(*_: object) -> None:  # the first call in a new thread: the delivery worker
+        sys.setprofile(None)
+        profile.enable()
+        cpu.setdefault("start", time.thread_time())
+
+    with Sink() as sink:
+        collector = pw.PlausibleCollector("example.com", endpoint=sink.url, max_workers=1)
+        threading.setprofile(hook)
+        try:
+            for _ in range(events):
+                _busy(loops)
+                collector.track_pageview(url=URL, user_agent=UA, client_ip=IP)
+            collector.flush(60)
+        finally:
+            threading.setprofile(None)  # type: ignore[arg-type]
+        sent = collector.stats().sent
+        collector.close(5)  # the worker ends: nothing more lands in the profile
+    out = io.StringIO()
+    stats = pstats.Stats(profile, stream=out)
+    print(
+        f"\ncProfile: the delivery thread, {sent} page views from a thread busy "
+        f"{page_us:.0f} µs per page (default settings, max_workers=1), by own time; "
+        f"{stats.total_tt / max(sent, 1) * 1e6:.1f} µs per event under the profiler"
+    )
+    stats.sort_stats("tottime").print_stats(20)
+    print(out.getvalue())
 
 
 def _collector() -> Any:
@@ -153,4 +209,7 @@ def _collector() -> Any:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["delivery"]:
+        delivery_profile()
+        raise SystemExit(0)
     raise SystemExit(main())

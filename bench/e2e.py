@@ -1,20 +1,23 @@
 """End to end: gunicorn serving the Flask example under ``wrk``, middleware on and off.
 
 For each worker class (2 ``sync`` workers, then 2 ``gthread`` workers with 4 threads),
-``examples/flask_app.py`` is served twice through ``bench/_e2e_app.py``: once bare
-(the extension unwrapped) and once with the middleware, delivering every page view
-to the nginx sink (``PLAUSIBLE_ENDPOINT``), collector at default settings. ``wrk``
-loads ``GET /`` (an HTML page, with a browser User-Agent) for a fixed time; then
-gunicorn gets ``SIGTERM`` and its workers flush on exit. Reported: requests/s with
-the middleware as a fraction of bare, and the page views the sink received against
-the requests ``wrk`` counted (and the workers' own counters).
+``examples/flask_app.py`` is served through ``bench/_e2e_app.py`` by one gunicorn per
+mode, all up at once (three times afresh in the full run): bare (the extension unwrapped), with
+the middleware delivering every page view to the nginx sink (``PLAUSIBLE_ENDPOINT``,
+collector at default settings), and (full run) buffering only. After a warm-up,
+``wrk`` loads ``GET /`` (an HTML page, browser User-Agent) in short rounds, the modes
+taking turns (each round starting with the next mode), and the workers' CPU is read
+from ``/proc`` around each round. Reported: worker CPU per page bare ÷ with the
+middleware as the median of the per-round paired ratios, with their spread; the same
+for requests/s; and the page views the sink received (after ``SIGTERM`` and the exit
+flush) against the requests ``wrk`` counted. The full run also serves the hello app
+twice bare: the spread of bare ÷ bare is the estimator's own noise.
 
     python -m bench.e2e [--quick]
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +25,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -31,17 +33,17 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import UA, closed_endpoint, row, section_main, skipped
-from bench._sink import Sink, free_port
+from bench._e2e_server import WORKER_CLASSES, Server, median
+from bench._sink import Sink
 
-ROOT = Path(__file__).resolve().parent.parent
 #: Issue 12's targets: worker CPU per page bare / with the middleware delivering (the
 #: figure to trust on a shared machine; requests/s is reported against the same bound).
 TARGETS = {"example": 0.95, "hello": 0.85}
-WORKER_CLASSES: dict[str, list[str]] = {
-    "sync": ["-k", "sync"],
-    "gthread": ["-k", "gthread", "--threads", "4"],
-}
 CONNECTIONS = 8
+#: Seconds of wrk before the rounds (not measured): imports, caches, connections.
+WARM_UP = 1
+#: Seconds after a round before its CPU is read: the last lingering batch goes out.
+SETTLE = 0.25
 
 
 def missing() -> Optional[str]:
@@ -75,23 +77,18 @@ def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
 
 
 def _wrk(url: str, seconds: float) -> dict[str, Any]:
+    command = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-H", f"User-Agent: {UA}"]
     out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{CONNECTIONS}",
-            f"-d{seconds:g}s",
-            "-H",
-            f"User-Agent: {UA}",
-            "-H",
-            "Accept: text/html",
-            url,
-        ],
+        [*command, "-H", "Accept: text/html", url],
         capture_output=True,
         text=True,
         timeout=seconds + 60,
         check=True,
     ).stdout
+    return _wrk_figures(out)
+
+
+def _wrk_figures(out: str) -> dict[str, Any]:
     requests = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
     rate = re.search(r"Requests/sec:\s*([\d.]+)", out)
     if requests is None or rate is None:
@@ -142,99 +139,201 @@ MODES: dict[str, Optional[dict[str, str]]] = {
         "PLAUSIBLE_SHUTDOWN_TIMEOUT": "0.5",
         "PLAUSIBLE_ENDPOINT": closed_endpoint(),
     },
+    # The control: bare again, for the estimator's own spread.
+    "bare again": None,
 }
 
 
-def serve_and_load(
-    sink: Sink, worker_class: str, mode: str, seconds: float, app: str = "example"
-) -> dict[str, Any]:
-    """One gunicorn run under wrk; the numbers of wrk, the workers and the sink."""
-    port = free_port()
-    stats_dir = tempfile.mkdtemp(prefix="plausible-e2e-")
+def _env(sink: Sink, mode: str, app: str) -> dict[str, str]:
     settings = MODES[mode]
-    env = {
-        **os.environ,
+    return {
         "PLAUSIBLE_DOMAIN": "example.com",
         "PLAUSIBLE_ENDPOINT": sink.url,
         "BENCH_PLAUSIBLE": "off" if settings is None else "on",
-        "BENCH_STATS_DIR": stats_dir,
         "BENCH_APP": app,
         **(settings or {}),
     }
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "-c", str(ROOT / "bench" / "_gunicorn_conf.py"),
-        "-b", f"127.0.0.1:{port}",
-        "-w", "2",
-        *WORKER_CLASSES[worker_class],
-        "--log-level", "warning",
-        "bench._e2e_app:app",
-    ]  # fmt: skip
-    before = sink.count_events()
-    with Path(stats_dir, "gunicorn.log").open("wb") as log:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log)
-        result = load_then_stop(proc, port, seconds)
-    time.sleep(0.2)
-    result["sink"] = sink.count_events() - before
-    workers = [json.loads(p.read_text()) for p in Path(stats_dir).glob("worker-*.json")]
-    result["workers"] = len(workers)
-    for key in ("accepted", "sent", "queued", "pageviews"):
-        result[key] = sum(int(w.get(key, 0)) for w in workers)
-    result["cpu"] = sum(float(w.get("cpu", 0)) for w in workers)
-    result["delivery_cpu"] = sum(float(w.get("delivery_cpu", 0)) for w in workers)
-    dropped: dict[str, int] = {}
-    for worker in workers:
-        for reason, count in worker["dropped"].items():
-            dropped[reason] = dropped.get(reason, 0) + count
-    result["dropped"] = dropped
-    result["log"] = Path(stats_dir, "gunicorn.log").read_text(errors="replace")[-2000:]
-    shutil.rmtree(stats_dir, ignore_errors=True)
+
+
+def _round(server: Server, seconds: float) -> dict[str, Any]:
+    """One wrk round; the workers' CPU in it (None if a worker was replaced)."""
+    pids, before = server.cpu()
+    result = _wrk(server.url, seconds)
+    time.sleep(SETTLE)
+    pids_after, after = server.cpu()
+    result["cpu"] = after - before if pids and pids == pids_after else None
     return result
 
 
-def load(
+def measure(
     sink: Sink,
     worker_class: str,
     modes: list[str],
     seconds: float,
     rounds: int,
     *,
-    app: str = "example",
+    app: str,
+    blocks: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """The modes in turn, ``rounds`` times (so drift in the machine's load hits all
-    alike); per mode the sums over the rounds, and ``rps`` from the best round: on
-    this shared machine one round of a mode sometimes ran at half speed (a bare
-    gthread round at 458 req/s against 880 in the others), which an average over
-    the rounds would put into the ratio."""
-    totals: dict[str, dict[str, Any]] = {}
-    for _ in range(rounds):
-        for mode in modes:
-            result = serve_and_load(sink, worker_class, mode, seconds, app)
-            total = totals.setdefault(mode, {"dropped": {}, "logs": [], "rps": 0.0})
-            total["rps"] = max(total["rps"], result["requests"] / result["seconds"])
+    """``rounds`` rounds of each mode, the modes in turn, each round starting with the
+    next one (drift in the machine's load, and the place in a round, touch all alike);
+    in ``blocks`` of fresh servers, so that one server's luck is not every round's
+    (two identical bare servers kept up side by side for a minute differed by 15 %;
+    bare ÷ bare medians of 9 rounds 0.94-1.29 in one block, 0.93-1.01 in three).
+    Per mode: its rounds, and its counters summed over the blocks."""
+    results: dict[str, dict[str, Any]] = {m: {"rounds": [], "dropped": {}} for m in modes}
+    for block in range(blocks):
+        first = block * rounds // blocks
+        one = _block(
+            sink,
+            worker_class,
+            modes,
+            seconds,
+            range(first, (block + 1) * rounds // blocks),
+            app=app,
+        )
+        for mode, result in one.items():
+            total = results[mode]
+            total["rounds"] += result.pop("rounds")
+            for reason, count in result.pop("dropped").items():
+                total["dropped"][reason] = total["dropped"].get(reason, 0) + count
             for key, value in result.items():
-                if key == "dropped":
-                    for reason, count in value.items():
-                        total["dropped"][reason] = total["dropped"].get(reason, 0) + count
-                elif key == "log":
-                    total["logs"].append(value)
-                elif key != "rps" and isinstance(value, (int, float)):
-                    total[key] = total.get(key, 0) + value
-    return totals
+                total[key] = total.get(key, 0) + value if key != "log" else value
+    return results
 
 
-def _per_page(result: dict[str, Any], key: str) -> float:
+def _block(
+    sink: Sink, worker_class: str, modes: list[str], seconds: float, rounds: range, *, app: str
+) -> dict[str, dict[str, Any]]:
+    """Every mode's server up at once, warmed up, loaded in turn, then stopped."""
+    servers: dict[str, Server] = {}
+    try:
+        for mode in modes:
+            servers[mode] = Server(worker_class, _env(sink, mode, app))
+        for server in servers.values():
+            server.wait_ready()
+        before = sink.count_events()
+        results: dict[str, dict[str, Any]] = {
+            mode: {"rounds": [], "pages": _wrk(server.url, WARM_UP)["requests"]}
+            for mode, server in servers.items()
+        }
+        for i in rounds:
+            for mode in modes[i % len(modes) :] + modes[: i % len(modes)]:
+                one = _round(servers[mode], seconds)
+                results[mode]["rounds"].append(one)
+                results[mode]["pages"] += one["requests"]
+        for mode in modes:
+            results[mode].update(servers.pop(mode).stop())
+        received = sink.count_events() - before  # only "on" sends to the sink
+        for mode, result in results.items():
+            result["sink"] = received if mode == "on" else 0
+    finally:
+        for server in servers.values():
+            server.kill()
+    return results
+
+
+def _cpu_per_page(one: dict[str, Any]) -> Optional[float]:
+    cpu = one["cpu"]
+    return cpu / one["requests"] * 1e6 if cpu is not None and one["requests"] else None
+
+
+def paired(results: dict[str, dict[str, Any]], mode: str, other: str, key: str) -> list[float]:
+    """Per round: ``mode``'s figure ÷ ``other``'s — CPU per page (``cpu``, the bare
+    one on top) or requests/s (``rps``)."""
+    ratios = []
+    for a, b in zip(results[mode]["rounds"], results[other]["rounds"]):
+        if key == "rps":
+            ratios.append(b["requests"] / b["seconds"] / (a["requests"] / a["seconds"]))
+        else:
+            cpu_a, cpu_b = _cpu_per_page(a), _cpu_per_page(b)
+            if cpu_a and cpu_b:
+                ratios.append(cpu_a / cpu_b)
+    return ratios
+
+
+def _spread(ratios: list[float]) -> str:
+    """The rounds' median and middle half (quartiles): one round spoilt by a busy
+    spell of the shared machine moves neither."""
+    if not ratios:
+        return "no round counted"
+    ordered = sorted(ratios)
+    low, high = ordered[(len(ordered) - 1) // 4], ordered[-1 - (len(ordered) - 1) // 4]
+    return (
+        f"median of {len(ratios)} rounds {median(ratios):.2f}, middle half {low:.2f} to {high:.2f}"
+    )
+
+
+def _median_cpu(result: dict[str, Any]) -> float:
+    figures = [f for f in map(_cpu_per_page, result["rounds"]) if f is not None]
+    return median(figures) if figures else 0.0
+
+
+def _life_per_page(result: dict[str, Any], key: str) -> float:
+    """A whole-life figure of the workers (warm-up included) per page served."""
     return float(result[key]) / result["pages"] * 1e6 if result["pages"] else 0.0
 
 
 def rows_for(
-    results: dict[str, dict[str, Any]], worker_class: str, label: str, hello: bool = False
+    results: dict[str, dict[str, Any]], worker_class: str, label: str, app: str
 ) -> list[dict[str, Any]]:
     bare, ours = results["bare"], results["on"]
-    prefix = "e2e hello app" if hello else "e2e"
-    target = TARGETS["hello" if hello else "example"]
-    rows = []
-    ratio = ours["rps"] / bare["rps"]
+    prefix = "e2e hello app" if app == "hello" else "e2e"
+    target = TARGETS[app]
+    rps = paired(results, "bare", "on", "rps")
+    rows = [
+        row(
+            f"{prefix}: req/s with middleware, {label}",
+            round(median([r["requests"] / r["seconds"] for r in ours["rounds"]])),
+            "req/s",
+            f"bare {median([r['requests'] / r['seconds'] for r in bare['rounds']]):.0f} req/s; "
+            f"paired ratio {_spread(rps)}",
+            median(rps),
+            target=f"≥ {target} of bare (CPU per page decides)",
+            passed=None,
+        )
+    ]
+    cpu = paired(results, "bare", "on", "cpu")
+    gc = "; gc " + " / ".join(
+        f"{_life_per_page(result, 'gc_cpu'):.0f}" for result in results.values()
+    )
+    buffering = ""
+    if "buffered" in results:
+        only = paired(results, "bare", "buffered", "cpu")
+        buffering = (
+            f"; buffering only {_median_cpu(results['buffered']):.0f} µs "
+            f"(bare ÷ it {median(only):.2f}, {_spread(only)})"
+        )
+    rows.append(
+        row(
+            f"{prefix}: worker CPU per page, bare / with middleware, {worker_class}",
+            round(_median_cpu(ours)),
+            "µs",
+            f"bare {_median_cpu(bare):.0f} µs; paired ratio {_spread(cpu)}; delivery threads "
+            f"{_life_per_page(ours, 'delivery_cpu'):.0f} µs/page{buffering}{gc} µs/page "
+            f"({', '.join(results)})",
+            median(cpu) if cpu else None,
+            target=f"≥ {target} (throughput bound when CPU-bound)",
+            passed=bool(cpu) and median(cpu) >= target,
+            rounds={
+                mode: [_cpu_per_page(r) for r in result["rounds"]]
+                for mode, result in results.items()
+            },
+        )
+    )
+    if "bare again" in results:
+        noise = paired(results, "bare", "bare again", "cpu")
+        rows.append(
+            row(
+                f"{prefix}: estimator noise, worker CPU per page bare ÷ bare, {worker_class}",
+                round(_median_cpu(results["bare again"])),
+                "µs",
+                f"bare {_median_cpu(bare):.0f} µs; paired ratio {_spread(noise)}",
+                median(noise) if noise else None,
+                target="(diag.: 1.0; the spread is the estimator's)",
+                passed=None,
+            )
+        )
     delivered = (
         ours["sink"] >= ours["pages"]
         and ours["sink"] == ours["pageviews"] == ours["sent"]
@@ -242,66 +341,24 @@ def rows_for(
     )
     rows.append(
         row(
-            f"{prefix}: req/s with middleware, {label}",
-            round(ours["rps"]),
-            "req/s",
-            f"bare {bare['rps']:.0f} req/s",
-            ratio,
-            target=f"≥ {target} of bare (CPU per page decides)",
-            passed=None,
-        )
-    )
-    cpu_bare, cpu_ours = _per_page(bare, "cpu"), _per_page(ours, "cpu")
-    buffering = (
-        f"; buffering only {_per_page(results['buffered'], 'cpu'):.0f} µs"
-        if "buffered" in results
-        else ""
-    )
-    rows.append(
-        row(
-            f"{prefix}: worker CPU per page, bare / with middleware, {worker_class}",
-            round(cpu_ours),
-            "µs",
-            f"bare {cpu_bare:.0f} µs; delivery threads "
-            f"{_per_page(ours, 'delivery_cpu'):.0f} µs/page{buffering}",
-            cpu_bare / cpu_ours if cpu_ours else None,
-            target=f"≥ {target} (throughput bound when CPU-bound)",
-            passed=None if not cpu_ours else cpu_bare / cpu_ours >= target,
-        )
-    )
-    buffered = results.get("buffered")
-    if buffered is not None:
-        rows.append(
-            row(
-                f"{prefix}: req/s, buffering only (diag.), {label}",
-                round(buffered["rps"]),
-                "req/s",
-                f"bare {bare['rps']:.0f} req/s",
-                buffered["rps"] / bare["rps"],
-                target="(no delivery: splits the cost)",
-                passed=None,
-            )
-        )
-    rows.append(
-        row(
             f"{prefix}: page views delivered, {worker_class}",
             ours["sink"],
             "events",
-            f"wrk counted {ours['pages']} (incl. warm-ups); "
+            f"wrk counted {ours['pages']} (incl. warm-up); "
             f"workers tracked {ours['pageviews']}, "
             f"sent {ours['sent']}, dropped {ours['dropped'] or 0}",
             ours["sink"] / ours["pages"] if ours["pages"] else None,
             target="every page view (sink ≥ wrk, nothing dropped)",
             passed=delivered,
-            bare_sink=bare["sink"],
-            non2xx=ours["non2xx"] + bare["non2xx"],
+            non2xx=sum(r["non2xx"] for result in results.values() for r in result["rounds"]),
         )
     )
     for mode, result in results.items():
-        if result["workers"] % 2 or (mode == "bare" and result["sink"]):
+        counted = sum(r["cpu"] is not None for r in result["rounds"])
+        if result["workers"] % 2 or counted < len(result["rounds"]):
             print(
-                f"warning: e2e {worker_class} {mode}: {result['workers']} worker "
-                f"stats, sink {result['sink']}\n{result['logs'][-1]}",
+                f"warning: e2e {worker_class} {mode}: {result['workers']} worker stats, "
+                f"{counted} of {len(result['rounds'])} rounds counted\n{result['log']}",
                 file=sys.stderr,
             )
     return rows
@@ -311,19 +368,24 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     why = missing()
     if why is not None:
         return [skipped("e2e: gunicorn + wrk", why)]
-    seconds, rounds = (2.0, 1) if quick else (5.0, 3)
+    # Many short rounds: their paired ratios give a median and a spread, and a slow
+    # spell of the shared machine spoils one round, not a mode's whole figure.
+    seconds, rounds, blocks = (1, 3, 1) if quick else (2, 9, 3)
     modes = ["bare", "on"] if quick else ["bare", "on", "buffered"]
+    label = f"{rounds} rounds x {seconds:g} s, {blocks} server starts"
     rows = []
     with Sink(access_log=True) as sink:
         for worker_class in WORKER_CLASSES:
-            results = load(sink, worker_class, modes, seconds, rounds)
-            label = f"2 {worker_class} workers, wrk best of {rounds} x {seconds:g} s"
-            rows += rows_for(results, worker_class, label)
+            results = measure(
+                sink, worker_class, modes, seconds, rounds, app="example", blocks=blocks
+            )
+            rows += rows_for(results, worker_class, f"2 {worker_class} workers, {label}", "example")
         if not quick:
-            # The same, for a page that costs ~100 µs instead of ~2 ms to render.
-            results = load(sink, "sync", ["bare", "on", "buffered"], seconds, rounds, app="hello")
-            label = f"2 sync workers, wrk best of {rounds} x {seconds:g} s"
-            rows += rows_for(results, "sync", label, hello=True)
+            # A page that costs ~100 µs instead of ~2 ms to render; and bare twice.
+            hello = measure(
+                sink, "sync", [*modes, "bare again"], seconds, rounds, app="hello", blocks=blocks
+            )
+            rows += rows_for(hello, "sync", f"2 sync workers, {label}", "hello")
     return rows
 
 

@@ -207,8 +207,12 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
         " answering after 50 ms, vs the ideal workers / 0.05 s; the nginx sink behind"
         " a 40 ms round trip (a relay), pipelined vs `pipeline_depth=1`.",
         "- **e2e** (`bench/e2e.py`): gunicorn (2 workers) serving `examples/flask_app.py`,"
-        " `wrk` on `GET /`, middleware on vs unwrapped; page views counted in the nginx"
-        " sink's access log after `SIGTERM`, against wrk's count and the workers' counters.",
+        " one server per mode (middleware on, unwrapped, buffering only), `wrk` on `GET /`"
+        " in short rounds, the modes taking turns, the servers started afresh per block;"
+        " worker CPU per page read from `/proc` around each round, ratio = median of the"
+        " per-round paired ratios (middle half shown; bare vs bare for the estimator's"
+        " own); page views counted in the nginx sink's access log after `SIGTERM`,"
+        " against wrk's count and the workers' counters.",
         "- **memory** (`bench/memory.py`): `VmRSS` a fresh interpreter gains from importing"
         " the package and tracking one event (or wrapping an app), vs `import requests`"
         " and `import ssl` alone; peak RSS (`VmHWM`) growth over the `track()`"

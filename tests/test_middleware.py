@@ -312,6 +312,32 @@ def test_request_context_is_bound_in_the_app_during_iteration_and_in_close() -> 
     assert current_request() is None
 
 
+def test_the_request_is_bound_only_while_the_app_runs_not_between_server_steps() -> None:
+    """Design pin: the visitor is bound around each step of the application (its call,
+    each chunk, close()) and unbound in between. Binding once from the call to close()
+    would cost fewer context switches (Flask's ClosingIterator makes three steps) but
+    would leave the visitor current in the server's own code between steps, and for
+    good in a thread whose server never calls close()."""
+    seen: list[Optional[str]] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", list(HTML))
+        for chunk in (b"<p>", b"</p>"):
+            request = current_request()
+            seen.append(request.url if request else None)
+            yield chunk
+
+    middleware = PlausibleMiddleware(app, MemoryCollector())
+    iterable = middleware(make_environ("/steps"), lambda *a: lambda data: None)
+    between: list[object] = [current_request()]
+    for _chunk in iterable:
+        between.append(current_request())
+    between.append(current_request())
+    iterable.close()  # type: ignore[attr-defined]
+    assert seen == ["https://example.com/steps"] * 2
+    assert between == [None] * 4
+
+
 def test_write_callable_and_exc_info_are_forwarded() -> None:
     received: list[Any] = []
 

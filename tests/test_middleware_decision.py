@@ -161,6 +161,8 @@ def test_a_plan_makes_the_event_field_by_field(kwargs: dict[str, Any]) -> None:
         user_agent=plan.user_agent if bot else INFO.user_agent,
         client_ip=INFO.client_ip,
     )
+    # The class says whether collect() re-validates.
+    assert type(first) is (ValidEvent if plan.valid else pw.Event)
     assert (second.user_agent, second.client_ip) == (
         plan.user_agent if bot else "UA 2",
         "5.6.7.8",

@@ -10,6 +10,7 @@ view of the request; the middlewares ask it for every decision that records.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Mapping
 from typing import NamedTuple, Optional
@@ -89,7 +90,11 @@ class ResponseFacts(NamedTuple):
     failed: bool = False
 
 
-class EventPlan(NamedTuple):
+# EventPlan and Decision are read on every request (a decision is remembered per
+# target): frozen dataclasses, whose field reads 3.11 specialises (a NamedTuple's cost
+# ~220 instructions each). They are made only when a decision is not remembered.
+@dataclasses.dataclass(frozen=True)
+class EventPlan:
     """An event to record, but for the visitor's fields, which :meth:`event` adds."""
 
     kind: EventKind
@@ -119,7 +124,8 @@ class EventPlan(NamedTuple):
         )  # fmt: skip
 
 
-class Decision(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Decision:
     """Either a :class:`Skip` reason or what was tracked with the event to record."""
 
     skip: Optional[Skip] = None
