@@ -503,7 +503,7 @@ def test_a_failed_probe_after_a_short_draw_opens_the_breaker_again(
     """The shortest draw must still lead to a real probe whose failure reopens the
     breaker for a new period; pybreaker refusing the probe unseen left it open with
     no time left, so the dispatcher probed again at once, in a loop."""
-    monkeypatch.setattr("plausible_wsgi.delivery.breaker.random.uniform", lambda low, high: low)
+    monkeypatch.setattr("plausible_wsgi.delivery.policies.JITTER.uniform", lambda low, high: low)
     # A clock of our own: a stall of the machine between two lines cannot eat the draw.
     now = [1000.0]
     config = pw.CircuitBreakerConfig(max_consecutive_failures=1, timeout=0.4, jitter=0.5)

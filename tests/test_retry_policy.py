@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
 import pytest
 
 import plausible_wsgi as pw
+from plausible_wsgi.delivery.breaker import Admission, Breaker
 from plausible_wsgi.delivery.failure import AttemptError
 from plausible_wsgi.delivery.retry import run_retries
 
@@ -152,3 +154,16 @@ def test_the_wait_is_the_callers_and_can_be_interrupted() -> None:
         )
     assert waited
     assert all(0 <= w <= 60 for w in waited)
+
+
+def test_jitter_leaves_the_random_module_alone() -> None:
+    """Delivery threads draw their jitter elsewhere: an app or a test library that
+    seeds ``random`` (hypothesis refuses draws behind its back) sees no draw of ours."""
+    random.seed(12345)
+    state = random.getstate()
+    backoffs = {pw.RetryConfig(initial_backoff=1, max_backoff=10).backoff(3) for _ in range(20)}
+    breaker = Breaker(pw.CircuitBreakerConfig(max_consecutive_failures=1, jitter=0.5))
+    breaker.record_failure(Admission.NORMAL, ConnectionRefusedError())
+    assert breaker.state == "open"
+    assert random.getstate() == state
+    assert len(backoffs) > 1  # still jittered

@@ -17,14 +17,13 @@
 from __future__ import annotations
 
 import enum
-import random
 import threading
 import time
 from typing import Callable, Optional
 
 import pybreaker
 
-from .policies import CircuitBreakerConfig
+from .policies import JITTER, CircuitBreakerConfig
 
 __all__ = ["Admission", "Breaker"]
 
@@ -84,7 +83,7 @@ class Breaker:
         # Runs inside pybreaker's lock, from record_*() or admit().
         if name == pybreaker.STATE_OPEN:
             jitter = self.config.jitter
-            open_for = self.config.timeout * (1.0 + random.uniform(-jitter, jitter))
+            open_for = self.config.timeout * (1.0 + JITTER.uniform(-jitter, jitter))
             self._open_until = self._clock() + open_for
         elif name == pybreaker.STATE_CLOSED:
             self._open_until = None

@@ -17,7 +17,13 @@ from ..errors import ConfigurationError
 if TYPE_CHECKING:
     from .failure import AttemptError
 
-__all__ = ["CircuitBreakerConfig", "RetryConfig"]
+__all__ = ["JITTER", "CircuitBreakerConfig", "RetryConfig"]
+
+#: Where the retry and breaker jitter comes from: the OS, not the ``random`` module's
+#: shared generator. An app (or a test library) drawing from or seeding that one
+#: must not see delivery threads draw from it too; and a generator of our own would be
+#: copied into forked workers, whose waits would then fall in step.
+JITTER = random.SystemRandom()
 
 
 def _check_positive(owner: str, name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -99,7 +105,7 @@ class RetryConfig:
     def backoff(self, retry_number: int, retry_after: Optional[float] = None) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based): full jitter under
         :meth:`backoff_cap`, or the server's (already clamped) ``Retry-After`` if longer."""
-        delay = random.uniform(0.0, self.backoff_cap(retry_number))
+        delay = JITTER.uniform(0.0, self.backoff_cap(retry_number))
         return delay if retry_after is None else max(delay, retry_after)
 
     def is_retry(self, failure: AttemptError) -> bool:
