@@ -57,8 +57,12 @@ PLAUSIBLE_QUERY_PARAMS = frozenset(TRACKED_QUERY_PARAMS)
 # literal "%" there was "%25" on the wire and is escaped again. Non-ASCII text stays
 # readable (an IRI); lone surrogates, which stand for undecodable bytes, are escaped.
 _PATH_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/\u0080-\ud7ff\ue000-\U0010ffff]")
-# QUERY_STRING arrives raw (still percent-encoded): "%" is kept as is.
-_QUERY_UNSAFE = re.compile(r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%\u0080-\ud7ff\ue000-\U0010ffff]")
+# QUERY_STRING arrives raw (still percent-encoded): "%" is kept as is, but for a "%"
+# no two hex digits follow, which Plausible's URI.decode_query fails on with a 500:
+# it was a literal "%" ("?q=100%"), sent as "%25".
+_QUERY_UNSAFE = re.compile(
+    r"[^A-Za-z0-9\-._~!$&'()*+,;=:@/?%\u0080-\ud7ff\ue000-\U0010ffff]|%(?![0-9A-Fa-f]{2})"
+)
 
 
 def _escape(match: re.Match[str]) -> str:

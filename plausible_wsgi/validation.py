@@ -81,8 +81,8 @@ def validate_url(url: object) -> str:
     """Check ``url`` is an absolute ``http``/``https`` URL Plausible stores unchanged.
 
     At most 2000 UTF-8 bytes in all; a host that is not blank once ``www.`` is
-    stripped (else a ``400``); ``%`` escapes in the path that decode (else a ``500``
-    at Plausible).
+    stripped (else a ``400``); ``%`` escapes in the path and the query that decode
+    (else a ``500`` at Plausible).
     """
     if not isinstance(url, str):
         raise InvalidEventError(
@@ -127,18 +127,20 @@ def _url_problem(url: str) -> str:
     path = parts.path
     if "%" in path and not _escapes_decode(path):
         return "has a malformed %-escape in its path (Plausible fails with a 500)"
+    if "%" in parts.query and not _escapes_decode(parts.query):
+        return "has a malformed %-escape in its query (Plausible fails with a 500)"
     # Plausible trims whitespace from the end of the decoded path (and drops the
     # fragment): documented normalisations, accepted here, so a page view of
     # "/a%20" is never lost for it.
     return ""
 
 
-def _escapes_decode(path: str) -> bool:
-    index = path.find("%")
+def _escapes_decode(text: str) -> bool:
+    index = text.find("%")
     while index != -1:
-        if len(path) < index + 3 or not set(path[index + 1 : index + 3]) <= _HEX:
+        if len(text) < index + 3 or not set(text[index + 1 : index + 3]) <= _HEX:
             return False
-        index = path.find("%", index + 3)
+        index = text.find("%", index + 3)
     return True
 
 

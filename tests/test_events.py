@@ -69,6 +69,9 @@ def custom(**kwargs: Any) -> pw.Event:
         pytest.param({"name": "engagement"}, "name", "reserved", id="name-engagement"),
         pytest.param({"name": "pageleave"}, "name", "reserved", id="name-pageleave"),
         pytest.param({"url": "https://example.com/%zz"}, "url", "escape", id="url-bad-escape"),
+        pytest.param(
+            {"url": "https://example.com/?q=%"}, "url", "query", id="url-bad-escape-in-query"
+        ),
         pytest.param({"url": "https://www./"}, "url", "host", id="url-www-only-host"),
         pytest.param({"user_agent": b"ua"}, "user_agent", "string", id="user-agent-bytes"),
     ],
@@ -255,6 +258,9 @@ AGREEMENT_INPUTS: list[Any] = [
     pytest.param({"name": "engagement"}, id="name-engagement"),
     pytest.param({"url": "https://example.com/a%20"}, id="url-trailing-space"),
     pytest.param({"url": "https://example.com/%zz"}, id="url-bad-escape"),
+    pytest.param({"url": "https://example.com/?q=%"}, id="url-bad-escape-in-query"),
+    pytest.param({"url": "https://example.com/?q=a%2&r=%zz"}, id="url-bad-escapes-in-query"),
+    pytest.param({"url": "https://example.com/?q=100%25"}, id="url-escaped-percent-in-query"),
     pytest.param({"url": "https://www./"}, id="url-www-host"),
     pytest.param({"url": "https://example.com/" + "a" * 1981}, id="url-2001-bytes"),
     pytest.param({"url": "https://example.com/caf%C3%A9"}, id="url-escaped-path"),

@@ -134,6 +134,13 @@ QUERIES = [
         environ={"QUERY_STRING": "utm_term=a%20b%26c"},
     ),
     row("unsafe-chars-escaped", f"{E}/?ref=a%22b%3C", environ={"QUERY_STRING": 'ref=a"b<'}),
+    # A "%" no two hex digits follow was a literal one; sent raw, Plausible's
+    # URI.decode_query fails on it with a 500.
+    row(
+        "stray-percent-escaped",
+        f"{E}/?utm_term=100%25&ref=a%252&utm_source=%25zz%20",
+        environ={"QUERY_STRING": "utm_term=100%&ref=a%2&utm_source=%zz%20"},
+    ),
 ]
 
 MASKS = [
