@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench._sink import free_port
 
@@ -83,20 +83,7 @@ class Server:
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until it answers and all its workers run."""
-        deadline = time.monotonic() + timeout
-        request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(request)
-                    if b" 200 " in sock.recv(64) and len(self.pids()) == self.workers:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("gunicorn did not answer in time")
+        wait_http(self.port, self.proc, timeout, ready=lambda: len(self.pids()) == self.workers)
 
     def pids(self) -> list[int]:
         return _children(self.proc.pid)
@@ -115,12 +102,7 @@ class Server:
 
     def stop(self) -> dict[str, Any]:
         """SIGTERM (the workers flush), then the workers' counters, summed."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        terminate(self.proc)
         workers = [json.loads(p.read_text()) for p in Path(self.stats_dir).glob("worker-*.json")]
         result: dict[str, Any] = {"workers": len(workers)}
         for key in ("accepted", "sent", "queued", "pageviews", "delivery_cpu", "gc_cpu", "gc2"):
@@ -143,10 +125,38 @@ class Server:
         shutil.rmtree(self.stats_dir, ignore_errors=True)
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+def wait_http(
+    port: int,
+    proc: subprocess.Popen[bytes],
+    timeout: float = 30.0,
+    *,
+    ready: Callable[[], bool] = lambda: True,
+) -> None:
+    """Until the server ``proc`` answers ``GET /healthz`` with 200 and ``ready()``."""
+    deadline = time.monotonic() + timeout
+    request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+                sock.sendall(request)
+                if b" 200 " in sock.recv(64) and ready():
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("the server did not answer in time")
 
 
-__all__ = ["WORKER_CLASSES", "Server", "median"]
+def terminate(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (its workers flush), and a kill if it has not exited within 60 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+__all__ = ["WORKER_CLASSES", "Server", "terminate", "wait_http"]

@@ -21,19 +21,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from statistics import median
 from typing import Any, Optional
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import UA, closed_endpoint, row, section_main, skipped
-from bench._e2e_server import WORKER_CLASSES, Server, median
+from bench._e2e_server import WORKER_CLASSES, Server, terminate, wait_http
 from bench._sink import Sink
 
 #: Issue 12's targets: worker CPU per page bare / with the middleware delivering (the
@@ -58,22 +57,6 @@ def missing() -> Optional[str]:
         except ImportError:
             return f"{module} not installed"
     return None
-
-
-def _wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    request = b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-                sock.sendall(request)
-                if b" 200 " in sock.recv(64):
-                    return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("gunicorn did not answer in time")
 
 
 def _wrk(url: str, seconds: float) -> dict[str, Any]:
@@ -111,16 +94,11 @@ def load_then_stop(proc: subprocess.Popen[bytes], port: int, seconds: float) -> 
     ``pages`` counts the requests of both: every request is a page view.
     """
     try:
-        _wait_http(port, proc)
+        wait_http(port, proc)
         warm_up = _wrk(f"http://127.0.0.1:{port}/", 1)
         result = _wrk(f"http://127.0.0.1:{port}/", seconds)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
     result["pages"] = warm_up["requests"] + result["requests"]
     return result
 
