@@ -101,6 +101,15 @@ def test_plausible_answer() -> None:
     assert answer.headers["x-plausible-dropped"] == "1"
 
 
+def test_header_values_lose_the_whitespace_around_and_lookalike_names_are_other_headers() -> None:
+    answer = read(
+        b"HTTP/1.1 202\r\nContent-Length-X: 9\r\nContent-Length:\t 2 \t\r\n"
+        b"Content-Lengthy: 7\r\nx-plausible-dropped:  not a  bot \r\nX-Odd: \xff\x01\r\n\r\nok"
+    )
+    assert (answer.status, answer.body, answer.keep_alive) == (202, b"ok", True)
+    assert answer.headers == {"content-length": "2", "x-plausible-dropped": "not a  bot"}
+
+
 def test_answer_split_in_every_place() -> None:
     raw = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
     for cut in range(1, len(raw)):
@@ -156,6 +165,15 @@ def test_no_body_statuses_and_tunnel() -> None:
         b"HTTP/1.1 202 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
         # Ambiguous framing is a broken head, not a status to trust.
         b"HTTP/1.1 202 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        b"HTTP/1.1 202 OK\r\ncontent-length: 2\r\nX: y\r\nCONTENT-LENGTH: 2\r\n\r\nok",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        # The grammar: a token, a colon, a value without CR, LF or NUL.
+        b"HTTP/1.1 202 OK\r\nNoColon\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nContent-Length : 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nX: a\nContent-Length: 9\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 O\0K\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\n: empty name\r\nContent-Length: 0\r\n\r\n",
     ],
 )
 def test_malformed_heads_are_broken_without_a_status(raw: bytes) -> None:
@@ -311,3 +329,18 @@ def test_fuzz_valid_ish_answers_in_any_split(raw: bytes, sizes: list[int]) -> No
 def test_fuzz_endless_stream_after_an_answer_start(prefix: bytes) -> None:
     """Whatever came first, an endless stream behind it never makes read() loop."""
     _outcome([prefix, *itertools.repeat(b"HTTP/1.1 100 Continue\r\n\r\n" + b"x" * 100, 500)])
+
+
+def test_pipelined_answers_beyond_the_capacity_are_read_in_order() -> None:
+    """Answers read together are kept for the next read; more of them than the buffer
+    holds at once are each read whole (the kept bytes move to the front when needed)."""
+    answers = [
+        b"HTTP/1.1 202 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(b"%d" % i), i)
+        for i in range(1000)
+    ]
+    assert sum(map(len, answers)) > 2 * http11.CAPACITY
+    reader, feed = AnswerReader(), Feed([b"".join(answers)])
+    for i in range(1000):
+        answer = reader.read(feed, more=i < 999)
+        assert (answer.body, answer.keep_alive) == (b"%d" % i, True)
+    assert feed.consumed == sum(map(len, answers))
