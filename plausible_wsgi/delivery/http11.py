@@ -196,7 +196,7 @@ class AnswerReader:
         self._end += n
 
     def read(
-        self, recv_into: Callable[[memoryview], int], *, tunnel: bool = False, more: bool = False
+        self, recv_into: Callable[[memoryview], int], more: bool = False, *, tunnel: bool = False
     ) -> Answer:
         """The next final answer (interim ``1xx`` skipped).
 

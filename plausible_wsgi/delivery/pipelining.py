@@ -143,7 +143,7 @@ class Pipeliner(Generic[R]):
         first = 0.0
         for k, i in enumerate(where):
             try:
-                answer = read(recv_into, more=k < last)
+                answer = read(recv_into, k < last)
             except (BrokenAnswer, OSError) as exc:
                 self._pool.discard(conn)
                 self._unread(exc, where[k:], results, judge)
