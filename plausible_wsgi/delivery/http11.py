@@ -23,25 +23,23 @@ objects cost as much as ``http.client`` (an earlier run: 97 and 131 µs against 
 pipelined: 0.23x ``http.client``'s CPU per event (17.4 µs against 76.3; TLS 24.3/101.2).
 
 Pipelined (:mod:`~plausible_wsgi.delivery.pipelining`: up to 8 requests in one write,
-the answers read in order from this reader's buffer, which keeps the bytes of the next
-answer) — ``python -m bench --only delivery``, 2026-12-02, best of 5 interleaved rounds
-of 4,000, load 3-7, "not pipelined" being ``pipeline_depth=1`` in the same run:
+the answers read in order from this reader's buffer, which keeps the next one's bytes):
+CPU per event of the collector before and after the strict one-pass head below and the
+per-batch settlement, side by side (a process per sender and round, the two versions
+interleaved, best of 5 rounds of 4,000, 2026-12-02, load 1.6 rising to 5):
 
 =====================================  ================  ================
 sender                                 plain HTTP        TLS
 =====================================  ================  ================
-raw socket, prebuilt request (floor)   10.2 µs           14.5 µs
-``http.client`` keep-alive             123.1 µs          128.3 µs
-``transport`` alone                    18.0 µs (0.15x)   28.6 µs (0.22x)
-``transport``, pipelined 8             11.9 µs (0.10x)   12.0 µs (0.09x)
-collector, default, not pipelined      45.4 µs (0.37x)   47.1 µs (0.37x)
-collector, default, pipelined          24.5 µs (0.20x)   22.7 µs (0.18x)
-collector, 1 worker, not / pipelined   40.3 / 24.0 µs    57.1 / 23.7 µs
+raw socket, prebuilt request (floor)   8.3 µs            14.1 µs
+``http.client`` keep-alive             69.8 µs           110.5 µs
+collector, default: before / after     17.5 / 12.1 µs    24.6 / 16.8 µs
+collector, 1 worker: before / after    16.5 / 12.3 µs    23.8 / 17.1 µs
+after ÷ ``http.client`` (default, 1)   0.17x, 0.18x      0.15x, 0.15x
 =====================================  ================  ================
 
 Counted instead of timed (cachegrind, burst of 2,000 to the nginx sink, delivery
-alone): 108k instructions per event before the head grammar below and the per-batch
-settlement (:mod:`~plausible_wsgi.delivery.workers`); 67k after.
+alone): 108k instructions per event before, 63k after; 56k -> 31k of it per answer read.
 """
 
 from __future__ import annotations
