@@ -81,12 +81,12 @@ class Linger:
             self.until = now + LINGER
             self.owner = me
 
-    def due(self, now: float, buffered: int, capacity: int) -> Optional[bool]:
+    def due(self, now: float, half_full: bool) -> Optional[bool]:
         """While lingering, whether the batch is due (time is up, or half the buffer
-        filled); None when not lingering."""
+        filled, in items or in bytes); None when not lingering."""
         if not self.until:
             return None
-        return now >= self.until or buffered * 2 >= capacity
+        return now >= self.until or half_full
 
     def timer(self, me: int, now: float) -> Optional[float]:
         """Seconds until worker ``me`` must wake for the batch it lingers over."""
