@@ -25,6 +25,11 @@ class Buffer(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    @property
+    def half_full(self) -> bool:
+        """Half of either bound reached: a lingering batch is due."""
+        return len(self._items) * 2 >= self.max_items or self.bytes * 2 >= self.max_bytes
+
     def push(self, item: T, size: int) -> tuple[T, ...] | list[T]:
         """Append ``item``; the oldest items it pushed out, if any."""
         items = self._items
