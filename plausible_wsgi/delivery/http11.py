@@ -264,15 +264,15 @@ class AnswerReader:
             raise BrokenAnswer("repeated content-length or transfer-encoding")
         headers: dict[str, str] = {}
         if length is not None:
-            headers["content-length"] = length.decode("latin-1")
+            headers["content-length"] = length.strip(b" \t").decode("latin-1")
         if connection is not None:
-            headers["connection"] = connection.decode("latin-1")
+            headers["connection"] = connection.strip(b" \t").decode("latin-1")
         if coding is not None:
-            headers["transfer-encoding"] = coding.decode("latin-1")
+            headers["transfer-encoding"] = coding.strip(b" \t").decode("latin-1")
         if retry_after is not None:
-            headers["retry-after"] = retry_after.decode("latin-1")
+            headers["retry-after"] = retry_after.strip(b" \t").decode("latin-1")
         if dropped is not None:
-            headers["x-plausible-dropped"] = dropped.decode("latin-1")
+            headers["x-plausible-dropped"] = dropped.strip(b" \t").decode("latin-1")
         return int(code), headers, buf[pos + 7] == 48, end  # 48: "0" of HTTP/1.0
 
     def _head_end(self, pos: int) -> int:
@@ -384,28 +384,30 @@ class AnswerReader:
 
 
 _HEX = b"0123456789abcdefABCDEF"
-# A byte of a field but NUL, LF, CR (and not blank): ranges, one step each for sre.
+# A byte of a field but NUL, LF, CR: ranges, one step each for sre.
 _FIELD = rb"[\x01-\t\x0b\x0c\x0e-\xff]"
-_VALUE = rb"[ \t]*+((?:[ \t]*+[\x01-\x08\x0b\x0c\x0e-\x1f!-\xff]++)*+)[ \t]*+\r\n"
+# A value with the whitespace around it (stripped after): one way to match a line,
+# so a head that fails costs one pass, never a backtracking search.
+_VALUE = rb"(%s*)\r\n" % _FIELD
+_NAMES = b"content-length transfer-encoding connection retry-after x-plausible-dropped".split()
 # The lines the library reads. A framing header (the first two) seen before (its
-# value group set) sets "again"; those groups come after the colon: a line failing one
-# branch there fails them all, so no failed branch leaves its mark.
+# value group set) sets "again"; those groups come after the colon, and no other
+# branch matches these names, so no abandoned branch leaves its mark.
 _WANTED = b"|".join(
     b"(?i:%s):%s%s" % (name, b"(?(%d)())" % (4 + 2 * i) if i < 2 else b"", _VALUE)
-    for i, name in enumerate(
-        b"content-length transfer-encoding connection retry-after x-plausible-dropped".split()
-    )
+    for i, name in enumerate(_NAMES)
 )
+_OTHER = rb"(?!(?i:%s):)[!#$%%&'*+\-.^_`|~0-9A-Za-z]+:%s*\r\n" % (b"|".join(_NAMES), _FIELD)
 #: An answer head and its blank line, as RFC 9112 writes it: the status line, then
 #: ``token ":" value`` lines (no whitespace before the colon, so no folded line; no CR,
-#: LF or NUL in a value or the reason phrase), the values the library reads captured
-#: without the whitespace around: one pass (a regex call costs ~2k instructions, its
-#: work ~35 a byte). Groups: version, status, ``Content-Length`` again and its value,
-#: the same for ``Transfer-Encoding``, then ``Connection``, ``Retry-After``,
-#: ``x-plausible-dropped``.
+#: LF or NUL in a value or the reason phrase), the values the library reads captured:
+#: one pass (a regex call costs ~2k instructions, its work ~35 a byte). Every line
+#: matches one way only (Python < 3.11 has no possessive quantifiers): a head that
+#: fails, or is not whole yet, costs a pass too. Groups: version, status,
+#: ``Content-Length`` again and its value, the same for ``Transfer-Encoding``, then
+#: ``Connection``, ``Retry-After``, ``x-plausible-dropped``.
 _HEAD = re.compile(
-    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: %s*+)?\r\n(?:%s|[!#$%%&'*+\-.^_`|~0-9A-Za-z]++:"
-    rb"%s*+\r\n)*+\r\n" % (_FIELD, _WANTED, _FIELD)
+    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: %s*)?\r\n(?:%s|%s)*\r\n" % (_FIELD, _WANTED, _OTHER)
 )
 #: ``Connection`` values that need no tokenising: keep-alive or not, for 1.0 and 1.1.
 _PLAIN_CONNECTION = {"keep-alive": True, "Keep-Alive": True, "close": False, "Close": False}
