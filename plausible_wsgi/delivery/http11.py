@@ -257,7 +257,7 @@ class AnswerReader:
         end = match.end()
         if end - pos > MAX_HEAD + 4:
             raise BrokenAnswer("answer head too large")
-        _, code, length_again, length, coding_again, coding, connection, retry_after, dropped = (
+        _, code, _, length_again, length, coding_again, coding, connection, retry_after, dropped = (
             match.groups()
         )
         if length_again is not None or coding_again is not None:
@@ -386,28 +386,28 @@ class AnswerReader:
 _HEX = b"0123456789abcdefABCDEF"
 # A byte of a field but NUL, LF, CR: ranges, one step each for sre.
 _FIELD = rb"[\x01-\t\x0b\x0c\x0e-\xff]"
-# A value with the whitespace around it (stripped after): one way to match a line,
-# so a head that fails costs one pass, never a backtracking search.
+# A value with the whitespace around it (stripped after): one way to match it.
 _VALUE = rb"(%s*)\r\n" % _FIELD
-_NAMES = b"content-length transfer-encoding connection retry-after x-plausible-dropped".split()
 # The lines the library reads. A framing header (the first two) seen before (its
-# value group set) sets "again"; those groups come after the colon, and no other
-# branch matches these names, so no abandoned branch leaves its mark.
+# value group set) sets "again" (the group before it).
 _WANTED = b"|".join(
-    b"(?i:%s):%s%s" % (name, b"(?(%d)())" % (4 + 2 * i) if i < 2 else b"", _VALUE)
-    for i, name in enumerate(_NAMES)
+    b"(?i:%s):%s%s" % (name, b"(?(%d)())" % (5 + 2 * i) if i < 2 else b"", _VALUE)
+    for i, name in enumerate(
+        b"content-length transfer-encoding connection retry-after x-plausible-dropped".split()
+    )
 )
-_OTHER = rb"(?!(?i:%s):)[!#$%%&'*+\-.^_`|~0-9A-Za-z]+:%s*\r\n" % (b"|".join(_NAMES), _FIELD)
 #: An answer head and its blank line, as RFC 9112 writes it: the status line, then
 #: ``token ":" value`` lines (no whitespace before the colon, so no folded line; no CR,
 #: LF or NUL in a value or the reason phrase), the values the library reads captured:
-#: one pass (a regex call costs ~2k instructions, its work ~35 a byte). Every line
-#: matches one way only (Python < 3.11 has no possessive quantifiers): a head that
-#: fails, or is not whole yet, costs a pass too. Groups: version, status,
-#: ``Content-Length`` again and its value, the same for ``Transfer-Encoding``, then
-#: ``Connection``, ``Retry-After``, ``x-plausible-dropped``.
+#: one pass (a regex call costs ~2k instructions, its work ~35 a byte). The header lines
+#: are matched inside a lookahead and consumed by its backreference: an atomic group
+#: (Python < 3.11 has none, nor possessive quantifiers), so a head that fails, or is
+#: not whole yet, is never searched again line by line for another reading. Groups:
+#: version, status, the header lines, ``Content-Length`` again and its value, the same
+#: for ``Transfer-Encoding``, then ``Connection``, ``Retry-After``, ``x-plausible-dropped``.
 _HEAD = re.compile(
-    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: %s*)?\r\n(?:%s|%s)*\r\n" % (_FIELD, _WANTED, _OTHER)
+    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: %s*)?\r\n"
+    rb"(?=((?:%s|[!#$%%&'*+\-.^_`|~0-9A-Za-z]+:%s*\r\n)*))\3\r\n" % (_FIELD, _WANTED, _FIELD)
 )
 #: ``Connection`` values that need no tokenising: keep-alive or not, for 1.0 and 1.1.
 _PLAIN_CONNECTION = {"keep-alive": True, "Keep-Alive": True, "close": False, "Close": False}
