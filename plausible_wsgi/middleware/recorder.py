@@ -109,10 +109,9 @@ class Recorder:
             return
         finally:
             exchange.view = None  # the environ copy: not kept longer than needed
-        info = exchange.info
-        if plan is None or info is None:  # decide() records only requests with a URL
+        if plan is None or not exchange.visitor:  # decide() records only those with a URL
             return
-        event = plan.event(info)
+        event = plan.event(exchange)
         if decision.tracked is Tracked.BOT:
             targets, names = self.bot_collectors, self._bot_names
         else:

@@ -80,10 +80,11 @@ class ResponseBody:
         ``iter()``, at the first). A generator: resuming one costs less than a method
         call per chunk, and its end reaches the server's loop without a StopIteration
         raised through our frames."""
-        info = self.exchange.info
+        exchange = self.exchange
+        visitor = exchange.visitor
         iterator: Optional[Iterator[bytes]] = None
         while True:
-            token = bind_request(info) if info is not None else None
+            token = bind_request(exchange) if visitor else None
             try:
                 if iterator is None:
                     iterator = iter(iterable)
@@ -91,7 +92,7 @@ class ResponseBody:
             except StopIteration:
                 return
             except BaseException:
-                self.exchange.failed = True
+                exchange.failed = True
                 raise
             finally:
                 if token is not None:
@@ -105,8 +106,8 @@ class ResponseBody:
         try:
             close = getattr(self.iterable, "close", None)
             if close is not None:
-                info = self.exchange.info
-                token = bind_request(info) if info is not None else None
+                exchange = self.exchange
+                token = bind_request(exchange) if exchange.visitor else None
                 try:
                     close()
                 finally:

@@ -12,7 +12,7 @@ from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..agents import AgentClassifier
-from ..context import RequestInfo, bind_request, unbind_request
+from ..context import bind_request, unbind_request
 from ..proxies import client_ip
 from ..request import (
     PathPattern,
@@ -179,8 +179,7 @@ class PlausibleMiddleware:
         except Exception as exc:
             recorder.error("reading the request", exc, request=True)
             return self.app(environ, start_response)
-        info = exchange.info
-        token = bind_request(info) if info is not None else None
+        token = bind_request(exchange) if exchange.visitor else None
         try:
             iterable = self.app(environ, exchange.start_response)
         except BaseException:
@@ -228,19 +227,17 @@ class PlausibleMiddleware:
             page = self._page(environ, key)
         options = self.options
         agent = sendable_user_agent(get("HTTP_USER_AGENT"))
-        info: Optional[RequestInfo] = None
+        referrer = address = None
         if page.url is not None:
-            info = RequestInfo(
-                page.url,
-                referrer_origin(get("HTTP_REFERER")),
-                agent,
-                client_ip(environ, options.trusted_proxies),
-            )
+            referrer = referrer_origin(get("HTTP_REFERER"))
+            address = client_ip(environ, options.trusted_proxies)
         return WSGIExchange(
             start_response,
             get("REQUEST_METHOD", ""),
             page,
-            info,
+            referrer,
+            agent,
+            address,
             options.classify(agent),
             get("HTTP_RANGE") if options.file_downloads else None,
         )
