@@ -257,9 +257,8 @@ class PlausibleCollector(Tracker):
         return self._engine.last_success_at
 
     def _accept(self, event: Event) -> bool:
-        user_agent = event.user_agent
-        if user_agent is not None and len(user_agent) > MAX_USER_AGENT_LENGTH:
-            event = event._replace(user_agent=user_agent[:MAX_USER_AGENT_LENGTH])
+        if event.user_agent is not None and len(event.user_agent) > MAX_USER_AGENT_LENGTH:
+            event = event._replace(user_agent=event.user_agent[:MAX_USER_AGENT_LENGTH])
         feeder = self._feeder
         if feeder is not None and feeder.append(
             encode_event(event, self.domain), event.user_agent, event.client_ip

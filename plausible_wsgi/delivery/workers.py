@@ -196,10 +196,9 @@ class WorkerPool(Generic[T]):
             return self._ramp.join_in(_monotonic(), self._draining) is None
         if self._eager:
             return True
-        queued = len(self._buffer.items)  # not len(self._buffer): a Python call per event
         if self._linger.until:  # the lingering worker wakes by its timer
-            return queued * 2 >= self._buffer.max_items
-        return queued >= self.batch_size
+            return len(self._buffer.items) * 2 >= self._buffer.max_items
+        return len(self._buffer.items) >= self.batch_size  # len(Buffer): a Python call
 
     def _take(self, admission: Admission) -> list[tuple[T, int]]:
         """The next item; while answers are fast, up to the pipeline's depth of them."""
