@@ -154,7 +154,7 @@ def uvicorn_rows(seconds: float, rounds: int) -> list[dict[str, Any]]:
     modes = ("bare", "on", "buffered")
     best = dict.fromkeys(modes, 0.0)
     pages = received = 0
-    with Sink(access_log=True) as sink:
+    with Sink() as sink:
         for _ in range(rounds):
             for mode in modes:  # interleaved: drift in the load hits all alike
                 result = _uvicorn_round(sink, mode, seconds)

@@ -352,7 +352,7 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
     modes = ["bare", "on"] if quick else ["bare", "on", "buffered"]
     label = f"{rounds} rounds x {seconds:g} s, {blocks} server starts"
     rows = []
-    with Sink(access_log=True) as sink:
+    with Sink() as sink:
         for worker_class in WORKER_CLASSES:
             results = measure(
                 sink, worker_class, modes, seconds, rounds, app="example", blocks=blocks

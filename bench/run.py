@@ -211,7 +211,8 @@ def write_markdown(path: Path, rows: list[dict[str, Any]], quick: bool, seconds:
         " in short rounds, the modes taking turns, the servers started afresh per block;"
         " worker CPU per page read from `/proc` around each round, ratio = median of the"
         " per-round paired ratios (middle half shown; bare vs bare for the estimator's"
-        " own); page views counted in the nginx sink's access log after `SIGTERM`,"
+        " own); page views counted by the nginx sink's request counter (`stub_status`: no"
+        " log line per event on the shared cores) after `SIGTERM`,"
         " against wrk's count and the workers' counters.",
         "- **memory** (`bench/memory.py`): `VmRSS` a fresh interpreter gains from importing"
         " the package and tracking one event (or wrapping an app), vs `import requests`"

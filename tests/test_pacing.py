@@ -23,6 +23,7 @@ from plausible_wsgi.delivery.pacing import RAMP, Ramp
 from plausible_wsgi.stats import Settlement
 
 HOUR = 3600.0
+ITEM_BYTES = 100
 
 
 class Recorder:
@@ -37,9 +38,14 @@ class Recorder:
 
 
 def lingering_engine(
-    recorder: Recorder, *, batch_size: int = 2, max_queue_size: int = 1000
+    recorder: Recorder,
+    *,
+    batch_size: int = 2,
+    max_queue_size: int = 1000,
+    max_buffer_bytes: int = 1 << 20,
 ) -> DeliveryEngine[int]:
-    """An engine whose first batch went out fast, so its worker now lingers."""
+    """An engine whose first batch went out fast, so its worker now lingers. Each item
+    is ``ITEM_BYTES`` bytes for the byte bound."""
     engine: DeliveryEngine[int] = DeliveryEngine(
         recorder,
         name="linger-test",
@@ -47,6 +53,8 @@ def lingering_engine(
         batch_size=batch_size,
         flush_interval=HOUR,
         max_queue_size=max_queue_size,
+        max_buffer_bytes=max_buffer_bytes,
+        size_of=lambda item: ITEM_BYTES,
     )
     for item in range(batch_size):
         engine.put(item)
@@ -89,6 +97,19 @@ def test_half_a_buffer_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch)
     recorder = Recorder()
     engine = lingering_engine(recorder, max_queue_size=20)
     for item in range(2, 12):  # the tenth fills half the buffer
+        engine.put(item)
+    wait_until(lambda: engine.stats().sent == 12, timeout=30)  # no flush()
+    assert not engine.stats().dropped
+    engine.close(5)
+
+
+def test_half_the_byte_bound_wakes_a_lingering_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Large events reach the byte bound long before the item bound: waiting for the
+    # linger would make the buffer drop the oldest.
+    monkeypatch.setattr(pacing, "LINGER", HOUR)
+    recorder = Recorder()
+    engine = lingering_engine(recorder, max_buffer_bytes=20 * ITEM_BYTES)
+    for item in range(2, 12):  # the tenth fills half the bytes; a thousand items fit
         engine.put(item)
     wait_until(lambda: engine.stats().sent == 12, timeout=30)  # no flush()
     assert not engine.stats().dropped

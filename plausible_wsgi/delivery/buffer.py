@@ -28,6 +28,11 @@ class Buffer(Generic[T]):
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def half_full(self) -> bool:
+        """Half of either bound reached: a lingering batch is due."""
+        return len(self.items) * 2 >= self.max_items or self.bytes * 2 >= self.max_bytes
+
     def push(self, item: T, size: int) -> tuple[T, ...] | list[T]:
         """Append ``item``; the oldest items it pushed out, if any."""
         items = self.items

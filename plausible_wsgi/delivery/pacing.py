@@ -4,9 +4,15 @@ guarded by the engine's lock unless said otherwise.
 
 - **Linger**: while traffic fills a batch faster than every :data:`LINGER` seconds,
   the worker that drained the buffer sleeps ``LINGER`` on its own timer and ``put()``
-  does not wake it (unless half the buffer fills): at one event per millisecond it
-  takes batches of ~50 rather than ``batch_size`` (10), with no wake-up from the
-  request thread; each batch pays a wake-up and cold caches once (bench/steady.py).
+  does not wake it (unless half the buffer fills, in events or bytes): at one event
+  per millisecond it takes batches of ~500 rather than ``batch_size`` (10), with no
+  wake-up from the request thread. Each drain pays a wake-up and cold caches once,
+  and while it runs the delivery thread and a busy request thread hand the GIL back
+  and forth: the fewer drains the cheaper each event, for both threads. A request
+  thread busy ~350 µs per page, one page view each (``/tmp`` harness, 2,000 pages,
+  11 interleaved rounds, medians): the delivery thread's CPU per event 32.2 µs at a
+  linger of 0.05 s, 26.5 at 0.2, 23.9 at 0.5. The price: a hard kill (SIGKILL, OOM)
+  loses what is buffered, now up to half a second of traffic; the spool keeps it.
 - **Ramp**: one worker keeps up with a fast server, and threads contending for the
   GIL cost CPU for nothing (bench/delivery.py, a burst on a loaded machine: four
   workers sharing it spent ~1.7x the CPU per event of one). Another worker joins
@@ -33,7 +39,7 @@ from typing import Optional, Protocol
 __all__ = ["LINGER", "PROBE_DEPTH", "PROBE_EVERY", "PROBE_MOST", "RAMP", "Gauge", "Linger", "Ramp"]
 
 #: Seconds a batch may gather after a drain while traffic is fast.
-LINGER = 0.05
+LINGER = 0.5
 #: Seconds every draining worker must have waited on the server before another joins.
 RAMP = 0.01
 #: Weight of the newest attempt in the smoothed attempt time ...
@@ -81,12 +87,12 @@ class Linger:
             self.until = now + LINGER
             self.owner = me
 
-    def due(self, now: float, buffered: int, capacity: int) -> Optional[bool]:
+    def due(self, now: float, half_full: bool) -> Optional[bool]:
         """While lingering, whether the batch is due (time is up, or half the buffer
-        filled); None when not lingering."""
+        filled, in items or in bytes); None when not lingering."""
         if not self.until:
             return None
-        return now >= self.until or buffered * 2 >= capacity
+        return now >= self.until or half_full
 
     def timer(self, me: int, now: float) -> Optional[float]:
         """Seconds until worker ``me`` must wake for the batch it lingers over."""

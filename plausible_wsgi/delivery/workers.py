@@ -185,7 +185,7 @@ class WorkerPool(Generic[T]):
         """Nobody drains, events wait: None when they are due, else the wait."""
         if now >= self._next_tick or self._flush_waiters or self._closed or self._eager:
             return None
-        due = self._linger.due(now, len(self._buffer), self._buffer.max_items)
+        due = self._linger.due(now, self._buffer.half_full)
         if due is None:
             due = len(self._buffer) >= self.batch_size
         return None if due else self._next_tick - now
@@ -197,7 +197,7 @@ class WorkerPool(Generic[T]):
         if self._eager:
             return True
         if self._linger.until:  # the lingering worker wakes by its timer
-            return len(self._buffer.items) * 2 >= self._buffer.max_items
+            return self._buffer.half_full
         return len(self._buffer.items) >= self.batch_size  # len(Buffer): a Python call
 
     def _take(self, admission: Admission) -> list[tuple[T, int]]:
