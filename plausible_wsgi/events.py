@@ -271,15 +271,16 @@ def encode_event(event: Event, domain: str) -> bytes:
     the short ``i`` key and defaults to true. The same bytes as ``_encoder`` would
     make of the dict of these keys, in this order.
     """
-    parts = ['{"domain":', _quote(domain), ',"name":', _quote(event.name)]
-    parts += (',"url":', _quote(event.url))
-    if event.referrer:
-        parts += (',"referrer":', _quote(event.referrer))
-    if event.props:
-        parts += (',"props":', _encoder.encode(event.props))
-    if event.revenue is not None:
-        parts += (',"revenue":', _encoder.encode(event.revenue.to_json()))
-    if not event.interactive:
+    # One unpacking: a NamedTuple's field read is a descriptor call each.
+    _, name, url, referrer, props, revenue, interactive, _, _ = event
+    parts = ['{"domain":', _quote(domain), ',"name":', _quote(name), ',"url":', _quote(url)]
+    if referrer:
+        parts += (',"referrer":', _quote(referrer))
+    if props:
+        parts += (',"props":', _encoder.encode(props))
+    if revenue is not None:
+        parts += (',"revenue":', _encoder.encode(revenue.to_json()))
+    if not interactive:
         parts.append(',"interactive":false')
     parts.append("}")
     # A lone surrogate would make the body invalid UTF-8 (a 400); "?" keeps the event.

@@ -104,21 +104,31 @@ class Poster:
         results: list[Union[Settlement, Exception, None]] = [None] * len(items)
         requests: list[Request] = []
         sent: list[int] = []
+        domain = self.domain
         for i, item in enumerate(items):
             try:
-                body = self._body(item)
+                if type(item) is SpoolRecord:
+                    body = item.body
+                    self._attempting(item)
+                else:
+                    body = encode_event(item, domain)  # type: ignore[arg-type]
             except Exception as exc:  # not sent; the engine logs it as unexpected
                 results[i] = exc
                 continue
-            self._attempting(item)
             requests.append((body, item.user_agent, item.client_ip))
             sent.append(i)
+        counted = 0
         for i, result in zip(sent, self.transport.send_many(requests)):
             if isinstance(result, Response):
-                results[i] = self._settlement(result)
+                if result.outcome is Outcome.SENT:
+                    results[i] = Settlement.SENT
+                    counted += 1
+                else:
+                    results[i] = self._settlement(result)
             elif result is not None:
                 self.health.failed(result.kind)
                 results[i] = result
+        self.health.answers += counted
         return results
 
     def _post(

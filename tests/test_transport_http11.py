@@ -101,6 +101,15 @@ def test_plausible_answer() -> None:
     assert answer.headers["x-plausible-dropped"] == "1"
 
 
+def test_header_values_lose_the_whitespace_around_and_lookalike_names_are_other_headers() -> None:
+    answer = read(
+        b"HTTP/1.1 202\r\nContent-Length-X: 9\r\nContent-Length:\t 2 \t\r\n"
+        b"Content-Lengthy: 7\r\nx-plausible-dropped:  not a  bot \r\nX-Odd: \xff\x01\r\n\r\nok"
+    )
+    assert (answer.status, answer.body, answer.keep_alive) == (202, b"ok", True)
+    assert answer.headers == {"content-length": "2", "x-plausible-dropped": "not a  bot"}
+
+
 def test_answer_split_in_every_place() -> None:
     raw = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nok"
     for cut in range(1, len(raw)):
@@ -156,12 +165,43 @@ def test_no_body_statuses_and_tunnel() -> None:
         b"HTTP/1.1 202 OK\r\nX: a\r\n b\r\nContent-Length: 0\r\n\r\n",
         # Ambiguous framing is a broken head, not a status to trust.
         b"HTTP/1.1 202 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        b"HTTP/1.1 202 OK\r\ncontent-length: 2\r\nX: y\r\nCONTENT-LENGTH: 2\r\n\r\nok",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        # The grammar: a token, a colon, a value without CR, LF or NUL.
+        b"HTTP/1.1 202 OK\r\nNoColon\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nContent-Length : 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nX: a\0b\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nX: a\nContent-Length: 9\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 O\0K\r\nContent-Length: 0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\n: empty name\r\nContent-Length: 0\r\n\r\n",
     ],
 )
 def test_malformed_heads_are_broken_without_a_status(raw: bytes) -> None:
     with pytest.raises(BrokenAnswer) as caught:
         read(raw)
     assert caught.value.status is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # Each is refused after one pass of the grammar. A grammar whose lines can match
+        # in two ways (a wanted name as any header; whitespace in and around a value)
+        # searches 2**n ways first: 2**120 here, which the suite's timeout would cut.
+        b"HTTP/1.1 202 OK\r\n" + b"Connection: keep-alive\r\n" * 120 + b"Bad Line\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\n" + b"X-Plausible-Dropped: 1\r\n" * 120 + b"\n\r\n",
+        b"HTTP/1.1 202 OK\r\nRetry-After:" + b" \t" * 3000 + b"1 \t" * 1000 + b"\n\r\n",
+        b"HTTP/1.1 202 OK\r\nX:" + b" a" * 3000 + b"\r\r\n\r\n",
+    ],
+    ids=["wanted-lines", "wanted-lines-bare-lf", "blank-value", "spaced-value"],
+)
+def test_hostile_heads_are_refused_in_one_pass(raw: bytes) -> None:
+    with pytest.raises(BrokenAnswer):
+        read(raw)
+    # Not whole yet: the grammar is tried on what came and fails the same way.
+    for cut in (len(raw) // 2, len(raw) - 3):
+        with pytest.raises(BrokenAnswer):
+            read(raw[:cut], raw[cut:])
 
 
 @pytest.mark.parametrize(
@@ -311,3 +351,18 @@ def test_fuzz_valid_ish_answers_in_any_split(raw: bytes, sizes: list[int]) -> No
 def test_fuzz_endless_stream_after_an_answer_start(prefix: bytes) -> None:
     """Whatever came first, an endless stream behind it never makes read() loop."""
     _outcome([prefix, *itertools.repeat(b"HTTP/1.1 100 Continue\r\n\r\n" + b"x" * 100, 500)])
+
+
+def test_pipelined_answers_beyond_the_capacity_are_read_in_order() -> None:
+    """Answers read together are kept for the next read; more of them than the buffer
+    holds at once are each read whole (the kept bytes move to the front when needed)."""
+    answers = [
+        b"HTTP/1.1 202 OK\r\nContent-Length: %d\r\n\r\n%d" % (len(b"%d" % i), i)
+        for i in range(1000)
+    ]
+    assert sum(map(len, answers)) > 2 * http11.CAPACITY
+    reader, feed = AnswerReader(), Feed([b"".join(answers)])
+    for i in range(1000):
+        answer = reader.read(feed, more=i < 999)
+        assert (answer.body, answer.keep_alive) == (b"%d" % i, True)
+    assert feed.consumed == sum(map(len, answers))

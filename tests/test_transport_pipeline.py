@@ -162,6 +162,41 @@ def test_collector_pipelines_through_nginx(nginx: tuple[str, Path], fast: None) 
     wait_until(lambda: log.read_bytes().count(b'"POST /api/event ') == 200, 10)
 
 
+def test_a_batch_settles_all_counted_at_once_or_each_answer_as_its_own(fast: None) -> None:
+    """All counted: one verdict for the batch; a batch with a dropped or rejected answer
+    settles each event by its own answer (counts, last success, breaker)."""
+    with PlausibleReceiver(domains=["example.com"]) as receiver:
+        breaker = pw.CircuitBreakerConfig(max_consecutive_failures=2, timeout=60)
+        c = collector(receiver.url, circuit_breaker=breaker, retry=None)
+        track(c, range(8))
+        assert c.flush(30)
+        stats = c.stats()
+        assert (stats.sent, stats.failed, stats.dropped, stats.breaker_state) == (
+            8,
+            0,
+            {},
+            "closed",
+        )
+        assert stats.last_success_at is not None
+        assert stats.last_failure_at is None
+        receiver.enqueue_faults(
+            Fault(202), Fault(202, {"x-plausible-dropped": "bot"}), Fault(400), Fault(400)
+        )
+        track(c, range(8, 16))
+        assert c.flush(30)
+        c.close()
+        stats = c.stats()
+    # Two rejections in a row are answers, not faults of the server: the breaker stays.
+    assert (stats.sent, stats.failed, stats.dropped, stats.breaker_state) == (
+        13,
+        2,
+        {"server_dropped": 1},
+        "closed",
+    )
+    assert stats.last_failure_at is not None
+    assert stats.in_flight == stats.queued == 0
+
+
 def test_receiver_reads_pipelined_requests_in_order_with_the_visitor_headers() -> None:
     with PlausibleReceiver(domains=["example.com"]) as receiver:
         transport = HttpTransport(receiver.url, timeout=10, pipeline_depth=8)

@@ -82,6 +82,14 @@ class Requeues(Generic[T]):
         counts = self._counts
         return bool(counts) and id(item) in counts
 
+    def resends(self, items: list[T]) -> Optional[list[bool]]:
+        """Which of ``items`` were put back before; None when none was (the usual:
+        nothing put back at all)."""
+        if not self._counts:
+            return None
+        found = list(map(self.is_resend, items))
+        return found if any(found) else None
+
     def forget(self, item: T) -> None:
         if self._counts:
             self._counts.pop(id(item), None)
@@ -251,23 +259,32 @@ class Deliverer(Generic[T]):
         return settlement
 
     def deliver_all(
-        self, items: list[T], admission: Admission, resends: list[bool]
+        self, items: list[T], admission: Admission, resends: Optional[list[bool]]
     ) -> list[Settlement | Requeue]:
         """:meth:`deliver` for one item; several (taken while the breaker is closed) are
         sent at once, then each settled as :meth:`deliver` would: a failed attempt goes
         through the retry policy, one that provably did not reach the server is
-        delivered again alone, not counted as a retry."""
+        delivered again alone, not counted as a retry.
+
+        :param resends: per item, whether it was put back before (None: none was).
+        """
         if len(items) == 1:
-            return [self.deliver(items[0], admission, resends[0])]
+            return [self.deliver(items[0], admission, resends is not None and resends[0])]
         assert self.pipeline is not None
         started = _monotonic()
         try:
             results = self.pipeline.send_many(items)
         except Exception as exc:
             return [self._unexpected(exc) for _ in items]
+        if resends is None and results.count(Settlement.SENT) == len(results):
+            # All counted at the first attempt (the usual): one verdict for the batch.
+            if self.breaker is not None:
+                self.breaker.record_success(Admission.NORMAL)
+            self.last_success_at = time.time()
+            return results  # type: ignore[return-value]
         out: list[Settlement | Requeue] = []
         cut_told = False
-        for item, result, resend in zip(items, results, resends):
+        for item, result, resend in zip(items, results, resends or [False] * len(items)):
             if result is None:
                 out.append(self._unsent(item, resend))
                 continue

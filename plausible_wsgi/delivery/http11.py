@@ -19,40 +19,27 @@ Why purpose-built: ``http.client`` parses every answer's headers with the ``emai
 package, makes a ``makefile()`` reader per answer and polls before each of its system
 calls; ``requests``/``urllib3`` sit on top of it; ``h11`` is correct but its event
 objects cost as much as ``http.client`` (an earlier run: 97 and 131 µs against 107 and
-119); ``pycurl`` would be a compiled dependency for one fixed POST. CPU per delivered
-event on loopback against nginx answering ``202 ok`` (the senders of ``python -m bench
---only delivery``, each round in its own process, best of 7 interleaved rounds of 3,000;
-2 shared cores at load 11-16, so ratios, not absolutes):
-
-=====================================  ================  ================
-sender                                 plain HTTP        TLS
-=====================================  ================  ================
-raw socket, prebuilt request (floor)   8.8 µs            14.5 µs
-``http.client`` keep-alive             76.3 µs           101.2 µs
-this module + ``transport`` alone      17.4 µs (0.23x)   24.3 µs (0.24x)
-=====================================  ================  ================
+119); ``pycurl`` would be a compiled dependency for one fixed POST. Alone, not
+pipelined: 0.23x ``http.client``'s CPU per event (17.4 µs against 76.3; TLS 24.3/101.2).
 
 Pipelined (:mod:`~plausible_wsgi.delivery.pipelining`: up to 8 requests in one write,
-the answers read in order from this reader's buffer, which keeps the bytes of the next
-answer) — ``python -m bench --only delivery``, 2026-12-02, best of 5 interleaved rounds
-of 4,000, load 3-7, "not pipelined" being ``pipeline_depth=1`` in the same run:
+the answers read in order from this reader's buffer, which keeps the next one's bytes):
+CPU per event of the collector before and after the strict one-pass head below and the
+per-batch settlement, side by side (a process per sender and round, the two versions
+interleaved, best of 5 rounds of 4,000, 2026-12-02, load 1.6 rising to 5):
 
 =====================================  ================  ================
 sender                                 plain HTTP        TLS
 =====================================  ================  ================
-raw socket, prebuilt request (floor)   10.2 µs           14.5 µs
-``http.client`` keep-alive             123.1 µs          128.3 µs
-``transport`` alone                    18.0 µs (0.15x)   28.6 µs (0.22x)
-``transport``, pipelined 8             11.9 µs (0.10x)   12.0 µs (0.09x)
-collector, default, not pipelined      45.4 µs (0.37x)   47.1 µs (0.37x)
-collector, default, pipelined          24.5 µs (0.20x)   22.7 µs (0.18x)
-collector, 1 worker, not / pipelined   40.3 / 24.0 µs    57.1 / 23.7 µs
+raw socket, prebuilt request (floor)   8.3 µs            14.1 µs
+``http.client`` keep-alive             69.8 µs           110.5 µs
+collector, default: before / after     17.5 / 12.1 µs    24.6 / 16.8 µs
+collector, 1 worker: before / after    16.5 / 12.3 µs    23.8 / 17.1 µs
+after ÷ ``http.client`` (default, 1)   0.17x, 0.18x      0.15x, 0.15x
 =====================================  ================  ================
 
-Counted instead of timed (cachegrind, this process, per event): 73.5k instructions
-plain and 95.6k over TLS, against the floor's 5.4k and 30k; about 52k of it is this
-reader, two thirds of that the head's checks and its one regex. Two system calls per
-event (one write, one read; the floor makes three over TLS).
+Counted instead of timed (cachegrind, burst of 2,000 to the nginx sink, delivery
+alone): 108.8k instructions per event before, 61.9k after; 56k -> 31k per answer read.
 """
 
 from __future__ import annotations
@@ -116,18 +103,14 @@ class Answer:
 
 def header_value(value: str) -> bytes:
     """``value`` encoded for a header line, or :class:`UnsafeHeader`."""
+    # Only CR, LF and NUL break a request (a tab or a C1 control is allowed); three
+    # substring tests of a str cost less than one isprintable() or regex pass.
+    if "\r" in value or "\n" in value or "\0" in value:
+        raise UnsafeHeader("CR, LF or NUL in a header value")
     try:
-        raw = value.encode("latin-1")
+        return value.encode("latin-1")
     except UnicodeEncodeError:
         raise UnsafeHeader("not latin-1") from None
-    # isprintable() is the fast yes (no control character at all); a tab or a C1
-    # control is still allowed, only CR, LF and NUL break a request.
-    if value.isprintable() or _UNSAFE.search(raw) is None:
-        return raw
-    raise UnsafeHeader("CR, LF or NUL in a header value")
-
-
-_UNSAFE = re.compile(b"[\r\n\0]")
 
 
 class RequestTemplate:
@@ -177,29 +160,40 @@ def _closed(view: memoryview) -> int:
     return 0
 
 
-class AnswerReader:
-    """Reads answers into one reused buffer (one reader per connection)."""
+#: ``_next`` when no bytes are kept for a next answer.
+_NOTHING_KEPT = 2 * CAPACITY + 1
 
-    __slots__ = ("_buf", "_end", "_next", "_recv_into", "_view")
+
+class AnswerReader:
+    """Reads answers into one reused buffer (one reader per connection).
+
+    The buffer holds two answers' worth: an answer starts where the previous one ended
+    and may grow :data:`CAPACITY` bytes from there (kept bytes move to the front
+    only once they start past half; pipelined answers come in one read).
+    """
+
+    __slots__ = ("_buf", "_end", "_limit", "_next", "_recv_into", "_view")
 
     def __init__(self) -> None:
         self._recv_into: Callable[[memoryview], int] = _closed
-        self._buf = bytearray(CAPACITY)
+        self._buf = bytearray(2 * CAPACITY)
         self._view = memoryview(self._buf)
         self._end = 0
+        #: Where the answer being read must end at the latest.
+        self._limit = CAPACITY
         #: Where the bytes after the last answer start (kept for a pipelined next one).
-        self._next = 0
+        self._next = _NOTHING_KEPT
 
     def _more(self) -> None:
-        if self._end >= CAPACITY:
+        if self._end >= self._limit:
             raise BrokenAnswer("answer too large")
-        n = self._recv_into(self._view[self._end :])
+        n = self._recv_into(self._view[self._end : self._limit])
         if not n:
             raise _Eof
         self._end += n
 
     def read(
-        self, recv_into: Callable[[memoryview], int], *, tunnel: bool = False, more: bool = False
+        self, recv_into: Callable[[memoryview], int], more: bool = False, *, tunnel: bool = False
     ) -> Answer:
         """The next final answer (interim ``1xx`` skipped).
 
@@ -213,43 +207,82 @@ class AnswerReader:
         :raises BrokenAnswer: malformed, oversized, or cut short.
         """
         self._recv_into = recv_into
-        left = self._end - self._next
-        if left > 0:  # the start of this answer came with the previous one
-            self._buf[:left] = self._view[self._next : self._end]
-        else:
-            left = 0
-        self._end = left
-        self._next = CAPACITY  # nothing kept unless an answer is read whole
-        pos = 0
+        pos = self._next
+        if pos >= self._end:  # nothing kept: from the front
+            pos = self._end = 0
+        elif pos > CAPACITY:  # kept, far in: moved to the front (rare)
+            left = self._end - pos
+            self._buf[:left] = self._view[pos : self._end]
+            pos, self._end = 0, left
+        self._limit = pos + CAPACITY
+        self._next = _NOTHING_KEPT  # nothing kept unless an answer is read whole
+        interim = 0
         try:
-            for _ in range(MAX_INTERIM + 1):
+            while True:
                 status, headers, version_10, head_end = self._head(pos)
-                if 100 <= status < 200:
-                    if status == 101:
-                        raise BrokenAnswer("unexpected 101 Switching Protocols")
-                    pos = head_end
-                    continue
-                try:
-                    return self._answer(
-                        status, headers, head_end, version_10, tunnel=tunnel, more=more
-                    )
-                except BrokenAnswer as exc:
-                    raise BrokenAnswer(str(exc), status, headers) from None
-                except _Eof:
-                    raise BrokenAnswer("connection closed in the body", status, headers) from None
-                except OSError as exc:
-                    raise BrokenAnswer(f"body: {type(exc).__name__}", status, headers) from None
-            raise BrokenAnswer("too many interim answers")
+                if status >= 200:
+                    try:
+                        return self._answer(
+                            status, headers, head_end, version_10, tunnel=tunnel, more=more
+                        )
+                    except BrokenAnswer as exc:
+                        raise BrokenAnswer(str(exc), status, headers) from None
+                    except _Eof:
+                        raise BrokenAnswer(
+                            "connection closed in the body", status, headers
+                        ) from None
+                    except OSError as exc:
+                        raise BrokenAnswer(f"body: {type(exc).__name__}", status, headers) from None
+                if status == 101:
+                    raise BrokenAnswer("unexpected 101 Switching Protocols")
+                interim += 1
+                if interim > MAX_INTERIM:
+                    raise BrokenAnswer("too many interim answers")
+                pos = head_end
         finally:
             self._recv_into = _closed  # no reference cycle through a bound method
 
     def _head(self, pos: int) -> tuple[int, dict[str, str], bool, int]:
+        """Status, wanted headers, whether HTTP/1.0, and the end of the head at ``pos``."""
+        buf = self._buf
+        # One match checks the head against the grammar (anything else is broken:
+        # nothing about it is unambiguous) and picks out the headers the library reads;
+        # tried on what came (a whole head, usually), then once the head's end is in.
+        match = _HEAD.match(buf, pos, self._end) if self._end > pos else None
+        if match is None:
+            end = self._head_end(pos) + 4
+            match = _HEAD.fullmatch(buf, pos, end)
+            if match is None:
+                raise BrokenAnswer(_malformed(bytes(buf[pos:end])))
+        end = match.end()
+        if end - pos > MAX_HEAD + 4:
+            raise BrokenAnswer("answer head too large")
+        _, code, length_again, length, coding_again, coding, connection, retry_after, dropped = (
+            match.groups()
+        )
+        if length_again is not None or coding_again is not None:
+            raise BrokenAnswer("repeated content-length or transfer-encoding")
+        headers: dict[str, str] = {}
+        if length is not None:
+            headers["content-length"] = length.strip(b" \t").decode("latin-1")
+        if connection is not None:
+            headers["connection"] = connection.strip(b" \t").decode("latin-1")
+        if coding is not None:
+            headers["transfer-encoding"] = coding.strip(b" \t").decode("latin-1")
+        if retry_after is not None:
+            headers["retry-after"] = retry_after.strip(b" \t").decode("latin-1")
+        if dropped is not None:
+            headers["x-plausible-dropped"] = dropped.strip(b" \t").decode("latin-1")
+        return int(code), headers, buf[pos + 7] == 48, end  # 48: "0" of HTTP/1.0
+
+    def _head_end(self, pos: int) -> int:
+        """Where the head at ``pos`` ends (its blank line), once read whole."""
         buf = self._buf
         while True:
             # Nothing to search before the first read of an answer.
             end = buf.find(b"\r\n\r\n", pos, self._end) if self._end > pos else -1
             if end >= 0:
-                break
+                return end
             if self._end - pos > MAX_HEAD:
                 raise BrokenAnswer("answer head too large")
             try:
@@ -257,11 +290,9 @@ class AnswerReader:
             except _Eof:
                 what = "in the answer head" if self._end > pos else "before any answer"
                 raise BrokenAnswer(f"connection closed {what}") from None
-        if end - pos > MAX_HEAD:
-            raise BrokenAnswer("answer head too large")
-        status, headers, version_10 = _parse_head(bytes(self._view[pos : end + 2]))
-        return status, headers, version_10, end + 4
 
+    # 16 branches: RFC 9112 6.3's framing rules in one place, and the sized body of
+    # the usual answer read without another call.
     def _answer(
         self,
         status: int,
@@ -281,16 +312,22 @@ class AnswerReader:
             tokens = connection.lower().replace(" ", "").split(",")
             keep_alive = "keep-alive" in tokens if version_10 else "close" not in tokens
         closing = not keep_alive
-        encoding = headers.get("transfer-encoding")
         length = headers.get("content-length")
-        if status in _NO_BODY_STATUSES or (tunnel and 200 <= status < 300):
+        if status in _NO_BODY_STATUSES or (tunnel and status < 300):
             body, end = b"", pos
-        elif encoding is not None:
-            if length is not None or encoding.strip().lower() != "chunked":
+        elif "transfer-encoding" in headers:
+            if length is not None or headers["transfer-encoding"].strip().lower() != "chunked":
                 raise BrokenAnswer("unsupported transfer coding")
             body, end = self._chunked(pos)
         elif length is not None:
-            body, end = self._sized(pos, length)
+            if not (length.isdigit() and length.isascii()) or len(length) > 12:
+                raise BrokenAnswer("bad Content-Length")
+            end = pos + int(length)
+            if end - pos > MAX_BODY:
+                raise BrokenAnswer("answer body too large")
+            while self._end < end:
+                self._more()
+            body = bytes(self._buf[pos:end])
         else:
             body, end, keep_alive = self._until_close(pos), self._end, False
         if end != self._end and not (more and keep_alive):
@@ -298,16 +335,6 @@ class AnswerReader:
             end = self._end
         self._next = end
         return Answer(status, headers, body, keep_alive, closing)
-
-    def _sized(self, pos: int, value: str) -> tuple[bytes, int]:
-        if not (value.isascii() and value.isdigit()) or len(value) > 12:
-            raise BrokenAnswer("bad Content-Length")
-        length = int(value)
-        if length > MAX_BODY:
-            raise BrokenAnswer("answer body too large")
-        while self._end - pos < length:
-            self._more()
-        return bytes(self._view[pos : pos + length]), pos + length
 
     def _until_close(self, pos: int) -> bytes:
         while True:
@@ -357,47 +384,37 @@ class AnswerReader:
 
 
 _HEX = b"0123456789abcdefABCDEF"
-#: The header lines the library reads (no whitespace before the colon, RFC 9112 5.1).
-_WANTED = re.compile(
-    rb"\r\n(connection|content-length|transfer-encoding|retry-after|x-plausible-dropped):"
-    rb"[ \t]*([^\r]*)",
-    re.IGNORECASE,
+# A byte of a field but NUL, LF, CR: ranges, one step each for sre.
+_FIELD = rb"[\x01-\t\x0b\x0c\x0e-\xff]"
+# A value with the whitespace around it (stripped after): one way to match a line,
+# so a head that fails costs one pass, never a backtracking search.
+_VALUE = rb"(%s*)\r\n" % _FIELD
+_NAMES = b"content-length transfer-encoding connection retry-after x-plausible-dropped".split()
+# The lines the library reads. A framing header (the first two) seen before (its
+# value group set) sets "again"; those groups come after the colon, and no other
+# branch matches these names, so no abandoned branch leaves its mark.
+_WANTED = b"|".join(
+    b"(?i:%s):%s%s" % (name, b"(?(%d)())" % (4 + 2 * i) if i < 2 else b"", _VALUE)
+    for i, name in enumerate(_NAMES)
 )
-_NAMES = {
-    b"connection": "connection",
-    b"content-length": "content-length",
-    b"transfer-encoding": "transfer-encoding",
-    b"retry-after": "retry-after",
-    b"x-plausible-dropped": "x-plausible-dropped",
-}
-_FRAMING = ("content-length", "transfer-encoding")
-_VERSIONS = {b"HTTP/1.1 ": False, b"HTTP/1.0 ": True}
+_OTHER = rb"(?!(?i:%s):)[!#$%%&'*+\-.^_`|~0-9A-Za-z]+:%s*\r\n" % (b"|".join(_NAMES), _FIELD)
+#: An answer head and its blank line, as RFC 9112 writes it: the status line, then
+#: ``token ":" value`` lines (no whitespace before the colon, so no folded line; no CR,
+#: LF or NUL in a value or the reason phrase), the values the library reads captured:
+#: one pass (a regex call costs ~2k instructions, its work ~35 a byte). Every line
+#: matches one way only (Python < 3.11 has no possessive quantifiers): a head that
+#: fails, or is not whole yet, costs a pass too. Groups: version, status,
+#: ``Content-Length`` again and its value, the same for ``Transfer-Encoding``, then
+#: ``Connection``, ``Retry-After``, ``x-plausible-dropped``.
+_HEAD = re.compile(
+    rb"HTTP/1\.([01]) ([1-5][0-9][0-9])(?: %s*)?\r\n(?:%s|%s)*\r\n" % (_FIELD, _WANTED, _OTHER)
+)
 #: ``Connection`` values that need no tokenising: keep-alive or not, for 1.0 and 1.1.
 _PLAIN_CONNECTION = {"keep-alive": True, "Keep-Alive": True, "close": False, "Close": False}
 
 
-def _parse_head(head: bytes) -> tuple[int, dict[str, str], bool]:
-    """Status, wanted headers and whether it is HTTP/1.0, of a head ending in one CRLF.
-
-    Only the headers the library reads are picked out (one regex scan: a third of the
-    cost of a full parse, which was most of the reader's time); the whole head is still
-    checked for the shapes that would make that ambiguous (bare CR or LF, folded lines).
-    """
-    code = head[9:12]
-    version_10 = _VERSIONS.get(head[:9])
-    if version_10 is None or head[12:13] not in (b" ", b"\r"):
-        raise BrokenAnswer("not an HTTP/1.x status line")
-    if not (code.isdigit() and b"100" <= code <= b"599"):
-        raise BrokenAnswer("not an HTTP/1.x status line")
-    line_ends = head.count(b"\r\n")
-    if head.count(b"\n") != line_ends or head.count(b"\r") != line_ends:
-        raise BrokenAnswer("bare CR or LF in the answer head")
-    if b"\n " in head or b"\n\t" in head:
-        raise BrokenAnswer("folded header line")
-    headers: dict[str, str] = {}
-    for raw_name, raw_value in _WANTED.findall(head):
-        name = _NAMES[raw_name.lower()]
-        if name in _FRAMING and name in headers:
-            raise BrokenAnswer(f"repeated {name}")
-        headers[name] = raw_value.rstrip(b" \t").decode("latin-1")
-    return int(code), headers, version_10
+def _malformed(head: bytes) -> str:
+    """What is wrong with a head the grammar refused (for the log)."""
+    if not re.match(rb"HTTP/1\.[01] [1-5][0-9][0-9][ \r]", head):
+        return "not an HTTP/1.x status line"
+    return "folded header line" if b"\n " in head or b"\n\t" in head else "malformed header"

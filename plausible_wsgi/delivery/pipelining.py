@@ -16,8 +16,9 @@ requests written after it, and when to stop pipelining.
   keep-alive, so a server closing or resetting after every request leaves them unsent
   rather than in doubt.
 - One deadline (the transport's ``timeout``) for the whole batch.
-- Each batch that got two or more answers leaves :attr:`Pipeliner.gap`, the mean time
-  between consecutive answers (monotonic): about one service time of the server, with
+- Each batch that got two or more answers (and no unreadable one) leaves
+  :attr:`Pipeliner.gap`, the mean time between consecutive answers (monotonic, taken
+  at the first and the last answer only): about one service time of the server, with
   the round trip paid once before the first answer. A far but fast server answers a
   batch close together; a slow one (pipelined requests served one after the other)
   far apart. The engine's ramp judges it.
@@ -137,46 +138,47 @@ class Pipeliner(Generic[R]):
             _in_doubt(where, results, FailureKind.CUT, f"write cut: {reason(exc.error)}")
             return
         last = len(where) - 1
+        read = conn.reader.read
+        recv_into = conn.recv_into
         first = 0.0
         for k, i in enumerate(where):
-            answer = self._next_answer(conn, k < last, where[k:], results, judge)
-            if answer is None:
+            try:
+                answer = read(recv_into, k < last)
+            except (BrokenAnswer, OSError) as exc:
+                self._pool.discard(conn)
+                self._unread(exc, where[k:], results, judge)
                 if last - k >= 1:
                     self._mishandled()
-                return
+                return  # the gap is left as it was: this batch's answers stopped
             if k == 0:
                 first = time.monotonic()
-            else:
-                self.gap = (time.monotonic() - first) / k
             results[i] = judge(answer)
             if not answer.keep_alive:
                 self._pool.discard(conn)
                 if k < last and not answer.closing:
                     _in_doubt(where[k + 1 :], results, FailureKind.CUT, "closed early")
+                self._gauge(first, k)
                 return  # after a declared close: the later ones unsent (None)
-        conn.idle_since = time.monotonic()
+        conn.idle_since = now = time.monotonic()
+        if last:
+            self.gap = (now - first) / last
 
-    def _next_answer(
-        self,
-        conn: Connection,
-        more: bool,
-        owed: list[int],
-        results: Results[R],
-        judge: Judge[R],
-    ) -> Optional[Answer]:
-        """The next answer; None when reading failed (``owed`` settled, ``conn`` gone)."""
-        try:
-            return conn.reader.read(conn.recv_into, more=more)
-        except (BrokenAnswer, OSError) as exc:
-            self._pool.discard(conn)
-            if isinstance(exc, BrokenAnswer) and exc.status is not None:
-                # The status is the server's answer; only the body was cut or unreadable.
-                results[owed[0]] = judge(Answer(exc.status, exc.headers, b"", False))
-                _in_doubt(owed[1:], results, FailureKind.CUT, "no answer")
-            else:
-                failure = read_failure(exc, self._timeout)
-                _in_doubt(owed, results, failure.kind, str(failure))
-        return None
+    def _gauge(self, first: float, k: int) -> None:
+        """The gap, from the first answer to answer ``k`` (read just now)."""
+        if k >= 1:
+            self.gap = (time.monotonic() - first) / k
+
+    def _unread(
+        self, exc: BaseException, owed: list[int], results: Results[R], judge: Judge[R]
+    ) -> None:
+        """Settle ``owed`` after reading the first of them failed."""
+        if isinstance(exc, BrokenAnswer) and exc.status is not None:
+            # The status is the server's answer; only the body was cut or unreadable.
+            results[owed[0]] = judge(Answer(exc.status, exc.headers, b"", False))
+            _in_doubt(owed[1:], results, FailureKind.CUT, "no answer")
+        else:
+            failure = read_failure(exc, self._timeout)
+            _in_doubt(owed, results, failure.kind, str(failure))
 
     def _mishandled(self) -> None:
         self._strikes += 1

@@ -100,6 +100,10 @@ def classify(status: int, headers: Any, body: bytes, max_retry_after: float) -> 
     raise AttemptError(FailureKind.STATUS, f"HTTP {status}", status=status, retry_after=retry_after)
 
 
+#: The :class:`Response` of a counted answer in a pipelined batch, per status.
+_COUNTED = {status: Response(Outcome.SENT, status, b"", None) for status in range(200, 300)}
+
+
 class HttpTransport:
     """POSTs event bodies to ``{endpoint}/api/event`` over keep-alive connections.
 
@@ -251,6 +255,13 @@ class HttpTransport:
         return results
 
     def _judge(self, answer: Answer) -> Response | AttemptError:
+        status = answer.status
+        if 200 <= status < 300 and "x-plausible-dropped" not in answer.headers:
+            # Counted: one shared record per status (nobody reads a counted answer's
+            # body in a batch; send() keeps it for the ``send`` command).
+            counted = _COUNTED.get(status)
+            if counted is not None:
+                return counted
         try:
             return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
         except AttemptError as exc:

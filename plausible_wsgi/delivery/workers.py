@@ -50,6 +50,8 @@ _PATIENCE = 0.25
 _monotonic = time.monotonic
 
 
+# A few lines over 250: the halves of one lock protocol (wake, take, settle) read
+# together; split, they would share every field.
 class WorkerPool(Generic[T]):
     """The worker half of :class:`~plausible_wsgi.delivery.engine.DeliveryEngine`.
 
@@ -213,12 +215,13 @@ class WorkerPool(Generic[T]):
         """Deliver events, one or a pipelined batch at a time, until none is due."""
         batch, admission = first
         ramp = self._ramp
-        is_resend = self._requeues.is_resend
+        requeues = self._requeues
         while True:
             items = [item for item, _ in batch]
+            resends = requeues.resends(items)
             started = ramp.started(me)
             try:
-                results = self._one.deliver_all(items, admission, list(map(is_resend, items)))
+                results = self._one.deliver_all(items, admission, resends)
             finally:
                 ramp.ended(me, started, len(items))
             if self._on_settle is not None:
@@ -227,8 +230,13 @@ class WorkerPool(Generic[T]):
                 for item, result in zip(items, results):
                     if not isinstance(result, Requeue):
                         self._report(item, result)
+            all_sent = resends is None and results.count(Settlement.SENT) == len(results)
             with self._lock:
-                finals = [self._settle(*taken, result) for taken, result in zip(batch, results)]
+                finals: list[Optional[Settlement]] = []  # all sent: no item put back
+                if all_sent:
+                    self._settled(Settlement.SENT, len(results))
+                else:
+                    finals = [self._settle(*taken, result) for taken, result in zip(batch, results)]
                 evicted = self._evicted
                 if evicted:
                     self._evicted = []
@@ -281,7 +289,6 @@ class WorkerPool(Generic[T]):
 
     def _settle(self, item: T, size: int, result: Settlement | Requeue) -> Optional[Settlement]:
         """Count the end of an attempt (under the lock); the final settlement, if any."""
-        self._in_flight -= 1
         if isinstance(result, Requeue):
             settlement = (
                 Settlement.SHUTDOWN
@@ -289,14 +296,21 @@ class WorkerPool(Generic[T]):
                 else self._requeues.put_back(item, size, result, self._buffer)
             )
             if settlement is None:
+                self._in_flight -= 1
                 return None
         else:
             settlement = result
         self._requeues.forget(item)
-        self._ledger.settle(settlement)
+        self._settled(settlement, 1)
+        return settlement
+
+    def _settled(self, settlement: Settlement, n: int) -> None:
+        """``n`` items in flight ended as ``settlement`` (under the lock; the requeues
+        know none of them)."""
+        self._in_flight -= n
+        self._ledger.settle(settlement, n)
         waiters = self._flush_waiters
         if waiters and self._ledger.settled >= min(waiters):
             self._settled_cv.notify_all()
         if not self._one.breaker_closed():
             self._work.notify_all()  # a probe settled: the waiting workers look again
-        return settlement
