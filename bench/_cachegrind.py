@@ -25,6 +25,7 @@ of Python-level calls and of unspecialised operations: a NamedTuple's field read
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -74,7 +75,10 @@ def counts(app_name: str, mode: str, requests: int, l2: int) -> dict[str, int]:
         "--child",
         f"{app_name},{mode},{requests}",
     ]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
+    # A fixed hash seed: with a random one, string hashes (so dict probes and resizes)
+    # differ between the two runs whose difference is the figure (~2-3k per request).
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     found: dict[str, int] = {}
     for name, pattern in COUNTERS.items():
         match = re.search(rf"{pattern}:\s+([\d,]+)", done.stderr)

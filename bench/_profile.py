@@ -52,7 +52,7 @@ def main() -> int:
     exchange.start_response("200 OK", headers)
     decision = wrapped.recorder.decision(exchange)
     assert decision.plan is not None, decision
-    assert exchange.info is not None
+    assert exchange.visitor
     names: dict[str, Any] = {
         **globals(),
         "c": collector,
@@ -72,8 +72,8 @@ def main() -> int:
         "resp": decision_module.ResponseFacts(status=200, content_type=headers[0][1]),
         "plan": decision.plan,
         "decision": decision,
-        "info": exchange.info,
-        "ev": decision.plan.event(exchange.info),
+        "info": exchange,
+        "ev": decision.plan.event(exchange),
         "custom": events.make_event(
             events.EventKind.CUSTOM, "Signup", url=URL, props=PROPS, user_agent=UA, client_ip=IP
         ),

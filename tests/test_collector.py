@@ -540,3 +540,34 @@ def test_retry_after_http_date_is_honoured() -> None:
     assert parse_retry_after("120") == 120.0
     assert parse_retry_after("soon") is None
     assert parse_retry_after(None) is None
+
+
+@pytest.mark.parametrize("field", ["url", "referrer", "user_agent"])
+def test_the_byte_bound_counts_each_long_field(
+    http_sink: Sink, make_collector: Make, field: str
+) -> None:
+    # 100 events of ~0.7 KB fit in 100 KB; with one field ~1-2 KB long they do not.
+    # Fails if the size estimate leaves that field out.
+    collector = make_collector(
+        http_sink.url, max_buffer_bytes=100_000, batch_size=10_000, flush_interval=3600
+    )
+    fields: dict[str, Any] = {
+        "url": URL,
+        "referrer": "https://news.example.org/",
+        "user_agent": UA,
+        "client_ip": "203.0.113.7",
+    }
+    long = {
+        "url": URL + "&utm_term=" + "a" * 1900,
+        "referrer": "https://news.example.org/" + "a" * 1900,
+        "user_agent": UA + " " + "x" * 900,
+    }
+    for _ in range(100):
+        assert collector.track_pageview(**fields)
+    assert collector.stats().dropped == {}
+    fields[field] = long[field]
+    for _ in range(100):
+        assert collector.track_pageview(**fields)
+    stats = collector.stats()
+    assert stats.dropped["queue_full"] > 100  # the short ones and some long ones went
+    assert stats.queued + stats.dropped["queue_full"] == 200

@@ -13,7 +13,7 @@ import pytest
 from wsgi_helpers import BROWSER_UA, call, make_environ
 
 import plausible_wsgi as pw
-from plausible_wsgi.context import current_request
+from plausible_wsgi.context import RequestInfo, current_request
 from plausible_wsgi.middleware import PlausibleMiddleware
 from plausible_wsgi.testing import MemoryCollector
 
@@ -245,6 +245,30 @@ def test_context_is_restored_after_each_request_and_nested_middlewares() -> None
         "https://example.com/:n",
     ]
     assert current_request() is None
+
+
+def test_the_current_request_carries_the_visitor_only_when_its_url_is_usable() -> None:
+    seen: list[Any] = []
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        seen.append(current_request())
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [b""]
+
+    middleware = PlausibleMiddleware(app, MemoryCollector("memory"))
+    environ = make_environ("/a", QUERY_STRING="q=1", HTTP_REFERER="https://news.example.org/x?s=2")
+    call(middleware, environ)
+    call(middleware, make_environ("/b", HTTP_HOST="bad host", SERVER_NAME="bad host"))
+    request, unusable = seen
+    assert isinstance(request, RequestInfo)
+    assert (request.url, request.referrer, request.user_agent, request.client_ip) == (
+        "https://example.com/a",
+        "https://news.example.org/x",
+        BROWSER_UA,
+        "203.0.113.9",
+    )
+    assert unusable is None  # no usable Host: nothing bound, nothing recorded
+    assert middleware.stats().skipped == {"host": 1}
 
 
 def test_copied_contexts_see_the_request() -> None:

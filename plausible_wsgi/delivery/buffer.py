@@ -19,20 +19,23 @@ class Buffer(Generic[T]):
     def __init__(self, max_items: int, max_bytes: int) -> None:
         self.max_items = max_items
         self.max_bytes = max_bytes
-        self._items: collections.deque[tuple[T, int]] = collections.deque()
+        #: The ``(item, size)`` pairs, oldest first; read-only outside this class.
+        #: ``len(buffer.items)`` is the count without a Python call (``put()`` reads it
+        #: for every event).
+        self.items: collections.deque[tuple[T, int]] = collections.deque()
         self.bytes = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self.items)
 
     @property
     def half_full(self) -> bool:
         """Half of either bound reached: a lingering batch is due."""
-        return len(self._items) * 2 >= self.max_items or self.bytes * 2 >= self.max_bytes
+        return len(self.items) * 2 >= self.max_items or self.bytes * 2 >= self.max_bytes
 
     def push(self, item: T, size: int) -> tuple[T, ...] | list[T]:
         """Append ``item``; the oldest items it pushed out, if any."""
-        items = self._items
+        items = self.items
         evicted: tuple[T, ...] | list[T] = _NONE
         if len(items) >= self.max_items or self.bytes + size > self.max_bytes:
             evicted = []
@@ -46,22 +49,22 @@ class Buffer(Generic[T]):
 
     def pop(self) -> tuple[T, int]:
         """The oldest item and its size (the buffer must not be empty)."""
-        item, size = self._items.popleft()
+        item, size = self.items.popleft()
         # Reset when empty: a signal landing inside a "+=" cannot leave a drift behind.
-        self.bytes = self.bytes - size if self._items else 0
+        self.bytes = self.bytes - size if self.items else 0
         return item, size
 
     def push_front(self, item: T, size: int) -> bool:
         """Put an item back as the oldest; False when the buffer is full."""
-        if len(self._items) >= self.max_items:
+        if len(self.items) >= self.max_items:
             return False
-        self._items.appendleft((item, size))
+        self.items.appendleft((item, size))
         self.bytes += size
         return True
 
     def clear(self) -> list[T]:
         """Remove and return every item."""
-        items = [item for item, _ in self._items]
-        self._items.clear()
+        items = [item for item, _ in self.items]
+        self.items.clear()
         self.bytes = 0
         return items

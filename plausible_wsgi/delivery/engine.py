@@ -173,14 +173,13 @@ class DeliveryEngine(Closing[T]):
                 self._ledger.settle(Settlement.QUEUE_FULL, len(evicted))
                 if self._on_settle is not None:
                     self._evicted.extend(evicted)  # reported by a worker, not here
+            if self._idle:  # the common case: a worker waits
+                if not self._notified and self._should_wake():
+                    self._notified = True
+                    self._work.notify()
             # A first worker, or a spare to join if the busy ones wait on a slow server.
-            if self._threads <= 0 or (
-                not self._idle and self._draining and self._threads < self.max_workers
-            ):
+            elif self._threads <= 0 or (self._draining and self._threads < self.max_workers):
                 self._start_worker()
-            elif self._idle and not self._notified and self._should_wake():
-                self._notified = True
-                self._work.notify()
         if evicted:
             self._warnings.log(
                 logging.WARNING,

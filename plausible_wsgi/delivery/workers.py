@@ -200,7 +200,7 @@ class WorkerPool(Generic[T]):
             return True
         if self._linger.until:  # the lingering worker wakes by its timer
             return self._buffer.half_full
-        return len(self._buffer) >= self.batch_size
+        return len(self._buffer.items) >= self.batch_size  # len(Buffer): a Python call
 
     def _take(self, admission: Admission) -> list[tuple[T, int]]:
         """The next item; while answers are fast, up to the pipeline's depth of them."""

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, MutableMapping, Sequence
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 from ..agents import AgentMatch
-from ..context import RequestInfo, bind_request, unbind_request
+from ..context import bind_request, unbind_request
 from ..proxies import forwarded_ip
 from ..request import referrer_origin, sendable_user_agent, valid_host
 from ..tracking import Collector
@@ -107,8 +107,7 @@ class PlausibleMiddleware:
             self.recorder.error("reading the request", exc, request=True)
             await self.app(scope, receive, send)
             return
-        info = exchange.info
-        token = bind_request(info) if info is not None else None
+        token = bind_request(exchange) if exchange.visitor else None
         try:
             await self.app(scope, receive, exchange.send)
         except BaseException:
@@ -143,16 +142,12 @@ class PlausibleMiddleware:
             if host is not None and isinstance(query, bytes):
                 pages.remember(key, page, len(host) + len(path) + len(query))
         agent = sendable_user_agent(headers.user_agent)
-        info: Optional[RequestInfo] = None
+        referrer = address = None
         if page.url is not None:
             client = scope.get("client")
-            info = RequestInfo(
-                page.url,
-                referrer_origin(headers.referrer),
-                agent,
-                forwarded_ip(
-                    client[0] if client else None, headers.forwarded, self.options.trusted_proxies
-                ),
+            referrer = referrer_origin(headers.referrer)
+            address = forwarded_ip(
+                client[0] if client else None, headers.forwarded, self.options.trusted_proxies
             )
         return _Exchange(
             self,
@@ -160,7 +155,9 @@ class PlausibleMiddleware:
             send,
             scope.get("method", ""),
             page,
-            info,
+            referrer,
+            agent,
+            address,
             self.options.classify(agent),
             headers.range if self.options.file_downloads else None,
         )
@@ -201,11 +198,13 @@ class _Exchange(Exchange):
         send: Send,
         method: str,
         page: Page,
-        info: Optional[RequestInfo],
+        referrer: Optional[str],
+        user_agent: Optional[str],
+        client_ip: Optional[str],
         agent: Optional[AgentMatch],
         range_: Optional[str],
     ) -> None:
-        Exchange.__init__(self, send, method, page, info, agent, range_)
+        Exchange.__init__(self, send, method, page, referrer, user_agent, client_ip, agent, range_)
         self.middleware = middleware
         self.scope = scope
         self.trailers = False

@@ -19,14 +19,18 @@ from .pages import Page
 __all__ = ["Exchange", "status_code"]
 
 
-class Exchange:
-    """The facts of one request, as the middleware reads and observes them."""
+class Exchange(RequestInfo):
+    """The facts of one request, as the middleware reads and observes them.
+
+    It is the request's :class:`~plausible_wsgi.context.RequestInfo` too: bound as the
+    current request while the application runs (when :attr:`visitor`), so a request
+    makes one object, not two.
+    """
 
     __slots__ = (
         "agent",
         "failed",
         "headers",
-        "info",
         "method",
         "page",
         "range",
@@ -34,6 +38,7 @@ class Exchange:
         "server",
         "status",
         "view",
+        "visitor",
     )
 
     def __init__(  # noqa: PLR0917 (one per request: keyword passing costs)
@@ -41,17 +46,25 @@ class Exchange:
         server: Any,
         method: str,
         page: Page,
-        info: Optional[RequestInfo],
+        referrer: Optional[str],
+        user_agent: Optional[str],
+        client_ip: Optional[str],
         agent: Optional[AgentMatch],
         range_: Optional[str],
     ) -> None:
+        url = page.url
+        #: The page's URL is usable (a valid scheme and host): only then is the request
+        #: bound for ``track()`` and recorded, with its visitor's fields.
+        self.visitor = url is not None
+        self.url = url or ""
+        self.referrer = referrer
+        self.user_agent = user_agent
+        self.client_ip = client_ip
         #: How the response goes on to the server: WSGI's ``start_response``, ASGI's
         #: ``send`` (each subclass says which).
         self.server = server
         self.method = method
         self.page = page
-        #: The visitor, or ``None`` when the URL is unusable (no valid scheme or host).
-        self.info = info
         #: The User-Agent's classification; ``None`` for a browser.
         self.agent = agent
         #: The ``Range`` header (only read with ``file_downloads``).

@@ -64,7 +64,12 @@ class Recorder:
         self.pages = Pages(options)
         self.counters = Counters()
         self._names = tuple(collector_name(c) for c in self.collectors)
-        self._bot_names = tuple(collector_name(c) for c in self.bot_collectors)
+        # Each collector with its name, paired once here rather than zipped per event.
+        self._fanout = tuple(zip(self.collectors, self._names))
+        self._bot_fanout = tuple(
+            zip(self.bot_collectors, (collector_name(c) for c in self.bot_collectors))
+        )
+        self._should_track = options.should_track
         self._lock = threading.Lock()
         self._closed = False
         self._log = RateLimitedLog()
@@ -97,11 +102,7 @@ class Recorder:
         try:
             decision = self.decision(exchange)
             plan = decision.plan
-            if (
-                plan is not None
-                and self.options.should_track is not None
-                and not self._wanted(exchange)
-            ):
+            if plan is not None and self._should_track is not None and not self._wanted(exchange):
                 decision, plan = _NOT_WANTED, None
             self.counters.finished(decision)
         except Exception as exc:
@@ -109,15 +110,11 @@ class Recorder:
             return
         finally:
             exchange.view = None  # the environ copy: not kept longer than needed
-        info = exchange.info
-        if plan is None or info is None:  # decide() records only requests with a URL
+        if plan is None or not exchange.visitor:  # decide() records only those with a URL
             return
-        event = plan.event(info)
-        if decision.tracked is Tracked.BOT:
-            targets, names = self.bot_collectors, self._bot_names
-        else:
-            targets, names = self.collectors, self._names
-        for collector, name in zip(targets, names):
+        event = plan.event(exchange)
+        fanout = self._bot_fanout if decision.tracked is Tracked.BOT else self._fanout
+        for collector, name in fanout:
             try:
                 collector.collect(event)
             except Exception as exc:
@@ -164,7 +161,7 @@ class Recorder:
         return decision
 
     def _wanted(self, exchange: Exchange) -> bool:
-        should_track = self.options.should_track
+        should_track = self._should_track
         assert should_track is not None
         try:
             status = status_code(exchange.status) or 0

@@ -12,7 +12,7 @@ from collections.abc import Container, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..agents import AgentClassifier
-from ..context import RequestInfo, bind_request, unbind_request
+from ..context import bind_request, unbind_request
 from ..proxies import client_ip
 from ..request import (
     PathPattern,
@@ -163,6 +163,9 @@ class PlausibleMiddleware:
         self.recorder = Recorder(collectors, options, close_collectors=close_collectors)
         #: The checked options.
         self.options = options
+        # Resolved once: read for every request.
+        self._finish = self.recorder.finish
+        self._after_app = options.track_actions or options.should_track is not None
 
     @property
     def collectors(self) -> tuple[Collector, ...]:
@@ -179,8 +182,7 @@ class PlausibleMiddleware:
         except Exception as exc:
             recorder.error("reading the request", exc, request=True)
             return self.app(environ, start_response)
-        info = exchange.info
-        token = bind_request(info) if info is not None else None
+        token = bind_request(exchange) if exchange.visitor else None
         try:
             iterable = self.app(environ, exchange.start_response)
         except BaseException:
@@ -192,18 +194,14 @@ class PlausibleMiddleware:
         if token is not None:
             unbind_request(token)
         try:
-            options = self.options
-            if options.track_actions:
-                route = environ.get(ROUTE_ENVIRON_KEY)
-                exchange.route = route if isinstance(route, str) else None
-            if options.should_track is not None:
-                exchange.view = dict(environ)
+            if self._after_app:
+                self._read_after_app(environ, exchange)
             file_wrapper = environ.get("wsgi.file_wrapper")
             if isinstance(file_wrapper, type) and isinstance(iterable, file_wrapper):
                 recorder.finish(exchange)
                 return iterable
             body = SizedResponseBody if hasattr(iterable, "__len__") else ResponseBody
-            return body(recorder.finish, exchange, iterable)
+            return body(self._finish, exchange, iterable)
         except Exception as exc:
             recorder.error("wrapping the response", exc)
             return iterable
@@ -228,22 +226,30 @@ class PlausibleMiddleware:
             page = self._page(environ, key)
         options = self.options
         agent = sendable_user_agent(get("HTTP_USER_AGENT"))
-        info: Optional[RequestInfo] = None
+        referrer = address = None
         if page.url is not None:
-            info = RequestInfo(
-                page.url,
-                referrer_origin(get("HTTP_REFERER")),
-                agent,
-                client_ip(environ, options.trusted_proxies),
-            )
+            referrer = referrer_origin(get("HTTP_REFERER"))
+            address = client_ip(environ, options.trusted_proxies)
         return WSGIExchange(
             start_response,
             get("REQUEST_METHOD", ""),
             page,
-            info,
+            referrer,
+            agent,
+            address,
             options.classify(agent),
             get("HTTP_RANGE") if options.file_downloads else None,
         )
+
+    def _read_after_app(self, environ: WSGIEnvironment, exchange: WSGIExchange) -> None:
+        """What the application left in the environ: the route (``track_actions``) and
+        the environ itself for ``should_track``."""
+        options = self.options
+        if options.track_actions:
+            route = environ.get(ROUTE_ENVIRON_KEY)
+            exchange.route = route if isinstance(route, str) else None
+        if options.should_track is not None:
+            exchange.view = dict(environ)
 
     def _page(self, environ: WSGIEnvironment, key: tuple[Any, ...]) -> Page:
         scheme, host_header, script_name, path_info, query = key
