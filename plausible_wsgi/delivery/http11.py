@@ -38,10 +38,8 @@ collector, 1 worker: before / after    16.5 / 12.3 µs    23.8 / 17.1 µs
 after ÷ ``http.client`` (default, 1)   0.17x, 0.18x      0.15x, 0.15x
 =====================================  ================  ================
 
-Counted instead of timed (cachegrind, burst of 2,000 to the nginx sink, delivery
-alone): 108.8k instructions per event before, 61.9k after with possessive quantifiers
-(Python 3.11+), 67.2k with the grammar below, which Python 3.9 compiles (the timings
-above are the possessive version's); 56k -> 31k per answer read (possessive).
+Counted (cachegrind, 2,000 to the nginx sink, delivery alone): 108.8k instructions per
+event before, 67.2k after (61.9k, timed above, with possessive quantifiers: 3.11+ only).
 """
 
 from __future__ import annotations
