@@ -104,20 +104,16 @@ class Poster:
         results: list[Union[Settlement, Exception, None]] = [None] * len(items)
         requests: list[Request] = []
         sent: list[int] = []
-        domain = self.domain
         for i, item in enumerate(items):
             try:
-                if type(item) is SpoolRecord:
-                    body = item.body
-                    self._attempting(item)
-                else:
-                    body = encode_event(item, domain)  # type: ignore[arg-type]
+                body = self._body(item)
+                self._attempting(item)
             except Exception as exc:  # not sent; the engine logs it as unexpected
                 results[i] = exc
                 continue
             requests.append((body, item.user_agent, item.client_ip))
             sent.append(i)
-        counted = 0
+        counted = 0  # the usual answer, counted once for the batch
         for i, result in zip(sent, self.transport.send_many(requests)):
             if isinstance(result, Response):
                 if result.outcome is Outcome.SENT:
