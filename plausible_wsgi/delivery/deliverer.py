@@ -15,6 +15,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Callable, Generic, Optional, Protocol, TypeVar, Union
 
 from .._log import RateLimitedLog, logger
@@ -25,7 +26,15 @@ from .failure import AttemptError, FailureKind
 from .policies import RetryConfig
 from .retry import run_retries
 
-__all__ = ["MAX_REQUEUES", "Deliverer", "Pipeline", "Requeue", "Requeues", "Shutdown"]
+__all__ = [
+    "MAX_REQUEUES",
+    "Deliverer",
+    "Pipeline",
+    "Requeue",
+    "Requeues",
+    "Shutdown",
+    "all_sent",
+]
 
 T = TypeVar("T")
 
@@ -116,6 +125,12 @@ class Requeues(Generic[T]):
 
 class _BreakerOpen(Exception):
     """The breaker does not admit a resend now; the event goes back to the buffer."""
+
+
+def all_sent(results: Sequence[object], resends: Optional[list[bool]]) -> bool:
+    """A batch counted whole at its first attempt (the usual): settled as one, with no
+    item the requeues know."""
+    return resends is None and results.count(Settlement.SENT) == len(results)
 
 
 class Deliverer(Generic[T]):
@@ -276,7 +291,7 @@ class Deliverer(Generic[T]):
             results = self.pipeline.send_many(items)
         except Exception as exc:
             return [self._unexpected(exc) for _ in items]
-        if resends is None and results.count(Settlement.SENT) == len(results):
+        if all_sent(results, resends):
             # All counted at the first attempt (the usual): one verdict for the batch.
             if self.breaker is not None:
                 self.breaker.record_success(Admission.NORMAL)

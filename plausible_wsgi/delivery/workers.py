@@ -36,7 +36,7 @@ from .._log import RateLimitedLog, logger
 from ..stats import Ledger, Settlement
 from .breaker import Admission, Breaker
 from .buffer import Buffer
-from .deliverer import Deliverer, Pipeline, Requeue, Requeues
+from .deliverer import Deliverer, Pipeline, Requeue, Requeues, all_sent
 from .pacing import RAMP, Linger, Ramp
 
 __all__ = ["WorkerPool"]
@@ -230,10 +230,9 @@ class WorkerPool(Generic[T]):
                 for item, result in zip(items, results):
                     if not isinstance(result, Requeue):
                         self._report(item, result)
-            all_sent = resends is None and results.count(Settlement.SENT) == len(results)
             with self._lock:
                 finals: list[Optional[Settlement]] = []  # all sent: no item put back
-                if all_sent:
+                if all_sent(results, resends):
                     self._settled(Settlement.SENT, len(results))
                 else:
                     finals = [self._settle(*taken, result) for taken, result in zip(batch, results)]
