@@ -256,12 +256,10 @@ class HttpTransport:
 
     def _judge(self, answer: Answer) -> Response | AttemptError:
         status = answer.status
-        if 200 <= status < 300 and "x-plausible-dropped" not in answer.headers:
-            # Counted: one shared record per status (nobody reads a counted answer's
-            # body in a batch; send() keeps it for the ``send`` command).
-            counted = _COUNTED.get(status)
-            if counted is not None:
-                return counted
+        if 200 <= status < 300 and not answer.headers.get("x-plausible-dropped"):
+            # classify()'s SENT, as one shared record per status: nobody reads a counted
+            # answer's body in a batch (send() keeps it for the ``send`` command).
+            return _COUNTED[status]
         try:
             return classify(answer.status, answer.headers, answer.body, self._max_retry_after)
         except AttemptError as exc:
