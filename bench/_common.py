@@ -13,6 +13,16 @@ URL = "https://example.com/pricing"
 PROPS = {"plan": "pro", "seats": 3}
 
 
+def default_depth() -> int:
+    """The collector's default ``pipeline_depth``: what the "pipelined" rows measure."""
+    import inspect
+
+    import plausible_wsgi as pw
+
+    depth = inspect.signature(pw.PlausibleCollector).parameters["pipeline_depth"].default
+    return int(depth)
+
+
 def closed_port() -> int:
     """A loopback port with no listener: connections to it are refused at once."""
     with socket.socket() as sock:

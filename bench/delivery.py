@@ -11,7 +11,7 @@ encoding, the POST and its answer. Rows, per scheme:
   ``recv`` until the answer is in;
 - ``http.client`` keep-alive (the yardstick), and ``h11`` when installed;
 - the transport alone (``HttpTransport.send`` in a loop, body prebuilt), and pipelined
-  (``send_many`` of 8);
+  (``send_many`` of the default ``pipeline_depth``);
 - the collector with ``max_workers=1`` and with the default, pipelining (the default
   ``pipeline_depth``) and not (``pipeline_depth=1``, one request at a time).
 
@@ -39,7 +39,7 @@ from typing import Any, Callable, Optional
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import plausible_wsgi as pw
-from bench._common import row, skipped
+from bench._common import default_depth, row, skipped
 from bench._relay import Relay
 from bench._sink import Sink
 from plausible_wsgi.delivery.transport import HttpTransport
@@ -126,7 +126,7 @@ def transport_only(sink: Sink, n: int) -> None:
     transport.close()
 
 
-def transport_pipelined(sink: Sink, n: int, depth: int = 8) -> None:
+def transport_pipelined(sink: Sink, n: int, depth: int) -> None:
     transport = HttpTransport(sink.url, ca_bundle=sink.ca_bundle, pipeline_depth=depth)
     batch = [(BODY, UA, IP)] * depth
     for _ in range(n // depth):
@@ -159,7 +159,8 @@ def _senders(sink: Sink, n: int) -> dict[str, Callable[[], None]]:
         senders["h11"] = lambda: h11_client(sink, n)
     kwargs = {"ca_bundle": sink.ca_bundle}
     senders["transport"] = lambda: transport_only(sink, n)
-    senders["transport, pipelined 8"] = lambda: transport_pipelined(sink, n)
+    depth = default_depth()
+    senders[f"transport, pipelined {depth}"] = lambda: transport_pipelined(sink, n, depth)
     serial: dict[str, Any] = {"pipeline_depth": 1, **kwargs}
     senders["collector (1 worker)"] = lambda: collector(sink.url, n, max_workers=1, **kwargs)
     senders["collector (1 worker, not pipelined)"] = lambda: collector(
@@ -232,20 +233,21 @@ def round_trip_rows(quick: bool) -> list[dict[str, Any]]:
     interleaved rounds, best of each."""
     n, rounds = (48, 1) if quick else (400, 3)
     rows = []
+    depth = default_depth()
     with Sink() as sink, Relay(sink.port, 0.02) as relay:
         for workers in (1, 4):
             best: dict[int, tuple[float, float]] = {}
             for _ in range(rounds):
-                for depth in (8, 1):
+                for d in (depth, 1):
                     cpu, rate = _measure(
                         n,
-                        lambda d=depth, w=workers: collector(  # type: ignore[misc]
+                        lambda d=d, w=workers: collector(  # type: ignore[misc]
                             relay.url, n, max_workers=w, pipeline_depth=d
                         ),
                     )
-                    old = best.get(depth, (float("inf"), 0.0))
-                    best[depth] = (min(cpu, old[0]), max(rate, old[1]))
-            (cpu, rate), (cpu1, rate1) = best[8], best[1]
+                    old = best.get(d, (float("inf"), 0.0))
+                    best[d] = (min(cpu, old[0]), max(rate, old[1]))
+            (cpu, rate), (cpu1, rate1) = best[depth], best[1]
             rows.append(
                 row(
                     f"round trip 40 ms, {workers} worker{'s' if workers > 1 else ''}, pipelined",

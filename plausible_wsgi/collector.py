@@ -113,8 +113,8 @@ class PlausibleCollector(Tracker):
         Hooks run in delivery threads (see :mod:`plausible_wsgi.delivery.hooks`).
     :param stall_warning_after: seconds without a delivery, while attempts fail,
         before a WARNING (see :mod:`plausible_wsgi.delivery.health`).
-    :param pipeline_depth: events written at once on one connection while the server
-        answers fast (HTTP/1.1 pipelining, answers read in order); 1 turns it off.
+    :param pipeline_depth: events written at once on one connection while answers are
+        fast (HTTP/1.1 pipelining, read in order; a cut leaves them in doubt); 1: off.
         Collectors with ``before_send``/``on_error``/``on_drop`` send one at a time.
 
     Usage::
@@ -151,7 +151,7 @@ class PlausibleCollector(Tracker):
         on_error: Optional[OnError] = None,
         on_drop: Optional[OnDrop] = None,
         stall_warning_after: float = DEFAULT_STALL_AFTER,
-        pipeline_depth: int = 8,
+        pipeline_depth: int = 32,
     ) -> None:
         # Every keyword as given, for for_domain(): one list of settings, not two.
         self._settings = {k: v for k, v in locals().items() if k not in ("self", "domain")}

@@ -9,6 +9,7 @@ page view whose response the client received fully is delivered exactly once.
 from __future__ import annotations
 
 import collections
+import inspect
 import os
 import signal
 import socket
@@ -21,13 +22,14 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import plausible_wsgi as pw
 from plausible_wsgi.stats import CollectorStats
 
 #: Delivery threads per server process ...
 WORKERS = 2
 #: ... each with up to a pipelined batch (the default ``pipeline_depth``) out: at a
 #: kill, every POST in flight may be in doubt.
-POSTS = WORKERS * 8
+POSTS = WORKERS * inspect.signature(pw.PlausibleCollector).parameters["pipeline_depth"].default
 
 APP = textwrap.dedent(
     """

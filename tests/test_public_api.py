@@ -36,7 +36,7 @@ def test_contract_names_and_defaults() -> None:
         "on_error": None,
         "on_drop": None,
         "stall_warning_after": 300.0,
-        "pipeline_depth": 8,
+        "pipeline_depth": 32,
     }
     assert pw.RetryConfig() == pw.RetryConfig(max_retries=3, initial_backoff=0.5, max_backoff=10.0)
     assert pw.CircuitBreakerConfig() == pw.CircuitBreakerConfig(

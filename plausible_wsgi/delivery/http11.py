@@ -22,8 +22,8 @@ objects cost as much as ``http.client`` (an earlier run: 97 and 131 µs against 
 119); ``pycurl`` would be a compiled dependency for one fixed POST. Alone, not
 pipelined: 0.23x ``http.client``'s CPU per event (17.4 µs against 76.3; TLS 24.3/101.2).
 
-Pipelined (:mod:`~plausible_wsgi.delivery.pipelining`: up to 8 requests in one write,
-the answers read in order from this reader's buffer, which keeps the next one's bytes):
+Pipelined (:mod:`~plausible_wsgi.delivery.pipelining`: 8 requests per write, the default
+then; the answers read in order from the reader's buffer, which keeps the next one's):
 CPU per event of the collector before and after the strict one-pass head below and the
 per-batch settlement, side by side (a process per sender and round, the two versions
 interleaved, best of 5 rounds of 4,000, 2026-12-02, load 1.6 rising to 5):
