@@ -6,10 +6,13 @@ pure functions of :mod:`plausible_wsgi.request` on their own.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Optional
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.middleware.proxy_fix import ProxyFix
 from wsgi_helpers import call, html_app, linted, make_environ
 
@@ -423,6 +426,20 @@ def test_long_urls_fit_plausibles_limit() -> None:
 )
 def test_normalize_ip(value: str, expected: Optional[str]) -> None:
     assert normalize_ip(value) == expected
+
+
+def _reference_ip(text: str) -> Optional[str]:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+@given(st.from_regex(r"[0-9]{1,3}(\.[0-9]{1,3}){3}", fullmatch=True))
+def test_dotted_quads_agree_with_ipaddress(text: str) -> None:
+    # The fast path for canonical IPv4 must not accept what ipaddress refuses
+    # (leading zeros, octets over 255) nor change what it accepts.
+    assert normalize_ip.__wrapped__(text) == _reference_ip(text)
 
 
 def test_client_ip_with_odd_values() -> None:
