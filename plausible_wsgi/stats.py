@@ -138,7 +138,8 @@ class Ledger:
         self.failed = 0
         # Plain str keys and no call between the read and the write of a count: a
         # signal handler runs only at a Python call (Counter.__missing__, an Enum's
-        # __hash__) or a loop, and one running there could lose a count.
+        # __hash__) or a loop, and one running there could lose a count. (Python 3.9
+        # runs handlers between almost any two bytecodes: a handler's count can be lost.)
         self.dropped: dict[str, int] = {}
         #: Buffered items settled so far, however (``flush()`` waits on it).
         self.settled = 0
