@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,13 +22,6 @@ from plausible_wsgi.receiver import PlausibleReceiver
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 STARTUP_TIMEOUT = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def visitor(i: int) -> tuple[str, str]:
@@ -65,22 +59,34 @@ def example_env(receiver: PlausibleReceiver) -> dict[str, str]:
     }
 
 
-def wait_until_serving(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
-    """Poll a connect until gunicorn listens; fail at once if it exits."""
+#: How gunicorn, uvicorn and hypercorn name the address they listen on. Started on
+#: port 0, each binds a free port itself and logs it: no port found free, closed
+#: again and raced for by another test's server before this one binds it.
+_LISTENING = re.compile(rb"(?:Listening at:|[Rr]unning on) https?://127\.0\.0\.1:(\d+)")
+
+
+def wait_until_serving(proc: subprocess.Popen[bytes], log: Path, timeout: float) -> int:
+    """The port the server ``proc`` (started on port 0, logging to ``log``) bound,
+    once a connect succeeds; fail at once if it exits."""
     deadline = time.monotonic() + timeout
+    port = None
     while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            pass
+        if port is None:
+            found = _LISTENING.search(log.read_bytes())
+            port = int(found.group(1)) if found else None
+        if port is not None:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    return port
+            except OSError:
+                pass
         if time.monotonic() > deadline:
-            raise TimeoutError(f"gunicorn not listening on {port} after {timeout}s")
+            raise TimeoutError(f"the server is not listening after {timeout}s (port {port})")
         try:
             proc.wait(timeout=0.05)
         except subprocess.TimeoutExpired:
             continue
-        raise AssertionError(f"gunicorn exited early with {proc.returncode}")
+        raise AssertionError(f"the server exited early with {proc.returncode}")
 
 
 def get(port: int, path: str, headers: dict[str, str]) -> tuple[int, str]:
@@ -98,7 +104,6 @@ class Gunicorn:
     """gunicorn serving examples/flask_app.py with the plausible_wsgi hooks."""
 
     def __init__(self, receiver: PlausibleReceiver, tmp_path: Path, *options: str) -> None:
-        self.port = free_port()
         env = example_env(receiver)
         command = [
             sys.executable,
@@ -109,7 +114,7 @@ class Gunicorn:
             "--chdir",
             str(EXAMPLES),
             "--bind",
-            f"127.0.0.1:{self.port}",
+            "127.0.0.1:0",
             *options,
             "flask_app:app",
         ]
@@ -118,7 +123,7 @@ class Gunicorn:
             self.proc = subprocess.Popen(
                 command, env=env, stdout=log_file, stderr=subprocess.STDOUT
             )
-        wait_until_serving(self.proc, self.port, STARTUP_TIMEOUT)
+        self.port = wait_until_serving(self.proc, self.log, STARTUP_TIMEOUT)
         self.served: list[str] = []
         self._lock = threading.Lock()
 

@@ -20,7 +20,6 @@ from gunicorn_proc import (
     EXAMPLES,
     STARTUP_TIMEOUT,
     example_env,
-    free_port,
     stop_server,
     visitor,
     wait_until_serving,
@@ -44,15 +43,14 @@ class Server:
     """An ASGI server subprocess serving examples/fastapi_app.py."""
 
     def __init__(self, receiver: PlausibleReceiver, tmp_path: Path, command: list[str]) -> None:
-        self.port = free_port()
         env = example_env(receiver)
-        argv = [sys.executable, "-m", *(a.replace("{port}", str(self.port)) for a in command)]
+        argv = [sys.executable, "-m", *command]  # port 0: the server picks one and logs it
         self.log = tmp_path / "server.log"
         with self.log.open("wb") as log_file:
             self.proc = subprocess.Popen(
                 argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=EXAMPLES
             )
-        wait_until_serving(self.proc, self.port, STARTUP_TIMEOUT)
+        self.port = wait_until_serving(self.proc, self.log, STARTUP_TIMEOUT)
         self.served: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
 
@@ -82,7 +80,7 @@ def gunicorn(*options: str) -> list[str]:
     return [
         "gunicorn",
         "--bind",
-        "127.0.0.1:{port}",
+        "127.0.0.1:0",
         "--workers",
         "2",
         "--worker-class",
@@ -94,9 +92,9 @@ def gunicorn(*options: str) -> list[str]:
 
 SERVERS = [
     pytest.param(
-        ["uvicorn", "--port", "{port}", "--workers", "2", "fastapi_app:app"], id="uvicorn-2-workers"
+        ["uvicorn", "--port", "0", "--workers", "2", "fastapi_app:app"], id="uvicorn-2-workers"
     ),
-    pytest.param(["hypercorn", "--bind", "127.0.0.1:{port}", "fastapi_app:app"], id="hypercorn"),
+    pytest.param(["hypercorn", "--bind", "127.0.0.1:0", "fastapi_app:app"], id="hypercorn"),
     pytest.param(gunicorn(), id="gunicorn-uvicorn-worker"),
     # --preload: the collector is made in the master, then forked
     pytest.param(gunicorn("--preload"), id="gunicorn-uvicorn-worker-preload"),
@@ -136,7 +134,7 @@ def test_sigterm_under_load_delivers_every_served_pageview(
 ) -> None:
     """Clients keep requesting while uvicorn's workers are told to stop."""
     server = Server(
-        receiver, tmp_path, ["uvicorn", "--port", "{port}", "--workers", "2", "fastapi_app:app"]
+        receiver, tmp_path, ["uvicorn", "--port", "0", "--workers", "2", "fastapi_app:app"]
     )
     stop = threading.Event()
     counter = iter(range(10**6))
