@@ -25,11 +25,13 @@ from typing import Optional
 import plausible_wsgi as pw
 from plausible_wsgi.stats import CollectorStats
 
+#: The collector's default ``pipeline_depth``: the most POSTs a delivery thread has out.
+DEPTH: int = inspect.signature(pw.PlausibleCollector).parameters["pipeline_depth"].default
 #: Delivery threads per server process ...
 WORKERS = 2
-#: ... each with up to a pipelined batch (the default ``pipeline_depth``) out: at a
-#: kill, every POST in flight may be in doubt.
-POSTS = WORKERS * inspect.signature(pw.PlausibleCollector).parameters["pipeline_depth"].default
+#: ... each with up to a pipelined batch out: at a kill, every POST in flight may be
+#: in doubt.
+POSTS = WORKERS * DEPTH
 
 APP = textwrap.dedent(
     """

@@ -6,7 +6,6 @@ Real sinks on loopback, real subprocesses killed with SIGKILL.
 from __future__ import annotations
 
 import collections
-import inspect
 import logging
 import os
 import signal
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from real_servers import stored
+from real_servers import DEPTH, stored
 from sink import Answer, Sink, dead_endpoint, wait_until
 
 import plausible_wsgi as pw
@@ -276,8 +275,7 @@ def test_sigkill_mid_delivery_loses_nothing(
     # max_workers (2) of the killed process, each with a pipelined batch at most: the
     # slow sink's answers come far apart, but a delivery thread that runs late on a
     # loaded machine reads a probe's answers together, and they look close (seen: 16)
-    depth = inspect.signature(pw.PlausibleCollector).parameters["pipeline_depth"].default
-    in_flight_at_kill = 2 * depth
+    in_flight_at_kill = 2 * DEPTH
     assert stats.in_doubt <= in_flight_at_kill
     if policy == "resend":
         assert set(got) == {f"https://example.com/{i}" for i in range(total)}
